@@ -1,0 +1,1 @@
+"""HTTP entry points: the Flask app factory, REST endpoints and the GraphQL schema."""

@@ -1,0 +1,41 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, jsonify, request
+from flask_cors import CORS
+from strawberry.flask.views import GraphQLView
+from werkzeug.exceptions import HTTPException
+
+from api.context import Pulse, current_pulse
+from api.graphql_schema import schema
+from api.rest import v1
+from domain.ports import EventStore
+from domain.settings import Settings
+from storage.factory import open_event_store
+
+
+class PulseGraphQLView(GraphQLView):
+    def get_context(self, request, response):
+        return {"request": request, "response": response, "pulse": current_pulse()}
+
+
+def create_app(settings: Settings | None = None, store: EventStore | None = None) -> Flask:
+    settings = settings or Settings.from_env(os.environ)
+    app = Flask("pulse")
+    app.extensions["pulse"] = Pulse(settings=settings, store=store or open_event_store(settings))
+    CORS(app, origins=list(settings.cors_origins))
+    app.register_blueprint(v1)
+    app.add_url_rule(
+        "/graphql",
+        view_func=PulseGraphQLView.as_view("graphql", schema=schema, graphql_ide="graphiql"),
+    )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # Every error body is JSON with a human-readable message, whatever the route.
+        return jsonify(message=f"{exc.name}: {exc.description} ({request.method} {request.path})"), exc.code
+
+    return app

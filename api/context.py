@@ -1,0 +1,26 @@
+"""What a request handler needs, built once per app: settings and adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import current_app
+
+from domain.ports import EventStore
+from domain.settings import Settings
+
+try:
+    VERSION = version("pulse")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    VERSION = "0.0.0+source"
+
+
+@dataclass
+class Pulse:
+    settings: Settings
+    store: EventStore
+
+
+def current_pulse() -> Pulse:
+    return current_app.extensions["pulse"]

@@ -1,0 +1,1 @@
+"""Pure model of Pulse: events, ports, settings and errors. No I/O, no Flask, no boto3."""

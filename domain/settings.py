@@ -1,0 +1,70 @@
+"""Pulse's settings, read from ``PULSE_*`` environment variables.
+
+The defaults are the single-machine setup: a SQLite file in the working directory, auth
+on, UTC. Command-line options override the same fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+STORES = ("sqlite", "dynamodb")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on/off, true/false, yes/no or 1/0, got {text!r}")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    store: str = "sqlite"
+    db: str = "pulse.db"
+    dynamodb_endpoint: str | None = None
+    region: str = "us-east-1"
+    table_prefix: str = "pulse"
+    auth: bool = True
+    cors_origins: tuple[str, ...] = ("*",)
+    timezone: str = "UTC"
+    max_future_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ValueError(f"PULSE_STORE must be one of {', '.join(STORES)}, got {self.store!r}")
+
+    @property
+    def events_table(self) -> str:
+        return f"{self.table_prefix}-events"
+
+    @property
+    def views_table(self) -> str:
+        return f"{self.table_prefix}-views"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
+        """Settings from ``PULSE_<FIELD>`` variables, then non-None ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"PULSE_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            if f.name == "auth":
+                values[f.name] = _bool(raw)
+            elif f.name == "cors_origins":
+                values[f.name] = _list(raw)
+            elif f.name == "max_future_seconds":
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = raw
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

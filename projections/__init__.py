@@ -1,0 +1,1 @@
+"""Pure projection logic: recorded events in, read-model changes out. No I/O."""

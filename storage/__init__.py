@@ -1,0 +1,1 @@
+"""Adapters behind the domain's ports: SQLite (embedded default) and DynamoDB."""

@@ -1,0 +1,1 @@
+"""What drives projections: the SQLite tailer, the DynamoDB Streams poller, Lambda handlers."""

@@ -1,8 +1,13 @@
-"""The GraphQL schema served at /graphql."""
+"""The GraphQL schema served at /graphql, merged from each area's root types.
+
+Each area (health, ingestion, metrics, ...) keeps its resolvers in its own module and
+adds its root classes to the tuples below.
+"""
 
 from __future__ import annotations
 
 import strawberry
+from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from api.health import health_report
@@ -17,11 +22,17 @@ class Health:
 
 
 @strawberry.type
-class Query:
+class HealthQuery:
     @strawberry.field(description="Is the store reachable, and which version of Pulse runs.")
     def health(self, info: Info) -> Health:
         report, _ = health_report(info.context["pulse"])
         return Health(**report)
 
 
-schema = strawberry.Schema(query=Query)
+QUERIES: tuple[type, ...] = (HealthQuery,)
+MUTATIONS: tuple[type, ...] = ()
+
+Query = merge_types("Query", QUERIES)
+Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
+
+schema = strawberry.Schema(query=Query, mutation=Mutation)

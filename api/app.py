@@ -6,20 +6,15 @@ import os
 
 from flask import Flask, jsonify, request
 from flask_cors import CORS
-from strawberry.flask.views import GraphQLView
 from werkzeug.exceptions import HTTPException
 
-from api.context import Pulse, current_pulse
+from api.context import Pulse
 from api.graphql_schema import schema
+from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.rest import v1
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.factory import open_event_store
-
-
-class PulseGraphQLView(GraphQLView):
-    def get_context(self, request, response):
-        return {"request": request, "response": response, "pulse": current_pulse()}
 
 
 def create_app(settings: Settings | None = None, store: EventStore | None = None) -> Flask:
@@ -30,7 +25,13 @@ def create_app(settings: Settings | None = None, store: EventStore | None = None
     app.register_blueprint(v1)
     app.add_url_rule(
         "/graphql",
-        view_func=PulseGraphQLView.as_view("graphql", schema=schema, graphql_ide="graphiql"),
+        view_func=PulseGraphQLView.as_view(
+            "graphql",
+            schema=schema,
+            graphql_ide="graphiql",
+            stream_slots=StreamSlots(settings.max_streams),
+            heartbeat_seconds=settings.heartbeat_seconds,
+        ),
     )
 
     @app.errorhandler(HTTPException)

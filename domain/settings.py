@@ -37,6 +37,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     timezone: str = "UTC"
     max_future_seconds: int = 300
+    # Subscription streams each hold a server thread; see the README on sizing.
+    max_streams: int = 32
+    heartbeat_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -62,8 +65,10 @@ class Settings:
                 values[f.name] = _bool(raw)
             elif f.name == "cors_origins":
                 values[f.name] = _list(raw)
-            elif f.name == "max_future_seconds":
+            elif isinstance(f.default, int):
                 values[f.name] = int(raw)
+            elif isinstance(f.default, float):
+                values[f.name] = float(raw)
             else:
                 values[f.name] = raw
         settings = cls(**values)

@@ -1,0 +1,169 @@
+"""The /graphql view: queries and mutations, plus subscriptions streamed over HTTP.
+
+Subscriptions use the two HTTP transports strawberry implements in its base view:
+graphql-sse's distinct-connections mode (``Accept: text/event-stream``) and multipart
+subscriptions (``Accept: multipart/mixed;subscriptionSpec=1.0``, what Apollo Client speaks).
+strawberry's Flask view does not implement ``create_streaming_response``; this one does,
+by giving each request its own event loop and, for a stream, keeping that loop for the
+stream's life: the WSGI body pulls one chunk at a time from the subscription's async
+generator on the thread gunicorn gave the request. When the client goes away, the next
+write (a heartbeat at the latest) fails, gunicorn closes the body, and closing it closes
+the generator and the loop, which releases the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+from cross_web import HTTPException
+from flask import Request, Response, jsonify, request
+from strawberry.flask.views import AsyncGraphQLView
+from strawberry.http.streaming import HTTPStreamTransport, MultipartSubscriptionTransport, SSETransport
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
+
+from api.context import current_pulse
+
+log = logging.getLogger(__name__)
+
+
+class StreamSlots:
+    """A per-process cap on open subscription streams.
+
+    Each stream holds a gunicorn thread for its whole life, so the cap must leave threads
+    free for queries and ingest.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._open >= self.limit:
+                return False
+            self._open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+
+class PulseGraphQLView(AsyncGraphQLView):
+    def __init__(
+        self,
+        *args: Any,
+        stream_slots: StreamSlots,
+        heartbeat_seconds: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            *args,
+            subscription_protocols=(GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+            **kwargs,
+        )
+        self.stream_slots = stream_slots
+        self.heartbeat_seconds = heartbeat_seconds
+
+    @cached_property
+    def _stream_transport_map(self) -> dict[str, HTTPStreamTransport]:
+        sse = SSETransport(heartbeat_interval=self.heartbeat_seconds)
+        multipart = MultipartSubscriptionTransport()
+        multipart.heartbeat_interval = self.heartbeat_seconds
+        return {sse.protocol: sse, multipart.protocol: multipart}
+
+    async def get_context(self, request: Request, response: Response) -> dict[str, Any]:
+        # Resolved now, not through proxies: a stream outlives Flask's request context.
+        return {"request": request, "response": response, "pulse": current_pulse()}
+
+    def dispatch_request(self) -> Response:  # type: ignore[override]
+        wants_stream = self._get_stream_transport_from_headers(request.headers) is not None
+        if wants_stream and not self.stream_slots.try_acquire():
+            response = jsonify(
+                message=(
+                    f"too many open subscription streams in this process "
+                    f"(limit {self.stream_slots.limit}); retry later or add server capacity"
+                )
+            )
+            response.status_code = 503
+            response.headers["Retry-After"] = "5"
+            return response
+        loop = asyncio.new_event_loop()
+        try:
+            response = loop.run_until_complete(self.run(request=request))
+        except HTTPException as exc:
+            response = jsonify(message=exc.reason)
+            response.status_code = exc.status_code
+        except BaseException:
+            self._finish(loop, wants_stream)
+            raise
+        if not getattr(response, "is_pulse_stream", False):
+            self._finish(loop, wants_stream)
+        return response
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, holds_slot: bool) -> None:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        if holds_slot:
+            self.stream_slots.release()
+
+    async def create_streaming_response(
+        self,
+        request: Request,
+        stream: Callable[[], AsyncGenerator[str, None]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        body = StreamBody(stream(), asyncio.get_running_loop(), on_close=self.stream_slots.release)
+        response = Response(body, status=sub_response.status_code, headers={**dict(sub_response.headers), **headers})
+        response.is_pulse_stream = True  # type: ignore[attr-defined]
+        return response
+
+
+class StreamBody:
+    """A WSGI body pulling chunks from an async generator on its own event loop.
+
+    A class rather than a generator so ``close()`` runs even if the server closes the
+    body before reading it; werkzeug passes gunicorn's ``close()`` on to it.
+    """
+
+    def __init__(
+        self, chunks: AsyncGenerator[str, None], loop: asyncio.AbstractEventLoop, on_close: Callable[[], None]
+    ) -> None:
+        self._chunks = chunks
+        self._loop = loop
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._closed:
+            raise StopIteration
+        try:
+            return self._loop.run_until_complete(self._chunks.__anext__())
+        except StopAsyncIteration:
+            self.close()
+            raise StopIteration from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run_until_complete(self._chunks.aclose())
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        finally:
+            self._loop.close()
+            self._on_close()

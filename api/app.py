@@ -8,10 +8,12 @@ from flask import Flask, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+from api.auth import Forbidden, Unauthenticated
 from api.context import Pulse
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.rest import v1
+from domain.errors import StoreUnavailable, ValidationError
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.factory import open_event_store
@@ -38,5 +40,21 @@ def create_app(settings: Settings | None = None, store: EventStore | None = None
     def http_error(exc: HTTPException):
         # Every error body is JSON with a human-readable message, whatever the route.
         return jsonify(message=f"{exc.name}: {exc.description} ({request.method} {request.path})"), exc.code
+
+    @app.errorhandler(Unauthenticated)
+    def unauthenticated(exc: Unauthenticated):
+        return jsonify(message=str(exc)), 401, {"WWW-Authenticate": exc.challenge}
+
+    @app.errorhandler(Forbidden)
+    def forbidden(exc: Forbidden):
+        return jsonify(message=str(exc)), 403
+
+    @app.errorhandler(ValidationError)
+    def invalid(exc: ValidationError):
+        return jsonify(message=str(exc), errors=[error.as_dict() for error in exc.errors]), 422
+
+    @app.errorhandler(StoreUnavailable)
+    def unavailable(exc: StoreUnavailable):
+        return jsonify(message=f"the event store is unavailable, retry shortly: {exc}"), 503, {"Retry-After": "5"}
 
     return app

@@ -1,0 +1,179 @@
+"""Who is calling: API keys from ``Authorization: Bearer`` or ``X-Api-Key``, and scopes.
+
+The key registry is cached per store in the process and caught up by reading the
+``api-keys`` stream after the cached version at most once per ``REFRESH_SECONDS``: a new
+or revoked key takes effect within about a second, without a store read per request.
+The principal is resolved once per request and kept in the WSGI environ, which REST
+handlers and GraphQL resolvers of the same request share.
+
+REST handlers use ``@requires_scope("ingest")``; GraphQL resolvers call
+``require_scope(info, "read")``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Request, request
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from api.context import Pulse, current_pulse
+from domain.errors import PulseError
+from domain.keys import KEYS_STREAM, SCOPES, KeyRegistry, scopes_allow
+from domain.ports import EventStore
+
+REFRESH_SECONDS = 1.0
+_ENVIRON_KEY = "pulse.principal"
+_CHALLENGE = 'Bearer realm="pulse"'
+
+
+class Unauthenticated(PulseError):
+    """No usable API key: missing, unknown or revoked (HTTP 401)."""
+
+    challenge = _CHALLENGE
+
+
+class Forbidden(PulseError):
+    """The key is valid but lacks the scope (HTTP 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request. ``key_id`` is None when auth is off."""
+
+    key_id: str | None
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scopes_allow(self.scopes, scope)
+
+
+OPEN_ACCESS = Principal(key_id=None, name="anyone (auth is off)", scopes=frozenset({"admin"}))
+
+
+class KeyCache:
+    """The key registry of one store, refreshed from the stream at most every ``refresh_seconds``."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        refresh_seconds: float = REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._registry = KeyRegistry()
+        self._checked_at: float | None = None
+        self._lock = threading.Lock()
+
+    def registry(self) -> KeyRegistry:
+        now = self._clock()
+        if self._checked_at is None or now - self._checked_at >= self._refresh_seconds:
+            with self._lock:
+                # Another thread may have refreshed while this one waited for the lock.
+                if self._checked_at is None or now - self._checked_at >= self._refresh_seconds:
+                    self._registry.apply(self._store.read_stream(KEYS_STREAM, after_version=self._registry.version))
+                    self._checked_at = now
+        return self._registry
+
+
+_caches: weakref.WeakKeyDictionary[EventStore, KeyCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def key_cache(store: EventStore) -> KeyCache:
+    """The one cache of this store's keys in this process."""
+    with _caches_lock:
+        cache = _caches.get(store)
+        if cache is None:
+            cache = _caches[store] = KeyCache(store)
+        return cache
+
+
+def _presented_secret(req: Request) -> str | None:
+    header = req.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <api key>'")
+        return token.strip()
+    key = req.headers.get("X-Api-Key")
+    return key.strip() if key and key.strip() else None
+
+
+def _resolve(req: Request, pulse: Pulse) -> Principal:
+    if not pulse.settings.auth:
+        return OPEN_ACCESS
+    secret = _presented_secret(req)
+    if secret is None:
+        raise Unauthenticated("missing API key: send 'Authorization: Bearer <api key>' or 'X-Api-Key: <api key>'")
+    key = key_cache(pulse.store).registry().authenticate(secret)
+    if key is None:
+        raise Unauthenticated("unknown API key")
+    if key.revoked:
+        raise Unauthenticated(f"API key {key.id} ({key.name}) was revoked")
+    return Principal(key_id=key.id, name=key.name, scopes=key.scopes)
+
+
+def principal_of(req: Request, pulse: Pulse) -> Principal:
+    """The request's principal, resolved once per request; raises ``Unauthenticated``."""
+    found = req.environ.get(_ENVIRON_KEY)
+    if isinstance(found, Unauthenticated):
+        raise found
+    if found is None:
+        try:
+            found = _resolve(req, pulse)
+        except Unauthenticated as exc:
+            req.environ[_ENVIRON_KEY] = exc
+            raise
+        req.environ[_ENVIRON_KEY] = found
+    return found
+
+
+def authorize(req: Request, pulse: Pulse, scope: str) -> Principal:
+    """The principal if it may use ``scope``; raises ``Unauthenticated`` or ``Forbidden``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    principal = principal_of(req, pulse)
+    if not principal.allows(scope):
+        raise Forbidden(
+            f"API key {principal.key_id} ({principal.name}) lacks the {scope!r} scope;"
+            f" it has {', '.join(sorted(principal.scopes))}"
+        )
+    return principal
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires_scope(scope: str) -> Callable[[F], F]:
+    """Decorates a Flask view: 401/403 unless the caller's key has ``scope``."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            authorize(request, current_pulse(), scope)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def require_scope(info: Info, scope: str) -> Principal:
+    """For GraphQL resolvers: the principal, or a GraphQL error coded UNAUTHENTICATED/FORBIDDEN."""
+    try:
+        return authorize(info.context["request"], info.context["pulse"], scope)
+    except Unauthenticated as exc:
+        raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
+    except Forbidden as exc:
+        raise GraphQLError(str(exc), extensions={"code": "FORBIDDEN"}) from exc

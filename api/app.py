@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+from pathlib import Path
 
+import yaml
 from flask import Flask, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
@@ -12,19 +16,43 @@ from api.auth import Forbidden, Unauthenticated
 from api.context import Pulse
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
+from api.ingest import ingest
 from api.rest import v1
 from domain.errors import StoreUnavailable, ValidationError
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.factory import open_event_store
 
+log = logging.getLogger("pulse")
+
+OPENAPI_YAML = Path(__file__).resolve().parent.parent / "openapi" / "openapi.yaml"
+
+
+@functools.cache
+def openapi_document() -> dict:
+    """openapi/openapi.yaml, parsed once; served as JSON at /openapi.json."""
+    return yaml.safe_load(OPENAPI_YAML.read_text(encoding="utf-8"))
+
 
 def create_app(settings: Settings | None = None, store: EventStore | None = None) -> Flask:
     settings = settings or Settings.from_env(os.environ)
     app = Flask("pulse")
     app.extensions["pulse"] = Pulse(settings=settings, store=store or open_event_store(settings))
-    CORS(app, origins=list(settings.cors_origins))
+    CORS(
+        app,
+        origins=list(settings.cors_origins),
+        allow_headers=["Authorization", "X-Api-Key", "Content-Type", "Content-Encoding"],
+        expose_headers=["Retry-After", "WWW-Authenticate"],
+        max_age=600,
+    )
+    if not settings.auth:
+        log.warning(
+            "AUTH IS OFF (--no-auth / PULSE_AUTH=off): anyone who can reach this server may ingest, read"
+            " and administer Pulse without an API key. Never expose it beyond a trusted machine."
+        )
     app.register_blueprint(v1)
+    app.register_blueprint(ingest)
+    app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",
         view_func=PulseGraphQLView.as_view(

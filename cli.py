@@ -3,6 +3,7 @@ give the same settings and the options override them."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -57,9 +58,24 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
 @click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker (gthread).")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without API keys: every caller is admin. Only on a trusted machine [PULSE_AUTH=off].",
+)
 @store_options
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int, threads: int, no_auth: bool) -> None:
     """Serve /graphql and the REST API with gunicorn (gthread workers)."""
+    if no_auth:
+        settings = dataclasses.replace(settings, auth=False)
+    if not settings.auth:
+        click.secho(
+            "WARNING: auth is OFF: anyone who can reach this server can ingest, read and administer"
+            " Pulse without an API key.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
@@ -99,6 +115,96 @@ def tables_create(settings: Settings) -> None:
 
     for name in create_tables(settings):
         click.echo(f"ready: {name}")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored hashed, as events in the store)."""
+
+
+def _open_store(settings: Settings):
+    from storage.factory import open_event_store
+    from storage.tables import create_tables
+
+    if settings.store == "sqlite":
+        create_tables(settings)
+    return open_event_store(settings)
+
+
+def _fail(exc: Exception) -> None:
+    from domain.errors import ValidationError
+
+    if isinstance(exc, ValidationError):
+        raise click.ClickException("; ".join(error.message for error in exc.errors))
+    raise click.ClickException(str(exc))
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for, e.g. pos-store-12 (unique).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="ingest, read or admin (admin implies all); repeat for several.",
+)
+@store_options
+def keys_create(settings: Settings, name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key and print its secret once, alone on the last line."""
+    from domain.errors import PulseError
+    from domain.keys import create_key
+
+    store = _open_store(settings)
+    try:
+        key, secret = create_key(store, name, scopes)
+    except PulseError as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    click.echo(f"created API key {key.id} ({key.name}) with scopes {', '.join(sorted(key.scopes))}")
+    click.echo("the secret below is shown only this once; send it as 'Authorization: Bearer <secret>':")
+    click.echo(secret)
+
+
+@keys.command("list")
+@store_options
+def keys_list(settings: Settings) -> None:
+    """List keys (never their secrets)."""
+    from domain.keys import load_registry
+
+    store = _open_store(settings)
+    try:
+        registry = load_registry(store)
+    finally:
+        store.close()
+    if not registry.keys:
+        click.echo("no API keys yet: pulse keys create --name NAME --scope ingest")
+        return
+    click.echo(f"{'id':<16}  {'name':<24}  {'scopes':<20}  {'created (UTC)':<19}  status")
+    for key in sorted(registry.keys.values(), key=lambda k: k.created_at):
+        status = f"revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.id:<16}  {key.name:<24}  {','.join(sorted(key.scopes)):<20}"
+            f"  {key.created_at:%Y-%m-%d %H:%M:%S}  {status}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@store_options
+def keys_revoke(settings: Settings, key_id: str) -> None:
+    """Revoke a key for good; servers refuse it within about a second."""
+    from domain.errors import PulseError
+    from domain.keys import revoke_key
+
+    store = _open_store(settings)
+    try:
+        key = revoke_key(store, key_id)
+    except PulseError as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    click.echo(f"revoked API key {key.id} ({key.name})")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
+from api.graphql_ingest import IngestMutation
 from api.health import health_report
 
 
@@ -30,7 +31,7 @@ class HealthQuery:
 
 
 QUERIES: tuple[type, ...] = (HealthQuery,)
-MUTATIONS: tuple[type, ...] = ()
+MUTATIONS: tuple[type, ...] = (IngestMutation,)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

@@ -94,12 +94,12 @@ def _check_occurred_at(value: Any, batch: _Batch) -> datetime:
     else:
         got = repr(value) if isinstance(value, str) else _json_kind(value)
         raise _Invalid(f"must be an RFC 3339 timestamp with an offset, e.g. {_RFC3339_EXAMPLE}; got {got}")
+    shown = value if isinstance(value, str) else moment.isoformat()
     if moment.tzinfo is None:
-        raise _Invalid(f"must include a UTC offset (Z or +hh:mm), e.g. {_RFC3339_EXAMPLE}; got {value!r}")
+        raise _Invalid(f"must include a UTC offset (Z or +hh:mm), e.g. {_RFC3339_EXAMPLE}; got {shown!r}")
     if moment > batch.latest_allowed:
         raise _Invalid(
-            f"{value!s} is too far in the future: at most {batch.max_future_seconds} seconds"
-            " ahead of the server's clock"
+            f"{shown} is too far in the future: at most {batch.max_future_seconds} seconds ahead of the server's clock"
         )
     return moment
 

@@ -179,9 +179,9 @@ def revoke_key(store: EventStore, key_id: str) -> ApiKey:
         if key is None:
             raise NotFound(f"no API key with id {key_id!r}; `pulse keys list` shows the ids")
         if key.revoked:
-            raise ValidationError(
-                [FieldError(field="keyId", message=f"API key {key_id!r} was already revoked at {key.revoked_at}")]
-            )
+            when = f"{key.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+            message = f"API key {key_id!r} was already revoked at {when}"
+            raise ValidationError([FieldError(field="keyId", message=message)])
         now = utc_now()
         event = Event(type=KEY_REVOKED, occurred_at=now, properties={"keyId": key_id})
         return [event], replace(key, revoked_at=now)

@@ -1,0 +1,727 @@
+"""The event store on DynamoDB: one events table for facts and aggregate streams.
+
+Layout of the events table (keys ``pk``/``sk``, both strings):
+
+- a fact:           pk ``F#<shard>``, sk ``<event id>``. The shard is a stable hash of the id
+  modulo 16, so writes spread over 16 partitions and the key depends on the id alone:
+  idempotency is by id, whatever else a resend changes.
+- an aggregate event: pk ``S#<stream id>``, sk ``v#<version, 10 digits>``; one partition per
+  aggregate, versions in key order.
+
+Facts also carry ``gpk``/``gsk`` for the sparse GSI ``by_type_time`` (type and UTC day /
+occurredAt and id), which makes them readable by type and time range. The table streams
+NEW_IMAGE records to the projection workers (``storage/dynamodb_feed.py``).
+
+Every attribute is a string or a number: ``properties`` is JSON text written by
+``storage.codec`` so ints, floats, bools, None and unicode round-trip exactly (DynamoDB's
+own numbers would turn floats into Decimals and cap precision at 38 digits).
+
+Why boto3 rather than pynamodb here: table names are runtime settings (a prefix per
+deployment and per test) while a pynamodb Model binds its table name, endpoint and a
+cached connection to the class; its ``create_table`` is not idempotent once TTL is on
+(a second UpdateTimeToLive is rejected) and races with a concurrent creator; and every
+data path needs the low-level batch and transaction calls (UnprocessedItems, cancellation
+reasons, request tokens). So the one definition of each table is the CreateTable request
+below, and the items are built and read by the two functions next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from domain.errors import ConcurrencyError, EventTooLarge, FieldError, StoreUnavailable, ValidationError
+from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
+from domain.settings import Settings
+from storage.codec import dumps, from_micros, loads, to_micros
+
+Item = dict[str, dict[str, str]]
+Chunk = TypeVar("Chunk")
+Result = TypeVar("Result")
+
+# DynamoDB's limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
+MAX_EVENT_BYTES = 400 * 1024  # one item, attribute names included
+MAX_PARTITION_KEY_BYTES = 2048
+MAX_SORT_KEY_BYTES = 1024
+MAX_TRANSACTION_ITEMS = 100
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+BATCH_GET_KEYS = 100
+BATCH_WRITE_ITEMS = 25
+
+FACT_SHARDS = 16
+_RETRYABLE_CANCELLATIONS = {"None", "TransactionConflict", "ThrottlingError"}
+BY_TYPE_TIME = "by_type_time"
+TTL_ATTRIBUTE = "expiresAt"  # reserved: no event sets it yet; a retention policy would
+MICROS_DIGITS = 20  # zero-padded occurredAt in gsk so string order is time order
+MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES - MICROS_DIGITS - 1  # gsk = "<micros>#<id>"
+MAX_TYPE_BYTES = MAX_PARTITION_KEY_BYTES - len("#YYYY-MM-DD")
+
+# Writer threads per store: DynamoDB Local does ~650 puts/s on a stream table when fed
+# by 8 concurrent BatchWriteItem calls (2 cores), several times what one caller gets.
+WRITE_THREADS = 8
+# Room for the writer threads plus the request threads (gunicorn gthread) sharing a client.
+MAX_POOL_CONNECTIONS = 32
+WRITE_DEADLINE_SECONDS = 30.0
+
+
+def client_config() -> Config:
+    """botocore settings shared by the store and the change feed."""
+    return Config(
+        # standard mode retries throttling, 5xx and TransactionInProgress with backoff;
+        # 3 attempts keep a dead endpoint's answer (StoreUnavailable) within seconds.
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        tcp_keepalive=True,
+    )
+
+
+def make_client(settings: Settings, service: str = "dynamodb") -> BaseClient:
+    """A low-level client for ``service``; credentials come from the default chain."""
+    # A session per client: boto3's default session is not safe to share across threads.
+    session = boto3.session.Session()
+    return session.client(
+        service,
+        region_name=settings.region,
+        endpoint_url=settings.dynamodb_endpoint,
+        config=client_config(),
+    )
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
+    return [{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": range_key, "KeyType": "RANGE"}]
+
+
+def events_table_definition(table_name: str) -> dict[str, Any]:
+    """The CreateTable request of the events table: the one definition of its schema."""
+    return {
+        "TableName": table_name,
+        "KeySchema": _key_schema("pk", "sk"),
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "gsk")],
+        # Facts by type and time. One GSI partition holds one type's day, so a very busy
+        # type (over ~1,000 writes/s) makes it hot; the remedy is a suffix shard,
+        # gpk = "<type>#<day>#<n>" with n = hash(id) % N, and reads querying all N.
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": BY_TYPE_TIME,
+                "KeySchema": _key_schema("gpk", "gsk"),
+                # ALL: a range read needs whole events; KEYS_ONLY would add a BatchGet per page.
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+        # Projection workers consume the stream; they only need the item as written.
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    }
+
+
+def views_table_definition(table_name: str) -> dict[str, Any]:
+    """The CreateTable request of the read-model table (projections own its items)."""
+    return {
+        "TableName": table_name,
+        "KeySchema": _key_schema("pk", "sk"),
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+_WAIT = {"Delay": 1, "MaxAttempts": 300}
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _enable_ttl(client: BaseClient, table_name: str) -> None:
+    # UpdateTimeToLive rejects enabling twice (AWS and DynamoDB Local alike), so look first.
+    status = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+
+
+def create_tables(settings: Settings) -> list[str]:
+    """Create the events and views tables unless they exist; wait until both are ACTIVE."""
+    client = make_client(settings)
+    try:
+        for definition in (
+            events_table_definition(settings.events_table),
+            views_table_definition(settings.views_table),
+        ):
+            try:
+                client.create_table(**definition)
+            except ClientError as exc:
+                # Existing tables (or a concurrent creator's) are left alone.
+                if _error_code(exc) != "ResourceInUseException":
+                    raise
+            client.get_waiter("table_exists").wait(TableName=definition["TableName"], WaiterConfig=_WAIT)
+        _enable_ttl(client, settings.events_table)
+    finally:
+        client.close()
+    return [settings.events_table, settings.views_table]
+
+
+def drop_tables(settings: Settings) -> None:
+    """Delete both tables, data and all; missing tables are fine."""
+    client = make_client(settings)
+    try:
+        for name in (settings.events_table, settings.views_table):
+            try:
+                client.delete_table(TableName=name)
+            except ClientError as exc:
+                if _error_code(exc) != "ResourceNotFoundException":
+                    raise
+            client.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig=_WAIT)
+    finally:
+        client.close()
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def fact_partition(event_id: str) -> str:
+    """``F#NN``: crc32 is stable across processes and Python versions (``hash`` is not)."""
+    return f"F#{zlib.crc32(event_id.encode()) % FACT_SHARDS:02d}"
+
+
+def version_key(version: int) -> str:
+    return f"v#{version:010d}"
+
+
+def type_day_key(event_type: str, moment: datetime) -> str:
+    return f"{event_type}#{moment.astimezone(UTC):%Y-%m-%d}"
+
+
+def time_id_key(micros: int, event_id: str) -> str:
+    return f"{micros:0{MICROS_DIGITS}d}#{event_id}"
+
+
+def encode_item(
+    event: Event,
+    *,
+    pk: str,
+    sk: str,
+    stream_id: str,
+    version: int | None,
+    received_micros: int,
+) -> Item:
+    """The stored form of one event; ``decode_item`` reads it back."""
+    occurred = to_micros(event.occurred_at)
+    item: Item = {
+        "pk": {"S": pk},
+        "sk": {"S": sk},
+        "id": {"S": event.id},
+        "type": {"S": event.type},
+        "occurredAt": {"N": str(occurred)},
+        "receivedAt": {"N": str(received_micros)},
+        "properties": {"S": dumps(dict(event.properties))},
+        "streamId": {"S": stream_id},
+    }
+    if event.source is not None:
+        item["source"] = {"S": event.source}
+    if version is None:
+        # Only facts are indexed by type and time (a sparse GSI).
+        item["gpk"] = {"S": type_day_key(event.type, event.occurred_at)}
+        item["gsk"] = {"S": time_id_key(occurred, event.id)}
+    else:
+        item["version"] = {"N": str(version)}
+    return item
+
+
+def decode_item(item: Mapping[str, Mapping[str, Any]], position: int | None = None) -> RecordedEvent:
+    """An event from its stored item, as a Query/Scan or a stream record's NewImage has it."""
+    source = item.get("source")
+    version = item.get("version")
+    return RecordedEvent(
+        id=item["id"]["S"],
+        type=item["type"]["S"],
+        occurred_at=from_micros(int(item["occurredAt"]["N"])),
+        properties=loads(item["properties"]["S"]),
+        source=None if source is None else source["S"],
+        stream_id=item["streamId"]["S"],
+        version=None if version is None else int(version["N"]),
+        position=position,
+        received_at=from_micros(int(item["receivedAt"]["N"])),
+    )
+
+
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
+    # 1 byte per two significant digits plus 1; one more for a sign, to err on the safe side.
+    return (len(digits) + 1) // 2 + 1 + text.startswith("-")
+
+
+def item_size(item: Mapping[str, Mapping[str, str]]) -> int:
+    """Bytes DynamoDB counts against its 400 KB item limit: names plus values (S and N)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        ((kind, raw),) = value.items()
+        if kind == "S":
+            size += len(raw.encode())
+        elif kind == "N":
+            size += _number_size(raw)
+        else:
+            raise ValueError(f"attribute {name!r} has type {kind}; events are stored as S and N only")
+    return size
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode())
+
+
+# ----------------------------------------------------------------------------- retries
+
+
+def _pending(request: Mapping[str, Any]) -> int:
+    """Items or keys left in a BatchWriteItem / BatchGetItem request."""
+    return sum(len(value["Keys"]) if isinstance(value, Mapping) else len(value) for value in request.values())
+
+
+def retry_unprocessed(
+    send: Callable[[dict[str, Any]], Mapping[str, Any] | None],
+    request: dict[str, Any],
+    *,
+    what: str,
+    deadline_seconds: float = WRITE_DEADLINE_SECONDS,
+    base_delay: float = 0.05,
+    max_delay: float = 2.0,
+) -> None:
+    """Send ``request`` and then what ``send`` returns as unprocessed, until nothing is left.
+
+    Waits between rounds with exponential backoff and full jitter (AWS's advice for
+    batch calls), and raises ``StoreUnavailable`` once ``deadline_seconds`` have passed.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    attempt = 0
+    pending: Mapping[str, Any] | None = request
+    while pending:
+        pending = send(dict(pending))
+        if not pending:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(
+                f"{what}: DynamoDB left {_pending(pending)} items unprocessed for {deadline_seconds:g} s"
+                " (throttled); nothing else of this batch is lost, retry it"
+            )
+        time.sleep(min(left, random.uniform(0, min(max_delay, base_delay * 2**attempt))))
+        attempt += 1
+
+
+# ----------------------------------------------------------------------------- store
+
+
+class DynamoEventStore:
+    """``EventStore`` on the DynamoDB events table described in this module's docstring."""
+
+    max_event_bytes = MAX_EVENT_BYTES
+
+    def __init__(
+        self,
+        client: BaseClient,
+        table_name: str,
+        *,
+        write_threads: int = WRITE_THREADS,
+        write_deadline_seconds: float = WRITE_DEADLINE_SECONDS,
+    ) -> None:
+        self._client = client
+        self.table_name = table_name
+        self._write_threads = write_threads
+        self._write_deadline = write_deadline_seconds
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DynamoEventStore:
+        return cls(make_client(settings), settings.events_table)
+
+    # -- plumbing
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Maps what means "the store is not answering" to ``StoreUnavailable``."""
+        try:
+            yield
+        except BotoCoreError as exc:  # connection refused, timeouts, ...
+            raise StoreUnavailable(f"DynamoDB table {self.table_name}: {action} failed: {exc}") from exc
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code == "ResourceNotFoundException":
+                raise StoreUnavailable(
+                    f"DynamoDB table {self.table_name} does not exist; run `pulse tables create`"
+                ) from exc
+            if code == "ValidationException":
+                raise  # a request this module got wrong: a bug, not an outage
+            raise StoreUnavailable(f"DynamoDB table {self.table_name}: {action} failed: {exc}") from exc
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._write_threads, thread_name_prefix="pulse-dynamodb")
+            return self._pool
+
+    def _each(self, work: Callable[[Chunk], Result], chunks: Sequence[Chunk]) -> list[Result]:
+        """``work`` over ``chunks`` on the writer threads; waits for all before raising."""
+        if len(chunks) <= 1:
+            return [work(chunk) for chunk in chunks]
+        futures = [self._executor().submit(work, chunk) for chunk in chunks]
+        results: list[Result] = []
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # re-raised below, once the other chunks are done
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
+
+    # -- facts
+
+    def _fact_items(self, events: Sequence[Event]) -> list[Item]:
+        """Every item of the batch, checked; raises before anything is written."""
+        received = to_micros(utc_now())
+        items: list[Item] = []
+        problems: list[FieldError] = []
+        for index, event in enumerate(events):
+            id_bytes = _utf8_len(event.id)
+            if id_bytes == 0:
+                problems.append(FieldError("id", "must not be empty", index))
+            elif id_bytes > MAX_FACT_ID_BYTES:
+                problems.append(
+                    FieldError("id", f"is {id_bytes} bytes; at most {MAX_FACT_ID_BYTES} bytes (UTF-8)", index)
+                )
+            type_bytes = _utf8_len(event.type)
+            if type_bytes > MAX_TYPE_BYTES:
+                problems.append(
+                    FieldError("type", f"is {type_bytes} bytes; at most {MAX_TYPE_BYTES} bytes (UTF-8)", index)
+                )
+            item = encode_item(
+                event,
+                pk=fact_partition(event.id),
+                sk=event.id,
+                stream_id=FACTS_STREAM,
+                version=None,
+                received_micros=received,
+            )
+            size = item_size(item)
+            if size > MAX_EVENT_BYTES:
+                raise EventTooLarge(event.id, size, MAX_EVENT_BYTES, index=index)
+            items.append(item)
+        if problems:
+            raise ValidationError(problems)
+        return items
+
+    def _existing_ids(self, keys: list[Item]) -> set[str]:
+        def fetch(chunk: list[Item]) -> set[str]:
+            found: set[str] = set()
+
+            def send(request: dict[str, Any]) -> Mapping[str, Any] | None:
+                response = self._client.batch_get_item(RequestItems=request)
+                found.update(item["sk"]["S"] for item in response["Responses"].get(self.table_name, []))
+                return response.get("UnprocessedKeys")
+
+            request = {
+                self.table_name: {
+                    "Keys": chunk,
+                    "ProjectionExpression": "sk",
+                    # A resend right after the first write must see it.
+                    "ConsistentRead": True,
+                }
+            }
+            with self._errors("reading ids"):
+                retry_unprocessed(send, request, what="checking for duplicates", deadline_seconds=self._write_deadline)
+            return found
+
+        chunks = [keys[i : i + BATCH_GET_KEYS] for i in range(0, len(keys), BATCH_GET_KEYS)]
+        return set().union(*self._each(fetch, chunks))
+
+    def _put_all(self, items: list[Item]) -> None:
+        def write(chunk: list[Item]) -> None:
+            def send(request: dict[str, Any]) -> Mapping[str, Any] | None:
+                return self._client.batch_write_item(RequestItems=request).get("UnprocessedItems")
+
+            request = {self.table_name: [{"PutRequest": {"Item": item}} for item in chunk]}
+            with self._errors("writing facts"):
+                retry_unprocessed(send, request, what="writing facts", deadline_seconds=self._write_deadline)
+
+        self._each(write, [items[i : i + BATCH_WRITE_ITEMS] for i in range(0, len(items), BATCH_WRITE_ITEMS)])
+
+    def ingest(self, events: Sequence[Event]) -> IngestResult:
+        """Store facts idempotently by id.
+
+        Every item is built and checked (size, key lengths) before anything is written:
+        ``EventTooLarge``/``ValidationError`` leave the table untouched. Then ids already
+        stored are found with BatchGetItem and only new ones are written with
+        BatchWriteItem, 25 per call on a few threads.
+
+        DynamoDB batch writes are not atomic. When a call keeps failing, ``StoreUnavailable``
+        is raised with part of the batch possibly written; retrying the same batch is
+        safe, since ids already written come back as duplicates. Two concurrent ingests of
+        the same new id may both report it as new (the check and the write are separate
+        calls); the second put then rewrites the item, which the change feed shows as a
+        MODIFY, so consumers count INSERTs only.
+        """
+        items = self._fact_items(events)
+        ids = tuple(event.id for event in events)
+        first_of: dict[str, int] = {}
+        for index, event_id in enumerate(ids):
+            first_of.setdefault(event_id, index)
+        unique = [items[index] for index in first_of.values()]
+        existing = self._existing_ids([{"pk": item["pk"], "sk": item["sk"]} for item in unique])
+        self._put_all([item for item in unique if item["sk"]["S"] not in existing])
+        duplicate = tuple(first_of[event_id] != index or event_id in existing for index, event_id in enumerate(ids))
+        return IngestResult(ids, duplicate)
+
+    def read_facts(self, cursor: str | None = None, limit: int = 1000) -> FactPage:
+        """Up to ``limit`` facts in Scan order, resuming exactly after ``cursor``.
+
+        The cursor is DynamoDB's LastEvaluatedKey as JSON. Each Scan asks for at most the
+        facts still missing, so the last key it evaluated is never past an unreturned fact;
+        scans whose page the filter emptied (aggregate items) go on to the next one, so an
+        empty page means the end of the table.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        start = _decode_cursor(cursor)
+        items: list[Mapping[str, Any]] = []
+        while len(items) < limit:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Limit": limit - len(items),
+                "FilterExpression": "begins_with(pk, :facts)",
+                "ExpressionAttributeValues": {":facts": {"S": "F#"}},
+                "ConsistentRead": True,
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            with self._errors("reading facts"):
+                response = self._client.scan(**request)
+            items.extend(response["Items"])
+            last = response.get("LastEvaluatedKey")
+            if last is None:
+                # End of table: resume after the last fact returned (or where we were).
+                if items:
+                    start = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
+                break
+            start = last
+        events = tuple(decode_item(item) for item in items)
+        return FactPage(events, None if start is None else json.dumps(start, separators=(",", ":")))
+
+    def read_facts_by_type(self, event_type: str, start: datetime, end: datetime) -> list[RecordedEvent]:
+        """Facts of ``event_type`` with ``start <= occurredAt < end``, in (occurredAt, id) order.
+
+        One paginated GSI query per UTC day in the range (GSI reads are eventually consistent).
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware")
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        if start >= end:
+            return []
+        low, high = f"{to_micros(start):0{MICROS_DIGITS}d}", f"{to_micros(end):0{MICROS_DIGITS}d}"
+        found: list[RecordedEvent] = []
+        day = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        while day < end:
+            # BETWEEN is inclusive, but no gsk equals `high` exactly ("<micros>#<id>" sorts
+            # after it), so this is start <= occurredAt < end.
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": BY_TYPE_TIME,
+                "KeyConditionExpression": "gpk = :day AND gsk BETWEEN :low AND :high",
+                "ExpressionAttributeValues": {
+                    ":day": {"S": type_day_key(event_type, day)},
+                    ":low": {"S": low},
+                    ":high": {"S": high},
+                },
+            }
+            found.extend(decode_item(item) for item in self._query_all(request, "reading facts by type"))
+            day += timedelta(days=1)
+        return found
+
+    # -- aggregates
+
+    def _query_all(self, request: dict[str, Any], action: str) -> Iterator[Mapping[str, Any]]:
+        while True:
+            with self._errors(action):
+                response = self._client.query(**request)
+            yield from response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return
+            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
+
+    def _current_version(self, stream_id: str) -> int:
+        with self._errors("reading a stream's version"):
+            response = self._client.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": _stream_key(stream_id)}},
+                ProjectionExpression="sk",
+                ScanIndexForward=False,
+                Limit=1,
+                ConsistentRead=True,
+            )
+        items = response["Items"]
+        return int(items[0]["sk"]["S"].removeprefix("v#")) if items else 0
+
+    def append(self, stream_id: str, events: Sequence[Event], expected_version: int) -> int:
+        """Append with one TransactWriteItems: all events or none.
+
+        Each put requires its version to be free (two writers cannot both create version
+        n+1); when ``expected_version > 0`` a ConditionCheck also requires that version to
+        exist, so appending to a stream that is behind is refused too.
+        """
+        if stream_id == FACTS_STREAM:
+            raise ValueError(f"{FACTS_STREAM} is written with ingest(), not append()")
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be 0 or more, got {expected_version}")
+        pk = _stream_key(stream_id)
+        if _utf8_len(pk) > MAX_PARTITION_KEY_BYTES:
+            raise ValueError(f"stream id is {_utf8_len(stream_id)} bytes; at most {MAX_PARTITION_KEY_BYTES - 2}")
+        if not events:
+            actual = self._current_version(stream_id)
+            if actual != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            return expected_version
+        check = expected_version > 0
+        if len(events) + check > MAX_TRANSACTION_ITEMS:
+            raise ValueError(
+                f"cannot append {len(events)} events at once: one DynamoDB transaction holds at most"
+                f" {MAX_TRANSACTION_ITEMS - check} events here; append them in smaller groups"
+            )
+        received = to_micros(utc_now())
+        actions: list[dict[str, Any]] = []
+        total = 0
+        for index, event in enumerate(events):
+            version = expected_version + 1 + index
+            item = encode_item(
+                event, pk=pk, sk=version_key(version), stream_id=stream_id, version=version, received_micros=received
+            )
+            size = item_size(item)
+            if size > MAX_EVENT_BYTES:
+                raise EventTooLarge(event.id, size, MAX_EVENT_BYTES, index=index)
+            total += size
+            actions.append(
+                {"Put": {"TableName": self.table_name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+            )
+        if total > MAX_TRANSACTION_BYTES:
+            raise ValueError(
+                f"cannot append {total} bytes at once: a DynamoDB transaction holds at most"
+                f" {MAX_TRANSACTION_BYTES} bytes; append the events in smaller groups"
+            )
+        if check:
+            actions.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": {"S": pk}, "sk": {"S": version_key(expected_version)}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            )
+        self._transact(actions, stream_id, expected_version)
+        return expected_version + len(events)
+
+    def _transact(self, actions: list[dict[str, Any]], stream_id: str, expected_version: int) -> None:
+        deadline = time.monotonic() + self._write_deadline
+        attempt = 0
+        while True:
+            cancelled = self._try_transact(actions)
+            if cancelled is None:
+                return
+            codes = {reason.get("Code", "None") for reason in cancelled.response.get("CancellationReasons", [])}
+            if "ConditionalCheckFailed" in codes:
+                raise ConcurrencyError(stream_id, expected_version, self._actual_or_none(stream_id)) from cancelled
+            if not codes <= _RETRYABLE_CANCELLATIONS:
+                raise cancelled  # e.g. ValidationError: a request this module got wrong
+            # Cancelled by a concurrent transaction on the same items or by throttling:
+            # nothing was written, so try again; the conditions are checked afresh.
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"stream {stream_id!r}: DynamoDB kept cancelling the append ({', '.join(sorted(codes))})"
+                ) from cancelled
+            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+            attempt += 1
+
+    def _try_transact(self, actions: list[dict[str, Any]]) -> ClientError | None:
+        """None when written; the TransactionCanceledException when DynamoDB cancelled it."""
+        with self._errors("appending"):
+            try:
+                # A fresh token per attempt: botocore's own resend of this request after a
+                # lost response is then a no-op, not a false conflict with our own write.
+                self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+            except ClientError as exc:
+                if _error_code(exc) != "TransactionCanceledException":
+                    raise
+                return exc
+        return None
+
+    def _actual_or_none(self, stream_id: str) -> int | None:
+        try:
+            return self._current_version(stream_id)
+        except StoreUnavailable:
+            return None
+
+    def read_stream(self, stream_id: str, after_version: int | None = None) -> list[RecordedEvent]:
+        request = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _stream_key(stream_id)},
+                ":after": {"S": version_key(after_version or 0)},
+            },
+            "ScanIndexForward": True,
+            # Commands read an aggregate to decide what to append next: read its latest writes.
+            "ConsistentRead": True,
+        }
+        return [decode_item(item) for item in self._query_all(request, "reading a stream")]
+
+    # -- lifecycle
+
+    def ping(self) -> None:
+        with self._errors("describing the table"):
+            self._client.describe_table(TableName=self.table_name)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        self._client.close()
+
+
+def _stream_key(stream_id: str) -> str:
+    return f"S#{stream_id}"
+
+
+def _decode_cursor(cursor: str | None) -> Item | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(cursor)
+        if set(key) == {"pk", "sk"} and all(set(key[k]) == {"S"} and isinstance(key[k]["S"], str) for k in key):
+            return key
+    except (ValueError, TypeError, AttributeError):
+        pass
+    raise ValueError(f"cursor {cursor!r} is not one this store returned")

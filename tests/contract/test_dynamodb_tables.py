@@ -1,0 +1,87 @@
+"""`pulse tables create` against DynamoDB Local: both tables, as the adapter needs them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from domain.settings import Settings
+from storage.dynamodb import make_client
+from storage.tables import drop_tables
+
+
+@pytest.fixture
+def tables(dynamodb_settings: Settings) -> Iterator[Settings]:
+    yield dynamodb_settings
+    drop_tables(dynamodb_settings)
+
+
+def create(settings: Settings) -> list[str]:
+    result = CliRunner().invoke(
+        main,
+        [
+            "tables",
+            "create",
+            "--store",
+            "dynamodb",
+            "--dynamodb-endpoint",
+            settings.dynamodb_endpoint or "",
+            "--region",
+            settings.region,
+            "--table-prefix",
+            settings.table_prefix,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_tables_create_makes_both_tables_and_is_idempotent(tables: Settings) -> None:
+    expected = [f"ready: {tables.events_table}", f"ready: {tables.views_table}"]
+    assert create(tables) == expected
+    assert create(tables) == expected  # existing tables are left alone
+
+    client = make_client(tables)
+    try:
+        names = client.list_tables()["TableNames"]
+        assert {tables.events_table, tables.views_table} <= set(names)
+
+        events = client.describe_table(TableName=tables.events_table)["Table"]
+        assert events["TableStatus"] == "ACTIVE"
+        assert events["KeySchema"] == [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ]
+        assert events["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert events["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+        assert events["LatestStreamArn"]
+        (index,) = events["GlobalSecondaryIndexes"]
+        assert index["IndexName"] == "by_type_time"
+        assert index["KeySchema"] == [
+            {"AttributeName": "gpk", "KeyType": "HASH"},
+            {"AttributeName": "gsk", "KeyType": "RANGE"},
+        ]
+        assert index["Projection"] == {"ProjectionType": "ALL"}
+        ttl = client.describe_time_to_live(TableName=tables.events_table)["TimeToLiveDescription"]
+        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+
+        views = client.describe_table(TableName=tables.views_table)["Table"]
+        assert [k["AttributeName"] for k in views["KeySchema"]] == ["pk", "sk"]
+        assert views["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    finally:
+        client.close()
+
+
+def test_drop_tables_removes_both_and_ignores_missing_ones(tables: Settings) -> None:
+    create(tables)
+    drop_tables(tables)
+    drop_tables(tables)
+    client = make_client(tables)
+    try:
+        names = set(client.list_tables()["TableNames"])
+    finally:
+        client.close()
+    assert tables.events_table not in names and tables.views_table not in names

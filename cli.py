@@ -99,7 +99,81 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
         f"Pulse on http://{host}:{port}/graphql  (store: {settings.store}"
         f"{', ' + settings.db if settings.store == 'sqlite' else ''})"
     )
-    PulseServer().run()
+    # One projection worker process beside the server, so numbers are live with one command.
+    projection_worker = _start_projection_worker(settings)
+    try:
+        PulseServer().run()
+    finally:
+        _stop_projection_worker(projection_worker)
+
+
+def _start_projection_worker(settings: Settings):
+    """`pulse worker` as a child process that exits when this process does (even on kill -9)."""
+    import subprocess
+    import sys
+
+    if settings.store != "sqlite":
+        click.echo("no projection worker started for the DynamoDB store: run `pulse worker` beside it", err=True)
+        return None
+    command = [sys.executable, "-m", "cli", "worker", "--store", "sqlite", "--db", settings.db]
+    command += ["--parent-pid", str(os.getpid())]
+    return subprocess.Popen(command)
+
+
+def _stop_projection_worker(process) -> None:
+    import subprocess
+
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@main.command()
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--minute-retention-days", default=7, show_default=True, type=click.IntRange(0), help="0 keeps minutes forever."
+)
+@click.option("--hour-retention-days", default=400, show_default=True, type=click.IntRange(0), help="0: forever.")
+@click.option("--day-retention-days", default=0, show_default=True, type=click.IntRange(0), help="0: forever.")
+@click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone (used by serve).")
+@store_options
+def worker(
+    settings: Settings,
+    batch_size: int,
+    minute_retention_days: int,
+    hour_retention_days: int,
+    day_retention_days: int,
+    parent_pid: int | None,
+) -> None:
+    """Run one projection worker: events become counters and gauges, live."""
+    import logging
+    import signal
+    import threading
+
+    from projections.buckets import Retention
+    from workers.sqlite_worker import open_sqlite_worker
+
+    if settings.store != "sqlite":
+        raise click.UsageError("`pulse worker` projects the SQLite store; the DynamoDB Streams poller is separate")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pulse-worker %(levelname)s %(message)s")
+    retention = Retention(
+        minute_days=minute_retention_days or None,
+        hour_days=hour_retention_days or None,
+        day_days=day_retention_days or None,
+    )
+    try:
+        projection_worker = open_sqlite_worker(settings, retention, batch_size=batch_size)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    projection_worker.run(stop, parent_pid=parent_pid)
 
 
 @main.group()

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import current_app
 
-from domain.ports import EventStore
+from domain.ports import EventStore, ViewStore
 from domain.settings import Settings
 
 try:
@@ -20,6 +20,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 class Pulse:
     settings: Settings
     store: EventStore
+    #: Read models; opened on first use (api.graphql_metrics.views_of) unless given.
+    views: ViewStore | None = None
 
 
 def current_pulse() -> Pulse:

@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from api.graphql_ingest import IngestMutation
+from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.health import health_report
 
 
@@ -30,8 +31,8 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery,)
-MUTATIONS: tuple[type, ...] = (IngestMutation,)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

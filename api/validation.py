@@ -29,8 +29,9 @@ MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 128
 TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 
-# RFC 3339 date-time; "T"/"Z" may be lowercase; the offset is required.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# RFC 3339 date-time; "T"/"Z" may be lowercase. The offset is optional here only so that
+# its absence gets its own message below.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
 _RFC3339_EXAMPLE = "2026-11-23T12:00:00Z"
 _TYPE = re.compile(TYPE_PATTERN[1:-1])
 

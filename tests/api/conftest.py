@@ -1,0 +1,88 @@
+"""Fixtures for the HTTP API tests: a real store per backend, the real app, real keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from domain.events import RecordedEvent
+from domain.keys import create_key
+from domain.ports import EventStore
+from domain.settings import Settings
+from storage.factory import open_event_store
+from storage.tables import create_tables, drop_tables
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[EventStore]:
+    create_tables(settings)
+    store = open_event_store(settings)
+    yield store
+    store.close()
+    drop_tables(settings)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A secret per scope, created through the real key aggregate before the app starts."""
+
+    ingest: str
+    read: str
+    admin: str
+    revoked: str
+
+
+@pytest.fixture
+def keys(store: EventStore) -> Keys:
+    from domain.keys import revoke_key
+
+    revoked, revoked_secret = create_key(store, "old-pos", ["ingest"])
+    revoke_key(store, revoked.id)
+    return Keys(
+        ingest=create_key(store, "pos-store-12", ["ingest"])[1],
+        read=create_key(store, "dashboard", ["read"])[1],
+        admin=create_key(store, "ops", ["admin"])[1],
+        revoked=revoked_secret,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, store: EventStore, keys: Keys) -> Flask:
+    return create_app(settings, store)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def all_facts(store: EventStore) -> list[RecordedEvent]:
+    facts: list[RecordedEvent] = []
+    cursor = None
+    while True:
+        page = store.read_facts(cursor, limit=1000)
+        if not page.events:
+            return facts
+        facts.extend(page.events)
+        cursor = page.cursor
+
+
+def sale(index: int = 0, **overrides: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "id": f"sale-{index}",
+        "type": "sale",
+        "occurredAt": "2026-11-23T12:00:00+01:00",
+        "source": "pos-store-12",
+        "properties": {"amount": 19.99, "product": "sku-1234", "gift": False, "coupon": None},
+    }
+    event.update(overrides)
+    return event

@@ -1,0 +1,107 @@
+"""End to end: a real `pulse serve` (gunicorn) on a free port, a key from the real CLI,
+events over real HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+PULSE = [sys.executable, "-m", "cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_pulse(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*PULSE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    db = tmp_path / "pulse.db"
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [*PULSE, "serve", "--port", str(port), "--db", str(db), "--workers", "1", "--threads", "4"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: gunicorn's workers and the projection worker
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"pulse serve did not start:\n{(tmp_path / 'serve.log').read_text()}")
+            time.sleep(0.1)
+        yield url, db
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def test_events_posted_to_a_running_server_with_a_cli_key(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, db = server
+    created = run_pulse("keys", "create", "--name", "pos-store-12", "--scope", "ingest", "--db", str(db), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+
+    events = [
+        {"id": f"e2e-{i}", "type": "sale", "occurredAt": "2026-11-23T12:00:00Z", "properties": {"amount": i}}
+        for i in range(500)
+    ]
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {secret}"
+        # The key was created after the server started: it is picked up within about a second.
+        deadline = time.monotonic() + 5
+        while (response := session.post(f"{url}/v1/events", json={"events": events[:10]})).status_code == 401:
+            assert time.monotonic() < deadline, response.text
+            time.sleep(0.2)
+        assert response.status_code == 202, response.text
+
+        gzipped = session.post(
+            f"{url}/v1/events",
+            data=gzip.compress(json.dumps({"events": events}).encode()),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert gzipped.status_code == 202, gzipped.text
+        assert gzipped.json()["accepted"] == 490 and gzipped.json()["duplicates"] == 10
+
+        invalid = session.post(f"{url}/v1/events", json={"events": [{"type": "Bad"}]})
+        assert invalid.status_code == 422
+        assert {e["field"] for e in invalid.json()["errors"]} == {"type", "occurredAt"}
+
+    assert requests.post(f"{url}/v1/events", json={"events": events[:1]}, timeout=5).status_code == 401
+
+    health = requests.get(f"{url}/v1/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok" and health.json()["store"] == "sqlite"
+    assert requests.get(f"{url}/openapi.json", timeout=5).json()["openapi"].startswith("3.1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -174,6 +175,90 @@ def worker(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     projection_worker.run(stop, parent_pid=parent_pid)
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The running Pulse server.")
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(0.1, 5000), help="Events per second.")
+@click.option("--duration", default=120.0, show_default=True, type=float, help="Seconds to stream; 0: until Ctrl-C.")
+@click.option("--history-hours", default=3.0, show_default=True, type=click.FloatRange(0, 48), help="Past data first.")
+@click.option("--key", envvar="PULSE_DEMO_KEY", help="API key with admin scope [PULSE_DEMO_KEY]; see below.")
+@click.option("--seed", type=int, help="Random seed, for a repeatable stream.")
+@store_options
+def demo(
+    settings: Settings,
+    url: str,
+    rate: float,
+    duration: float,
+    history_hours: float,
+    key: str | None,
+    seed: int | None,
+) -> None:
+    """Stream a small coffee business into a running Pulse, through its public API.
+
+    Start the server first (`pulse serve`). When it requires API keys and no --key is
+    given, the demo creates an admin key named demo-<time> in the server's store (the
+    same --db / PULSE_* settings, i.e. run it on the same machine) and prints the secret
+    for use in GraphiQL. With `pulse serve --no-auth` no key is needed.
+    """
+    import random
+    from datetime import UTC, datetime
+
+    from workers import demo as business
+
+    client = business.PulseClient(url, key)
+    try:
+        if key is None and business.needs_key(client):
+            client.key = _demo_key(settings)
+            business.wait_for_key(client)
+        for line in business.define_all(client):
+            click.echo(line)
+        stream = business.DemoStream(random.Random(seed))
+        history = stream.history(history_hours, datetime.now(UTC))
+        for start in range(0, len(history), 500):
+            client.post_events(history[start : start + 500])
+        click.echo(f"posted {len(history)} events of the last {history_hours:g} hours; streaming {rate:g}/s ...")
+
+        def report(totals: business.DemoTotals, elapsed: float) -> None:
+            points = client.graphql(business.TODAY_REVENUE)["series"]["points"]
+            today = points[-1]["value"] if points else 0
+            click.echo(
+                f"\r{elapsed:5.0f}s  posted {totals.posted}  duplicates acknowledged {totals.duplicates}"
+                f"  revenue today {today or 0:,.2f}",
+                nl=False,
+            )
+
+        try:
+            totals = business.run_stream(client, stream, rate, duration, report)
+        except KeyboardInterrupt:
+            totals = None
+        click.echo()
+        if totals is not None:
+            click.echo(f"done: {totals.posted} events posted, {totals.duplicates} acknowledged as duplicates")
+    except business.ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"open {url.rstrip('/')}/graphql and paste the queries from the README's 'See it live' section")
+
+
+def _demo_key(settings: Settings) -> str:
+    """An admin key created in the local store, printed for GraphiQL."""
+    from datetime import UTC, datetime
+
+    from domain.keys import create_key
+
+    if settings.store != "sqlite":
+        raise click.ClickException(
+            "the server requires an API key: pass --key (create one with `pulse keys create --scope admin`)"
+        )
+    store = _open_store(settings)
+    try:
+        key, secret = create_key(store, f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}", ["admin"])
+    finally:
+        store.close()
+    click.echo(f"the server requires an API key: created admin key {key.id} ({key.name}) in {settings.db}")
+    click.echo("use it in GraphiQL's Headers tab (shown once; revoke with `pulse keys revoke " + key.id + "`):")
+    click.echo(json.dumps({"Authorization": f"Bearer {secret}"}))
+    return secret
 
 
 @main.group()

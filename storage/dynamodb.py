@@ -63,6 +63,7 @@ BATCH_GET_KEYS = 100
 BATCH_WRITE_ITEMS = 25
 
 FACT_SHARDS = 16
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _RETRYABLE_CANCELLATIONS = {"None", "TransactionConflict", "ThrottlingError"}
 BY_TYPE_TIME = "by_type_time"
 TTL_ATTRIBUTE = "expiresAt"  # reserved: no event sets it yet; a retention policy would
@@ -310,14 +311,20 @@ def retry_unprocessed(
 ) -> None:
     """Send ``request`` and then what ``send`` returns as unprocessed, until nothing is left.
 
-    Waits between rounds with exponential backoff and full jitter (AWS's advice for
-    batch calls), and raises ``StoreUnavailable`` once ``deadline_seconds`` have passed.
+    A call refused outright for throttling counts as nothing processed. Waits between
+    rounds with exponential backoff and full jitter (AWS's advice for batch calls), and
+    raises ``StoreUnavailable`` once ``deadline_seconds`` have passed.
     """
     deadline = time.monotonic() + deadline_seconds
     attempt = 0
     pending: Mapping[str, Any] | None = request
     while pending:
-        pending = send(dict(pending))
+        try:
+            pending = send(dict(pending))
+        except ClientError as exc:
+            if _error_code(exc) not in _THROTTLED:
+                raise
+            # botocore's own retries ran out while throttled: all of it is unprocessed.
         if not pending:
             return
         left = deadline - time.monotonic()

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, Event
@@ -102,3 +103,22 @@ def test_unprocessed_keys_past_the_deadline_raise_store_unavailable() -> None:
 
     with pytest.raises(StoreUnavailable, match=r"3 items unprocessed.*retry"):
         retry_unprocessed(send, {"t": {"Keys": [1, 2, 3]}}, what="reading", deadline_seconds=0.05, base_delay=0.001)
+
+
+def test_a_call_refused_for_throttling_is_sent_again_and_other_errors_are_not() -> None:
+    calls: list[int] = []
+
+    def throttled_twice(request: dict) -> dict:
+        calls.append(len(request["t"]))
+        if len(calls) <= 2:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "BatchWriteItem")
+        return {}
+
+    retry_unprocessed(throttled_twice, {"t": [1, 2]}, what="writing", base_delay=0.001)
+    assert calls == [2, 2, 2]
+
+    def denied(request: dict) -> dict:
+        raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "BatchWriteItem")
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        retry_unprocessed(denied, {"t": [1]}, what="writing", base_delay=0.001)

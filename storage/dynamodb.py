@@ -330,8 +330,8 @@ def retry_unprocessed(
         left = deadline - time.monotonic()
         if left <= 0:
             raise StoreUnavailable(
-                f"{what}: DynamoDB left {_pending(pending)} items unprocessed for {deadline_seconds:g} s"
-                " (throttled); nothing else of this batch is lost, retry it"
+                f"{what}: DynamoDB still left {_pending(pending)} items unprocessed after {deadline_seconds:g} s"
+                " (throttled); part of the batch may be stored, and sending the same batch again is safe"
             )
         time.sleep(min(left, random.uniform(0, min(max_delay, base_delay * 2**attempt))))
         attempt += 1

@@ -101,7 +101,7 @@ def test_unprocessed_keys_past_the_deadline_raise_store_unavailable() -> None:
     def send(request: dict) -> dict:
         return request  # throttled: nothing ever gets through
 
-    with pytest.raises(StoreUnavailable, match=r"3 items unprocessed.*retry"):
+    with pytest.raises(StoreUnavailable, match=r"3 items unprocessed.*same batch again is safe"):
         retry_unprocessed(send, {"t": {"Keys": [1, 2, 3]}}, what="reading", deadline_seconds=0.05, base_delay=0.001)
 
 

@@ -17,6 +17,11 @@ from domain.settings import Settings
 from storage.factory import open_event_store
 from storage.tables import create_tables, drop_tables
 
+# For tests of the HTTP layer alone (parsing, limits, content types): the store does not
+# change their outcome, so they run on SQLite only; one test per status code still runs
+# on both backends.
+http_layer_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[EventStore]:

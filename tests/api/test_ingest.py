@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.tables import drop_tables
-from tests.api.conftest import Keys, all_facts, bearer, sale
+from tests.api.conftest import Keys, all_facts, bearer, http_layer_only, sale
 
 JSON = {"Content-Type": "application/json"}
 
@@ -63,6 +63,7 @@ def test_accepted_events_are_stored_with_every_field(client: FlaskClient, keys: 
     assert stored["sale-3"].source is None
 
 
+@http_layer_only
 def test_x_api_key_header_is_accepted(client: FlaskClient, keys: Keys) -> None:
     response = client.post("/v1/events", json={"events": [sale()]}, headers={"X-Api-Key": keys.ingest})
     assert response.status_code == 202
@@ -109,6 +110,7 @@ def test_a_gzipped_batch_of_1000_events(client: FlaskClient, keys: Keys, store: 
     assert len(all_facts(store)) == 1000
 
 
+@http_layer_only
 def test_concatenated_gzip_members_are_one_body(client: FlaskClient, keys: Keys) -> None:
     text = json.dumps({"events": [sale(1)]}).encode()
     body = gzip.compress(text[:10]) + gzip.compress(text[10:])
@@ -140,6 +142,7 @@ def test_malformed_ndjson_names_the_line(client: FlaskClient, keys: Keys, store:
     assert all_facts(store) == []
 
 
+@http_layer_only
 def test_malformed_gzip_is_400(client: FlaskClient, keys: Keys) -> None:
     headers = {**bearer(keys.ingest), "Content-Type": "application/json", "Content-Encoding": "gzip"}
     assert_error(client.post("/v1/events", data=b"not gzip at all", headers=headers), 400, "gzip")
@@ -147,6 +150,7 @@ def test_malformed_gzip_is_400(client: FlaskClient, keys: Keys) -> None:
     assert_error(client.post("/v1/events", data=whole[:-12], headers=headers), 400, "gzip")
 
 
+@http_layer_only
 def test_invalid_utf8_is_400(client: FlaskClient, keys: Keys) -> None:
     response = client.post(
         "/v1/events",
@@ -180,6 +184,7 @@ def test_revoked_key_is_401(client: FlaskClient, keys: Keys, store: EventStore) 
     assert all_facts(store) == []
 
 
+@http_layer_only
 def test_other_authorization_schemes_are_401(client: FlaskClient, keys: Keys) -> None:
     response = client.post("/v1/events", json={"events": [sale()]}, headers={"Authorization": f"Basic {keys.ingest}"})
     assert_error(response, 401, "Bearer")
@@ -229,6 +234,7 @@ def test_1001_events_is_413_and_nothing_is_stored(client: FlaskClient, keys: Key
     assert all_facts(store) == []
 
 
+@http_layer_only
 def test_more_than_a_mebibyte_is_413(client: FlaskClient, keys: Keys, store: EventStore) -> None:
     padding = "x" * 1000
     events = [sale(i, properties={f"p{k}": padding for k in range(50)}) for i in range(25)]
@@ -241,6 +247,7 @@ def test_more_than_a_mebibyte_is_413(client: FlaskClient, keys: Keys, store: Eve
     assert all_facts(store) == []
 
 
+@http_layer_only
 def test_a_gzip_bomb_is_413_without_inflating_it(client: FlaskClient, keys: Keys) -> None:
     # 200 MiB of spaces (valid JSON whitespace) squeeze into ~200 KiB.
     bomb = gzip.compress(b"{" + b" " * (200 * 1024 * 1024) + b"}", compresslevel=9)
@@ -268,6 +275,7 @@ def test_wrong_content_type_is_415(client: FlaskClient, keys: Keys) -> None:
     assert_error(no_type, 415)
 
 
+@http_layer_only
 def test_charset_parameter_is_allowed(client: FlaskClient, keys: Keys) -> None:
     response = client.post(
         "/v1/events",
@@ -277,6 +285,7 @@ def test_charset_parameter_is_allowed(client: FlaskClient, keys: Keys) -> None:
     assert response.status_code == 202
 
 
+@http_layer_only
 def test_unsupported_content_encoding_is_415(client: FlaskClient, keys: Keys) -> None:
     response = client.post(
         "/v1/events",
@@ -329,6 +338,7 @@ def test_every_error_of_every_event_is_listed_and_nothing_is_stored(
     assert all_facts(store) == []
 
 
+@http_layer_only
 def test_non_finite_numbers_are_422(client: FlaskClient, keys: Keys) -> None:
     # Python's json reads NaN/Infinity; Pulse refuses them naming the property.
     data = (
@@ -339,6 +349,7 @@ def test_non_finite_numbers_are_422(client: FlaskClient, keys: Keys) -> None:
     assert {error["field"] for error in body["errors"]} == {"properties.a", "properties.b"}
 
 
+@http_layer_only
 def test_body_shape_errors_are_422(client: FlaskClient, keys: Keys) -> None:
     cases = {
         "[]": "",
@@ -354,6 +365,7 @@ def test_body_shape_errors_are_422(client: FlaskClient, keys: Keys) -> None:
         assert all(error["index"] is None for error in body["errors"])
 
 
+@http_layer_only
 def test_an_empty_ndjson_body_is_422(client: FlaskClient, keys: Keys) -> None:
     response = client.post(
         "/v1/events", data="\n\n", headers={**bearer(keys.ingest), "Content-Type": "application/x-ndjson"}
@@ -361,6 +373,7 @@ def test_an_empty_ndjson_body_is_422(client: FlaskClient, keys: Keys) -> None:
     assert_error(response, 422, "no events")
 
 
+@http_layer_only
 def test_ndjson_errors_are_indexed_by_line_order(client: FlaskClient, keys: Keys) -> None:
     data = "\n".join([json.dumps(sale(0)), json.dumps(sale(1, type="BAD"))])
     response = client.post(

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from api.app import OPENAPI_YAML, create_app, openapi_document
 from domain.settings import Settings
 from storage.tables import drop_tables
-from tests.api.conftest import Keys, bearer, sale
+from tests.api.conftest import Keys, bearer, http_layer_only, sale
 from tests.api.test_ingest import store_outage
 
 CHECKS = [
@@ -109,6 +109,7 @@ def in_new_thread(send: Callable[[], Any]) -> Any:
     return result[0]
 
 
+@http_layer_only
 @pytest.mark.parametrize(("method", "path", "status"), sorted(REQUESTS), ids=lambda v: str(v))
 def test_documented_response_is_what_the_server_sends(
     method: str, path: str, status: int, app: Flask, client: FlaskClient, keys: Keys, settings: Settings

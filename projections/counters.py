@@ -27,6 +27,9 @@ from domain.ports import CounterDelta, CounterKey, GaugeKey, GaugeValue, ViewCha
 from projections.buckets import Bucketing, epoch_micros
 from projections.gauges import compile_gauges, newer, project_gauges
 
+#: The name of the counters-and-gauges projection in checkpoints and status.
+PROJECTION = "metrics"
+
 # (counter key, filters, dimension properties, value property or None for counts)
 _Compiled = tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], str | None]
 

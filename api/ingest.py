@@ -121,20 +121,16 @@ def _refuse_too_many(count: int) -> None:
         raise RequestEntityTooLarge(f"{count} events sent; at most {MAX_EVENTS} per request")
 
 
-def _json_document(text: str) -> Any:
+def _json_document(text: str, where: str = "the body") -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{where} nests arrays or objects too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or a number past Python's 4300-digit limit
+        raise BadRequest(f"{where} is not valid JSON: {exc}") from None
 
 
 def _ndjson_events(text: str) -> list[Any]:
     lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     _refuse_too_many(len(lines))
-    events = []
-    for number, line in lines:
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"line {number} is not valid JSON: {exc}") from None
-    return events
+    return [_json_document(line, f"line {number}") for number, line in lines]

@@ -63,7 +63,19 @@ def _check_string(value: Any, max_length: int, what: str) -> str:
         raise _Invalid(f"must be a string ({what}); got {_json_kind(value)}")
     if not 0 < len(value) <= max_length:
         raise _Invalid(f"must be 1 to {max_length} characters ({what}); got {len(value)}")
+    if not value.isascii() and (problem := _not_unicode(value)):
+        raise _Invalid(problem)
     return value
+
+
+def _not_unicode(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode, if it is not: JSON's "\\ud800" escapes can make an
+    unpaired surrogate, which no store can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains an unpaired UTF-16 surrogate at character {exc.start}; text must be valid Unicode"
+    return None
 
 
 def _check_type(value: Any, batch: _Batch) -> str:
@@ -111,12 +123,16 @@ def _check_properties(value: Any, batch: _Batch) -> dict[str, Any]:
     problems: dict[str, str] = {}
     for key, item in value.items():
         kind = type(item)
+        if not key.isascii() and (problem := _not_unicode(key)):
+            problems[key] = f"the property name {problem}"
         # Exact types: bool is not a number here (JSON true is a boolean, not 1).
-        if item is None or kind is bool or kind is int:
+        elif item is None or kind is bool or kind is int:
             continue
-        if kind is str:
+        elif kind is str:
             if len(item) > MAX_STRING_VALUE:
                 problems[key] = f"is {len(item)} characters long; at most {MAX_STRING_VALUE} are allowed"
+            elif not item.isascii() and (problem := _not_unicode(item)):
+                problems[key] = problem
         elif kind is float:
             if not math.isfinite(item):
                 problems[key] = f"must be a finite number; got {item}"

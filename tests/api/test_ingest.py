@@ -151,6 +151,27 @@ def test_malformed_gzip_is_400(client: FlaskClient, keys: Keys) -> None:
 
 
 @http_layer_only
+def test_json_python_cannot_read_is_400_not_500(client: FlaskClient, keys: Keys) -> None:
+    deep = '{"events": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    huge_number = '{"events": [{"type": "sale", "occurredAt": "2026-11-23T12:00:00Z", "properties": {"n": 1%s}}]}'
+    for data, fragment in ((deep, "too deeply"), (huge_number % ("0" * 5000), "digits")):
+        for content_type in ("application/json", "application/x-ndjson"):
+            response = client.post(
+                "/v1/events", data=data, headers={**bearer(keys.ingest), "Content-Type": content_type}
+            )
+            assert_error(response, 400, fragment)
+
+
+@http_layer_only
+def test_unpaired_surrogate_escapes_are_422_not_500(client: FlaskClient, keys: Keys, store: EventStore) -> None:
+    data = '{"events": [{"type": "sale", "occurredAt": "2026-11-23T12:00:00Z", "properties": {"name": "\\ud800"}}]}'
+    response = client.post("/v1/events", data=data, headers={**bearer(keys.ingest), **JSON})
+    body = assert_error(response, 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "properties.name")]
+    assert all_facts(store) == []
+
+
+@http_layer_only
 def test_invalid_utf8_is_400(client: FlaskClient, keys: Keys) -> None:
     response = client.post(
         "/v1/events",

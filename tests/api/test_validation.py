@@ -151,3 +151,11 @@ def test_body_level_problems_have_no_index() -> None:
     with pytest.raises(ValidationError) as caught:
         parse_body({"event": []}, max_future_seconds=300, now=NOW)
     assert {(e.index, e.field) for e in caught.value.errors} == {(None, "events"), (None, "event")}
+
+
+def test_unpaired_surrogates_are_refused_naming_the_field() -> None:
+    # json.loads turns "\ud800" into a lone surrogate that no store can encode.
+    errors = errors_of(event(id="a\udfff", source="\ud800", properties={"x": "\ud800", "\udc00": 1, "ok": "😀 café"}))
+    assert {error.field for error in errors} == {"id", "source", "properties.x", "properties.\udc00"}
+    assert all("surrogate" in error.message for error in errors)
+    assert dict(parse_one(properties={"ok": "😀 café"}).properties) == {"ok": "😀 café"}

@@ -157,7 +157,10 @@ class ProjectionStatus:
     name: str
     partition: str = strawberry.field(description='"" for the SQLite log; a shard id for DynamoDB Streams.')
     checkpoint: str = strawberry.field(description="Last applied position (or sequence number), as text.")
-    lag_events: int | None = strawberry.field(description="Facts not yet projected; null where unknown.")
+    lag_events: int | None = strawberry.field(
+        description="Events of the log past the checkpoint (facts, and definition or key events it has yet to"
+        " step over); null where the log has no global order."
+    )
     lag_seconds: float | None = strawberry.field(description="Age of the oldest fact not yet projected; 0 if none.")
     events_per_second: float
     watermark: datetime | None
@@ -377,7 +380,13 @@ class MetricsQuery:
             span = last if last is not None or from_ is not None else 1
             buckets = shaping.plan_buckets(bucketing, chosen, time.time(), from_, to, span)
             rows = shaping.read_breakdown(
-                views, definition, dimension, chosen, buckets[0], bucketing.end(chosen, buckets[-1]), top or 10
+                views,
+                definition,
+                dimension,
+                chosen,
+                buckets[0],
+                bucketing.end(chosen, buckets[-1]),
+                10 if top is None else top,
             )
             return [BreakdownRow(key=row.key, value=row.value, count=row.count) for row in rows]
 

@@ -122,8 +122,13 @@ class MetricsProjection:
                     continue
                 value = props.get(value_property)
                 kind = type(value)
-                if kind is not int and kind is not float:
-                    continue
+                if kind is not float:
+                    if kind is not int:
+                        continue  # missing, text or boolean: not a value
+                    try:
+                        value = float(value)
+                    except OverflowError:
+                        continue  # an integer beyond any double
                 cell = values.get(key)
                 if cell is None:
                     values[key] = [1, value, value, value]
@@ -154,25 +159,31 @@ class MetricsProjection:
         counts: dict[tuple[str, int, tuple[str, ...]], int],
         values: dict[tuple[str, int, tuple[str, ...]], list],
     ) -> dict[CounterKey, CounterDelta]:
-        """Minute cells to minute, hour and day deltas."""
+        """Minute cells to minute, hour and day deltas. Minute cells are final as they are;
+        only hour and day cells merge, and there are far fewer of them."""
         day_of_minute = self.bucketing.day_of_minute
-        out: dict[CounterKey, list] = {}
+        out: dict[CounterKey, CounterDelta] = {}
+        coarse: dict[CounterKey, list] = {}
         for (metric_key, minute, dims), n in counts.items():
-            out[(metric_key, MINUTE, minute, dims)] = [n, 0.0, None, None]
-            for resolution, bucket in ((HOUR, minute - minute % 3600), (DAY, day_of_minute(minute))):
-                key = (metric_key, resolution, bucket, dims)
-                cell = out.get(key)
+            out[(metric_key, MINUTE, minute, dims)] = CounterDelta(n, 0.0, None, None)
+            for key in (
+                (metric_key, HOUR, minute - minute % 3600, dims),
+                (metric_key, DAY, day_of_minute(minute), dims),
+            ):
+                cell = coarse.get(key)
                 if cell is None:
-                    out[key] = [n, 0.0, None, None]
+                    coarse[key] = [n, 0.0, None, None]
                 else:
                     cell[0] += n
         for (metric_key, minute, dims), (n, total, low, high) in values.items():
-            out[(metric_key, MINUTE, minute, dims)] = [n, total, low, high]
-            for resolution, bucket in ((HOUR, minute - minute % 3600), (DAY, day_of_minute(minute))):
-                key = (metric_key, resolution, bucket, dims)
-                cell = out.get(key)
+            out[(metric_key, MINUTE, minute, dims)] = CounterDelta(n, total, low, high)
+            for key in (
+                (metric_key, HOUR, minute - minute % 3600, dims),
+                (metric_key, DAY, day_of_minute(minute), dims),
+            ):
+                cell = coarse.get(key)
                 if cell is None:
-                    out[key] = [n, total, low, high]
+                    coarse[key] = [n, total, low, high]
                 else:
                     cell[0] += n
                     cell[1] += total
@@ -180,12 +191,9 @@ class MetricsProjection:
                         cell[2] = low
                     if high > cell[3]:
                         cell[3] = high
-        return {
-            key: CounterDelta(
-                n, float(total), None if low is None else float(low), None if high is None else float(high)
-            )
-            for key, (n, total, low, high) in out.items()
-        }
+        for key, (n, total, low, high) in coarse.items():
+            out[key] = CounterDelta(n, total, low, high)
+        return out
 
 
 def merge(changes: Iterable[ViewChanges]) -> ViewChanges:

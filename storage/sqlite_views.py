@@ -108,10 +108,19 @@ def _now_micros() -> int:
     return time.time_ns() // 1000
 
 
-def _counter_rows(changes: ViewChanges) -> Iterator[tuple]:
+def _counter_rows(changes: ViewChanges) -> list[tuple]:
+    rows = []
+    append = rows.append
     for (metric, resolution, bucket, dims), (count, total, low, high) in changes.counters.items():
-        d1, d2, d3 = (*dims, *_PAD)[:3]
-        yield (metric, resolution, bucket, d1, d2, d3, count, total, low, high)
+        n = len(dims)
+        if n == 2:  # the common shapes first, without building padded tuples
+            append((metric, resolution, bucket, dims[0], dims[1], "", count, total, low, high))
+        elif n == 0:
+            append((metric, resolution, bucket, "", "", "", count, total, low, high))
+        else:
+            d1, d2, d3 = (*dims, *_PAD)[:3]
+            append((metric, resolution, bucket, d1, d2, d3, count, total, low, high))
+    return rows
 
 
 class SqliteViewStore:

@@ -263,6 +263,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the server's workers while measuring")
     args = parser.parse_args()
 
+    before = machine_busy_seconds()
+    time.sleep(1.0)
+    busy_before_start = machine_busy_seconds() - before
     workdir = Path(tempfile.mkdtemp(prefix="pulse-bench-"))
     server = None
     db: Path | None = None
@@ -327,6 +330,11 @@ def main() -> None:
         f"load:    {args.clients} client processes on the same machine, {args.batch} events per POST,"
         f" keep-alive, {args.warmup:g} s warm-up + {args.duration:g} s measured"
     )
+    if busy_before_start > 0.2:
+        print(
+            f"WARNING: {busy_before_start:.2f} cores were already busy before the run started: other work on"
+            " this machine takes CPU from the server, so this figure understates it"
+        )
     print(
         f"batches: {len(measured)} in the window; latency p50 {1000 * statistics.median(latencies):.0f} ms,"
         f" p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms"
@@ -345,7 +353,7 @@ def main() -> None:
         others = machine_cpu / window - sum(server_cpu.values()) / window - clients_busy
         print(
             f"cpu:     cores busy on average (of {os.cpu_count()}): {busy}; clients {clients_busy:.2f};"
-            f" anything else on the machine {max(0.0, others):.2f}"
+            f" not attributed to these (other processes, kernel) {max(0.0, others):.2f}"
         )
         per_event = {role: 1e6 * seconds / max(1, accepted_in_window) for role, seconds in server_cpu.items()}
         print(

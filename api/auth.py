@@ -157,6 +157,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def requires_scope(scope: str) -> Callable[[F], F]:
     """Decorates a Flask view: 401/403 unless the caller's key has ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
 
     def decorate(view: F) -> F:
         @functools.wraps(view)

@@ -30,7 +30,7 @@ from datetime import datetime
 
 from domain.errors import FieldError, ValidationError
 from domain.metrics import AVG, COUNT, DAY, HOUR, MAX, MIN, MINUTE, SUM, MetricDefinition
-from domain.ports import CounterCell, ViewStore
+from domain.ports import CounterCell, CounterDelta, ViewStore
 from projections.buckets import Bucketing, Retention
 
 MAX_POINTS = 10_000
@@ -60,7 +60,7 @@ class Totals:
     min: float | None = None
     max: float | None = None
 
-    def add(self, cell: CounterCell | Totals) -> Totals:
+    def add(self, cell: CounterCell | CounterDelta | Totals) -> Totals:
         return Totals(
             self.count + cell.count,
             self.sum + cell.sum,
@@ -220,6 +220,28 @@ def where_of(metric: MetricDefinition, filters: Iterable[tuple[str, str]]) -> di
     if errors:
         raise ValidationError(errors)
     return where
+
+
+def aggregate_cells(
+    cells: Iterable[tuple[int, tuple[str, ...], CounterDelta]],
+    where: Mapping[int, str] | None = None,
+    group_by: int | None = None,
+) -> list[CounterCell]:
+    """What ``ViewStore.read_counters`` returns, from raw cells ``(bucket, dimension values,
+    delta)`` of one metric and resolution already narrowed to the bucket range: for a view
+    store that cannot aggregate itself (DynamoDB reads the items of a key range and calls
+    this). Ordered by bucket, then group."""
+    wanted = sorted((where or {}).items())
+    totals: dict[tuple[int, str | None], Totals] = {}
+    for bucket, dims, delta in cells:
+        if any(dims[i] != value for i, value in wanted):
+            continue
+        key = (bucket, dims[group_by] if group_by is not None else None)
+        totals[key] = totals.get(key, Totals()).add(delta)
+    return [
+        CounterCell(bucket, group, t.count, t.sum, t.min, t.max)
+        for (bucket, group), t in sorted(totals.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+    ]
 
 
 def _totals(views: ViewStore, key: str, reads: list[tuple[str, int, int]], where: Mapping[int, str]) -> Totals:

@@ -229,3 +229,26 @@ def test_filters_must_name_dimensions_of_the_metric() -> None:
     with pytest.raises(ValidationError) as exc:
         series.where_of(revenue, [("store", "a"), ("colour", "red")])
     assert field_of(exc) == "filter[1].dimension"
+
+
+def test_aggregating_raw_cells_gives_what_the_sqlite_store_computes(views: SqliteViewStore) -> None:
+    """The pure aggregation a store without GROUP BY (DynamoDB) uses agrees with SQL."""
+    revenue = defs.validate_metric("revenue", "sale", "sum", "amount", ["store", "category"])
+    facts = [
+        sale(
+            i,
+            at("2026-11-23T08:00:00+00:00") + timedelta(minutes=7 * i),
+            i % 13 - 3,
+            store="ab"[i % 2],
+            category="xyz"[i % 3],
+        )
+        for i in range(1, 60)
+    ]
+    changes = MetricsProjection([revenue], [], UTC_BUCKETS).project(facts)
+    views.apply("metrics", "", changes, 0, 59, 0)
+    for resolution in ("minute", "hour", "day"):
+        raw = [(b, d, delta) for (m, r, b, d), delta in changes.counters.items() if (m, r) == ("revenue", resolution)]
+        for where, group in (({}, None), ({0: "a"}, None), ({}, 1), ({1: "y"}, 0), ({0: "b", 1: "x"}, None)):
+            assert series.aggregate_cells(raw, where, group) == views.read_counters(
+                "revenue", resolution, 0, 2**40, where, group
+            ), (resolution, where, group)

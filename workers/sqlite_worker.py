@@ -2,7 +2,7 @@
 
 Each step reads up to ``batch_size`` facts after the checkpoint, projects them and
 applies the changes with the new checkpoint in one transaction of the view db
-(``ViewStore.apply``). When there is nothing new it sleeps ``idle_seconds`` (50 ms), so a
+(``ViewStore.apply``). When there is nothing new it sleeps ``idle_seconds`` (20 ms), so a
 posted event is visible in queries well within the 250 ms freshness target. Idle polls
 ask the log only for its last position, which costs one index lookup.
 
@@ -30,7 +30,7 @@ from workers.projection_runner import ProjectionRunner
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
-IDLE_SECONDS = 0.05
+IDLE_SECONDS = 0.02
 PRUNE_SECONDS = 300.0
 RETRY_SECONDS = 1.0
 

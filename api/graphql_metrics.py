@@ -198,7 +198,10 @@ def _catalog(store: EventStore) -> MetricCatalog:
 def _bucketing(timezone: str) -> Bucketing:
     found = _bucketings.get(timezone)
     if found is None:
-        found = _bucketings[timezone] = Bucketing(timezone)
+        try:
+            found = _bucketings[timezone] = Bucketing(timezone)
+        except ValueError as exc:  # the server's setting, not the caller's input
+            raise GraphQLError(f"the server is misconfigured: {exc}", extensions={"code": "MISCONFIGURED"}) from exc
     return found
 
 

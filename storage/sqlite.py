@@ -182,7 +182,9 @@ class SqliteEventStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? AND stream_id = ? ORDER BY position LIMIT ?",
+                # "+stream_id" keeps the planner on the rowid range: the (stream_id, version)
+                # index would otherwise scan and sort every fact on each page.
+                f"SELECT {_COLUMNS} FROM events WHERE position > ? AND +stream_id = ? ORDER BY position LIMIT ?",
                 (after, FACTS_STREAM, limit),
             )
             .fetchall()

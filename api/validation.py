@@ -19,7 +19,7 @@ from marshmallow import RAISE, Schema, fields
 from marshmallow import ValidationError as SchemaError
 
 from domain.errors import FieldError, ValidationError
-from domain.events import Event, new_event_id, utc_now
+from domain.events import EVENT_TYPE, EVENT_TYPE_PATTERN, Event, new_event_id, utc_now
 
 MAX_EVENTS = 1000
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,13 +27,11 @@ MAX_PROPERTIES = 50
 MAX_STRING_VALUE = 1024
 MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 128
-TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 # RFC 3339 date-time; "T"/"Z" may be lowercase. The offset is optional here only so that
 # its absence gets its own message below.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
 _RFC3339_EXAMPLE = "2026-11-23T12:00:00Z"
-_TYPE = re.compile(TYPE_PATTERN[1:-1])
 
 
 # Each check takes the wire value and returns the clean value or raises _Invalid. They run
@@ -82,9 +80,9 @@ def _check_type(value: Any, batch: _Batch) -> str:
     if type(value) is not str:
         raise _Invalid(f'must be a string such as "sale"; got {_json_kind(value)}')
     # fullmatch, not re.match with "$", which would let a trailing newline through.
-    if not _TYPE.fullmatch(value):
+    if not EVENT_TYPE.fullmatch(value):
         raise _Invalid(
-            f"must match {TYPE_PATTERN}: a lowercase letter, then up to 63 lowercase letters, digits,"
+            f"must match {EVENT_TYPE_PATTERN}: a lowercase letter, then up to 63 lowercase letters, digits,"
             f" '_', '.' or '-'; got {value!r}"
         )
     return value

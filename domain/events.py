@@ -7,6 +7,7 @@ events may carry nested JSON in ``properties``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ from typing import Any
 
 # Facts live in one logical stream; aggregates each have their own.
 FACTS_STREAM = "$facts"
+
+#: What an event type may be: checked at ingest and where metrics name an event type.
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 
 
 def new_event_id() -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import ConcurrencyError, FieldError, NotFound, ValidationError
-from domain.events import Event, RecordedEvent, utc_now
+from domain.events import EVENT_TYPE, Event, RecordedEvent, utc_now
 from domain.ports import EventStore
 
 DEFINITIONS_STREAM = "metric-definitions"
@@ -59,8 +59,6 @@ MISSING = "(none)"
 BUILTIN_PREFIX = "type:"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-# The same rule as event types at ingest (api/validation.py TYPE_PATTERN).
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _APPEND_ATTEMPTS = 5
 
 
@@ -239,7 +237,7 @@ def _check_name(errors: list[FieldError], path: str, name: Any) -> None:
 
 
 def _check_event_type(errors: list[FieldError], path: str, event_type: Any) -> None:
-    if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
+    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
         errors.append(
             FieldError(
                 path,

@@ -7,8 +7,9 @@ adds its root classes to the tuples below.
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.tools import merge_types
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from api.graphql_ingest import IngestMutation
 from api.graphql_metrics import MetricsMutation, MetricsQuery
@@ -37,4 +38,23 @@ MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation)
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
 
-schema = strawberry.Schema(query=Query, mutation=Mutation)
+
+class PulseSchema(strawberry.Schema):
+    """Logs a traceback only for errors Pulse did not raise on purpose.
+
+    Client mistakes (bad arguments, auth, syntax) reach the client as GraphQL errors with
+    an ``extensions.code``; a traceback in the server log for each would bury real faults.
+    """
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        unexpected = [
+            error
+            for error in errors
+            if error.original_error is not None
+            and not (isinstance(error.original_error, GraphQLError) and error.original_error.extensions.get("code"))
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+schema = PulseSchema(query=Query, mutation=Mutation)

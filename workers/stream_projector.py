@@ -1,0 +1,350 @@
+"""Projecting DynamoDB Streams batches, shared by the poller (``workers.dynamodb_poller``)
+and the Lambda handler (``workers.lambda_handlers``); rebuilding metrics defined later.
+
+A live batch (records of one shard, in order)
+---------------------------------------------
+1. Keep the ``INSERT`` records of facts. MODIFY (a racing resend, see
+   ``DynamoEventStore.ingest``) and REMOVE are skipped, and so are aggregate events,
+   except that records of the ``metric-definitions`` stream refresh the definitions.
+2. Read the definitions state (consistent) AFTER the records were fetched: the active
+   generation of every metric and gauge, and a rebuild in progress if any.
+3. Project with the same pure code as SQLite (``MetricsProjection``): built-in counts
+   from every fact; each metric and gauge from the facts received at or after its
+   generation's fence; a rebuild in progress also gets the facts received at or after
+   its fence, projected with the definitions it is building.
+4. ``DynamoViewStore.write_batch`` (one guarded UpdateItem per item), then the checkpoint.
+
+Rebuilds (a metric defined after events exist, updated or deleted), exactly once
+---------------------------------------------------------------------------------
+``run_pending_rebuild`` registers a rebuild with a fence F = now + ``fence_seconds``,
+waits until F + ``settle_seconds``, reads every fact from the event store
+(``read_facts``), counts those received before F into the new generation, and switches.
+Live batches count the facts received at or after F into it, from registration on and
+for ever after (the fence stays with the generation, so a shard that lags behind the
+switch does not count an early fact twice). Each fact is thus counted once, given:
+
+- clock skew between the API servers that stamp ``receivedAt`` and the rebuilding
+  process is below ``fence_seconds`` (30 s; NTP keeps AWS hosts within milliseconds):
+  a fact stamped at or after F was written after the registration, so the batch
+  carrying it reads a state that has the rebuild (step 2 reads after the fetch);
+- a fact is stored within ``settle_seconds`` (120 s) of being stamped: ingest gives up
+  after 30 s per call, so by F + settle every fact received before F is in the table
+  when the scan reads it.
+
+Built-in counts are never rebuilt. Registration is a conditional write with a lease,
+so one process rebuilds at a time; a crashed rebuild is abandoned (its items become
+garbage) and the next attempt starts a fresh generation with a fresh fence.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from domain.events import FACTS_STREAM, RecordedEvent
+from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.ports import EventStore, ViewChanges
+from projections.buckets import Bucketing, epoch_micros
+from projections.counters import PROJECTION, MetricsProjection, merge
+from storage.dynamodb_feed import ChangeRecord
+from storage.dynamodb_views import DefinitionsState, DynamoViewStore, GenerationChanges
+from workers.projection_runner import RateMeter, Rebuilt
+
+log = logging.getLogger(__name__)
+
+FENCE_SECONDS = 30.0
+SETTLE_SECONDS = 120.0
+#: Guards of shards finished this long ago are dropped from the items they wrote.
+RETIRE_AFTER_SECONDS = 3600.0
+_FINISHED_CACHE_SECONDS = 60.0
+REBUILD_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildTiming:
+    fence_seconds: float = FENCE_SECONDS
+    settle_seconds: float = SETTLE_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: float | None) -> RebuildTiming:
+        """From ``PULSE_REBUILD_FENCE_SECONDS`` / ``PULSE_REBUILD_SETTLE_SECONDS``, then overrides."""
+        values = {
+            "fence_seconds": float(env.get("PULSE_REBUILD_FENCE_SECONDS") or FENCE_SECONDS),
+            "settle_seconds": float(env.get("PULSE_REBUILD_SETTLE_SECONDS") or SETTLE_SECONDS),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["fence_seconds"] < 0 or values["settle_seconds"] < 0:
+            raise ValueError("rebuild fence and settle seconds must be 0 or more")
+        return cls(**values)
+
+
+class DefinitionsHistory:
+    """The metric-definitions stream, foldable up to any version (old definitions keep
+    counting into the active generation while a rebuild writes the new one)."""
+
+    def __init__(self, events: EventStore) -> None:
+        self.events = events
+        self._recorded: list[RecordedEvent] = []
+        self._catalogs: dict[int, MetricCatalog] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def latest_version(self) -> int:
+        return (self._recorded[-1].version or 0) if self._recorded else 0
+
+    def refresh(self) -> bool:
+        with self._lock:
+            new = self.events.read_stream(DEFINITIONS_STREAM, after_version=self.latest_version)
+            self._recorded.extend(new)
+            return bool(new)
+
+    def at(self, version: int) -> MetricCatalog:
+        if version > self.latest_version:
+            self.refresh()
+            if version > self.latest_version:
+                raise ValueError(f"definitions version {version} is not in the store (latest {self.latest_version})")
+        with self._lock:
+            found = self._catalogs.get(version)
+            if found is None:
+                found = MetricCatalog()
+                found.apply([e for e in self._recorded if (e.version or 0) <= version])
+                self._catalogs[version] = found
+            return found
+
+
+class ProjectionPlan:
+    """How one definitions state projects facts: parts per generation, fences applied."""
+
+    def __init__(self, state: DefinitionsState, history: DefinitionsHistory, bucketing: Bucketing) -> None:
+        active = history.at(state.version)
+        by_fence: dict[int, tuple[list[MetricDefinition], list[GaugeDefinition]]] = {}
+        for kind, definitions in ((0, active.metrics.values()), (1, active.gauges.values())):
+            for definition in definitions:
+                generation = state.generations.get(definition.name)
+                if generation is None:
+                    log.error("definition %r has no generation in the views; it is not projected", definition.name)
+                    continue
+                by_fence.setdefault(generation.fence, ([], []))[kind].append(definition)
+        self.fences = sorted(by_fence)
+        # Facts received in [fences[i], fences[i+1]) count for every name fenced at or before fences[i].
+        self._fenced: list[MetricsProjection] = []
+        metrics: list[MetricDefinition] = []
+        gauges: list[GaugeDefinition] = []
+        for fence in self.fences:
+            metrics += by_fence[fence][0]
+            gauges += by_fence[fence][1]
+            self._fenced.append(MetricsProjection(list(metrics), list(gauges), bucketing, builtins=False))
+        self._builtins = MetricsProjection([], [], bucketing)
+        self._active = {name: g.gen for name, g in state.generations.items()}
+        self.build = state.build
+        self._building: MetricsProjection | None = None
+        if state.build is not None:
+            target = history.at(state.build.version)
+            self._building = MetricsProjection(
+                [target.metrics[name] for name in state.build.metrics if name in target.metrics],
+                [target.gauges[name] for name in state.build.gauges if name in target.gauges],
+                bucketing,
+                builtins=False,
+            )
+
+    def project(self, facts: Sequence[RecordedEvent]) -> list[GenerationChanges]:
+        received = [epoch_micros(fact.received_at) for fact in facts]
+        changes: list[ViewChanges] = [self._builtins.project(facts)]
+        groups: dict[int, list[RecordedEvent]] = {}
+        for fact, micros in zip(facts, received, strict=True):
+            index = bisect.bisect_right(self.fences, micros) - 1
+            if index >= 0:
+                groups.setdefault(index, []).append(fact)
+        for index, group in groups.items():
+            changes.append(self._fenced[index].project(group))
+        parts = [GenerationChanges(merge(changes), self._active)]
+        if self.build is not None and self._building is not None:
+            fence = self.build.fence
+            late = [fact for fact, micros in zip(facts, received, strict=True) if micros >= fence]
+            if late:
+                parts.append(GenerationChanges(self._building.project(late), self.build.gen))
+        return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    records: int
+    facts: int
+    definitions_changed: bool
+
+
+class StreamProjector:
+    """Applies batches of change records of one shard at a time to a DynamoDB view store."""
+
+    def __init__(
+        self,
+        events: EventStore,
+        views: DynamoViewStore,
+        bucketing: Bucketing,
+        projection: str = PROJECTION,
+        retire_after_seconds: float = RETIRE_AFTER_SECONDS,
+    ) -> None:
+        self.events = events
+        self.views = views
+        self.bucketing = bucketing
+        self.projection_name = projection
+        self.history = DefinitionsHistory(events)
+        self.rate = RateMeter()
+        self.retire_after_seconds = retire_after_seconds
+        self._plans: dict[tuple, ProjectionPlan] = {}
+        self._finished: tuple[float, dict[str, int]] | None = None
+        views.ensure_state(bucketing.timezone)
+
+    def _plan(self, state: DefinitionsState) -> ProjectionPlan:
+        key = (state.version, tuple(sorted((n, g.gen, g.fence) for n, g in state.generations.items())), state.build)
+        plan = self._plans.get(key)
+        if plan is None:
+            self._plans.clear()  # states only move forward
+            plan = self._plans[key] = ProjectionPlan(state, self.history, self.bucketing)
+        return plan
+
+    def finished(self) -> dict[str, int]:
+        """Shards read to their end (cached for a minute)."""
+        now = time.monotonic()
+        if self._finished is None or now - self._finished[0] > _FINISHED_CACHE_SECONDS:
+            self._finished = (now, self.views.finished_partitions(self.projection_name))
+        return self._finished[1]
+
+    def forget_finished(self) -> None:
+        self._finished = None
+
+    def _retired(self) -> Collection[str]:
+        horizon = time.time_ns() // 1000 - int(self.retire_after_seconds * 1e6)
+        return {shard for shard, at in self.finished().items() if at <= horizon}
+
+    def apply(self, partition: str, records: Sequence[ChangeRecord]) -> Applied:
+        """Project and apply one batch of shard ``partition``; a redelivery changes nothing."""
+        if not records:
+            return Applied(0, 0, False)
+        facts: list[tuple[int, RecordedEvent]] = []
+        definitions_changed = False
+        for record in records:
+            event = record.event
+            if record.event_name != "INSERT" or event is None:
+                continue
+            if event.stream_id == FACTS_STREAM:
+                facts.append((int(record.sequence_number), event))
+            elif event.stream_id == DEFINITIONS_STREAM:
+                definitions_changed = True
+        if definitions_changed:
+            self.history.refresh()
+        # Read after the records were fetched: see "Rebuilds" in the module docstring.
+        state = self.views.definitions_state()
+        plan = self._plan(state)
+        positions = [int(record.sequence_number) for record in records]
+        first, last = min(positions), max(positions)
+        chosen = [event for _, event in facts]
+        parts = plan.project(chosen)
+        if facts:
+
+            def redo(position: int) -> list[GenerationChanges]:
+                return plan.project([event for sequence, event in facts if sequence > position])
+
+            self.views.write_batch(partition, first, last, parts, redo, self._retired())
+        previous = self.views.checkpoint(self.projection_name, partition)
+        watermark = parts[0].changes.watermark
+        if previous.watermark is not None and (watermark is None or previous.watermark > watermark):
+            watermark = previous.watermark
+        self.views.save_checkpoint(
+            self.projection_name,
+            partition,
+            last,
+            state.version,
+            watermark,
+            len(facts),
+            self.rate.add(len(facts)),
+        )
+        return Applied(len(records), len(facts), definitions_changed)
+
+
+class RebuildInterrupted(Exception):
+    """The worker is stopping; the rebuild was abandoned and starts afresh next time."""
+
+
+def _wait(seconds: float, stop: threading.Event | None) -> None:
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise RebuildInterrupted("stopping")
+
+
+def run_pending_rebuild(
+    events: EventStore,
+    views: DynamoViewStore,
+    bucketing: Bucketing,
+    history: DefinitionsHistory,
+    owner: str | None = None,
+    timing: RebuildTiming | None = None,
+    stop: threading.Event | None = None,
+    page_size: int = REBUILD_PAGE,
+) -> Rebuilt | None:
+    """Bring the views to the latest definitions: rebuild what changed since the version
+    they reflect into new generations and switch. None when there is nothing to do or
+    another process's rebuild is running."""
+    timing = timing or RebuildTiming()
+    owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    history.refresh()
+    state = views.definitions_state()
+    target = history.latest_version
+    if target <= state.version:
+        return None
+    running = state.build
+    if running is not None and running.owner != owner and running.lease > time.time_ns() // 1000:
+        return None
+    catalog = history.at(target)
+    metrics, gauges = catalog.changed_since(state.version)
+    only = MetricsProjection(
+        [catalog.metrics[name] for name in metrics if name in catalog.metrics],
+        [catalog.gauges[name] for name in gauges if name in catalog.gauges],
+        bucketing,
+        builtins=False,
+    )
+    facts = 0
+    with views.rebuild(
+        PROJECTION, "", 0, target, metrics, gauges, owner=owner, fence_seconds=timing.fence_seconds
+    ) as writer:
+        log.info(
+            "rebuilding metrics %s and gauges %s for definitions version %d into generation %d",
+            metrics,
+            gauges,
+            target,
+            writer.build.gen,
+        )
+        wake = writer.fence / 1e6 + timing.settle_seconds
+        while (left := wake - time.time()) > 0:
+            writer.renew()
+            _wait(min(left, 5.0), stop)
+        cursor = None
+        while True:
+            page = events.read_facts(cursor, limit=page_size)
+            if not page.events:
+                break
+            counted = [fact for fact in page.events if writer.includes(fact)]
+            if counted:
+                facts += len(counted)
+                writer(only.project(counted))
+            else:
+                writer.renew()
+            cursor = page.cursor
+            if stop is not None and stop.is_set():
+                raise RebuildInterrupted("stopping")
+    deleted = views.collect_garbage()
+    log.info(
+        "rebuilt %s from %d facts (definitions version %d); %d replaced items deleted",
+        [*metrics, *gauges],
+        facts,
+        target,
+        deleted,
+    )
+    return Rebuilt(metrics, gauges, facts, target)

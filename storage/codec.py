@@ -15,7 +15,8 @@ def to_micros(moment: datetime) -> int:
 
 
 def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
+    # Multiplying a timedelta is about twice as fast as building one: this runs per event read.
+    return _EPOCH + _MICROSECOND * micros
 
 
 def dumps(value: Any) -> str:

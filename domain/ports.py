@@ -210,8 +210,55 @@ class ViewStore(Protocol):
     def prune(self, resolution: str, before: int) -> int:
         """Delete counter cells of ``resolution`` with bucket < ``before``; returns how many."""
 
+    def change_markers(self) -> dict[str, int]:
+        """Every change marker written so far, ``{marker key: version}``, in ONE cheap read.
+
+        Live subscriptions poll this every ~100 ms per server process (``api.live``) and
+        recompute only what changed, so its contract is exact:
+
+        - Keys (see ``marker_keys``): ``metric:<counter key>`` for a metric's counters
+          (the ``CounterKey`` metric: a defined metric's name, ``type:<event type>`` for a
+          built-in count), ``gauge:<name>`` for a gauge's readings, ``projections`` for
+          the checkpoints. A key never written is absent (read it as version 0).
+        - A committed ``apply``, ``rebuild``, ``prune`` (or any reset of the views) that
+          changes the data behind a key makes that key's version strictly greater than
+          before, across processes and restarts. Versions are opaque integers: compare
+          them, never derive positions from them.
+        - Never ahead of the data: once a reader sees version v, the changes that
+          produced v are visible to its later reads of that key's data (SQLite: the bump
+          is in the same transaction; a store without cross-item transactions bumps
+          after the data writes succeeded, and reads the markers strongly consistent).
+        - Keys whose data a write did not touch keep their version (subscribers of
+          other metrics are not woken). An extra bump with no visible change is allowed
+          (it costs a recomputation); a missed bump is not. A write that commits nothing
+          (``apply`` returning False, a failed or aborted ``rebuild``) bumps nothing.
+        - Cheap to write: one increment per distinct key per batch, not per event.
+        """
+
     def close(self) -> None:
         """Release connections."""
+
+
+#: The change marker of the checkpoints (projection status).
+PROJECTIONS_MARKER = "projections"
+
+
+def metric_marker(counter_key: str) -> str:
+    """The change marker of one metric's counters (its ``MetricDefinition.key``)."""
+    return f"metric:{counter_key}"
+
+
+def gauge_marker(name: str) -> str:
+    """The change marker of one gauge's readings."""
+    return f"gauge:{name}"
+
+
+def marker_keys(changes: ViewChanges) -> set[str]:
+    """The change markers a batch's changes touch, checkpoint included."""
+    keys = {PROJECTIONS_MARKER}
+    keys.update(metric_marker(metric) for metric, _, _, _ in changes.counters)
+    keys.update(gauge_marker(name) for name, _ in changes.gauges)
+    return keys
 
 
 @runtime_checkable

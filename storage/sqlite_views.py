@@ -10,6 +10,11 @@ exactly as of its last committed batch, and restarting from the stored checkpoin
 the same result as never having stopped. WAL with ``synchronous=NORMAL``: a crash of the
 process loses nothing committed; a power loss may lose the last batches together with
 their checkpoint, which the worker then projects again.
+
+Change markers (``ViewStore.change_markers``, what live subscriptions poll): one row per
+marker key, incremented once per distinct key in the same transaction as the batch, the
+rebuild or the prune, so a marker is never ahead of or behind its data. A power loss
+rolls markers back with their data; the watchers reading them restart with the machine.
 """
 
 from __future__ import annotations
@@ -22,7 +27,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from domain.errors import StoreUnavailable
-from domain.ports import Checkpoint, CheckpointConflict, CounterCell, GaugeReading, ViewChanges
+from domain.ports import (
+    PROJECTIONS_MARKER,
+    Checkpoint,
+    CheckpointConflict,
+    CounterCell,
+    GaugeReading,
+    ViewChanges,
+    gauge_marker,
+    marker_keys,
+    metric_marker,
+)
 from storage.sqlite import connect, write_transaction
 
 SCHEMA = """
@@ -66,6 +81,10 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS change_markers (
+    key     TEXT    PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 _UPSERT_COUNTER = """
@@ -87,6 +106,12 @@ WHERE (excluded.occurred_at, excluded.event_id) > (gauges.occurred_at, gauges.ev
 _UPSERT_TYPE = """
 INSERT INTO event_types (type, events) VALUES (?, ?)
 ON CONFLICT DO UPDATE SET events = events + excluded.events
+"""
+
+# One row per marker key, bumped in the transaction that changes the key's data.
+_BUMP_MARKER = """
+INSERT INTO change_markers (key, version) VALUES (?, 1)
+ON CONFLICT DO UPDATE SET version = version + 1
 """
 
 _CHECKPOINT_COLUMNS = (
@@ -198,6 +223,11 @@ class SqliteViewStore:
         if changes.event_types:
             conn.executemany(_UPSERT_TYPE, changes.event_types.items())
 
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, keys: set[str]) -> None:
+        """Move the change markers of ``keys``; inside the caller's write transaction."""
+        conn.executemany(_BUMP_MARKER, ((key,) for key in sorted(keys)))
+
     def apply(
         self,
         projection: str,
@@ -226,6 +256,7 @@ class SqliteViewStore:
                         f" the batch was projected with {definitions_version}",
                     )
                 self._write(conn, changes)
+                self._bump(conn, marker_keys(changes))
                 watermark = current.watermark
                 if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
                     watermark = changes.watermark
@@ -265,7 +296,14 @@ class SqliteViewStore:
                 raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
             conn.executemany("DELETE FROM counters WHERE metric = ?", [(name,) for name in metrics])
             conn.executemany("DELETE FROM gauges WHERE name = ?", [(name,) for name in gauges])
-            yield lambda changes: self._write(conn, changes)
+            touched = {PROJECTIONS_MARKER, *map(metric_marker, metrics), *map(gauge_marker, gauges)}
+
+            def add(changes: ViewChanges) -> None:
+                self._write(conn, changes)
+                touched.update(marker_keys(changes))
+
+            yield add
+            self._bump(conn, touched)
             self._save_checkpoint(
                 conn,
                 Checkpoint(
@@ -287,14 +325,19 @@ class SqliteViewStore:
             # Walk the distinct metrics by primary-key seeks, then delete by key prefix:
             # no scan of the whole table.
             metric = conn.execute("SELECT metric FROM counters ORDER BY metric LIMIT 1").fetchone()
+            pruned: set[str] = set()
             while metric is not None:
-                deleted += conn.execute(
+                gone = conn.execute(
                     "DELETE FROM counters WHERE metric = ? AND resolution = ? AND bucket < ?",
                     (metric[0], resolution, before),
                 ).rowcount
+                if gone:
+                    deleted += gone
+                    pruned.add(metric_marker(metric[0]))
                 metric = conn.execute(
                     "SELECT metric FROM counters WHERE metric > ? ORDER BY metric LIMIT 1", metric
                 ).fetchone()
+            self._bump(conn, pruned)
         return deleted
 
     def reset_if_timezone_changed(self, timezone: str) -> bool:
@@ -308,6 +351,8 @@ class SqliteViewStore:
             if changed:
                 for table in ("counters", "gauges", "event_types", "checkpoints"):
                     conn.execute(f"DELETE FROM {table}")
+                # Markers are kept and moved, never deleted: a version must only ever grow.
+                conn.execute("UPDATE change_markers SET version = version + 1")
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('timezone', ?)", (timezone,))
         return changed
 
@@ -354,6 +399,9 @@ class SqliteViewStore:
 
     def event_types(self) -> dict[str, int]:
         return dict(self._conn().execute("SELECT type, events FROM event_types ORDER BY type"))
+
+    def change_markers(self) -> dict[str, int]:
+        return dict(self._conn().execute("SELECT key, version FROM change_markers"))
 
     def close(self) -> None:
         with self._all_lock:

@@ -1,0 +1,213 @@
+"""Lambda handlers, deployed with the API by Zappa (see docs/aws.md).
+
+``on_event_stream(event, context)``: the DynamoDB Streams event source of the events
+table. It runs the same projection code as the poller (``StreamProjector``) and answers
+``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`` (the mapping must
+have ``FunctionResponseTypes: ReportBatchItemFailures``; `pulse deploy wire-streams`
+sets it). Records are applied in order; on a failure the response names the first
+record not applied, as AWS requires for ordered sources, and Lambda retries from there.
+Retried batches may start or end elsewhere than the failed one; the items' guards make
+that exact too (see ``storage/dynamodb_views.py``).
+
+A Lambda stream event does not say which shard it comes from, yet the guards and the
+checkpoint are per shard: the handler finds the shard whose sequence-number range holds
+the batch's first record (DescribeStream, cached per container), and when several open
+shards' ranges hold it, asks each with GetShardIterator(AT_SEQUENCE_NUMBER) + one
+GetRecords which one has that record. With ParallelizationFactor 1 (wire-streams sets
+it) Lambda processes a shard's batches one at a time and moves to a child shard only
+after its parent, so the parent is marked finished when a child is first seen.
+
+``run_rebuilds(event, context)``: scheduled every minute; brings the views to the
+latest metric definitions (``run_pending_rebuild``), e.g. after ``defineMetric``.
+
+Settings come from ``PULSE_*`` environment variables (``Settings.from_env``), plus
+``PULSE_REBUILD_FENCE_SECONDS`` and ``PULSE_REBUILD_SETTLE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from domain.settings import Settings
+from projections.buckets import Bucketing
+from storage.dynamodb_feed import ChangeRecord, Shard, decode_record, list_shards, sequence_number
+from storage.dynamodb_views import DynamoViewStore
+from workers.stream_projector import RebuildTiming, StreamProjector, run_pending_rebuild
+
+log = logging.getLogger(__name__)
+log.setLevel(logging.INFO)
+
+SHARD_LIST_SECONDS = 60.0
+
+
+def _in_range(shard: Shard, sequence: int) -> bool:
+    start = int(shard.starting_sequence_number)
+    end = None if shard.ending_sequence_number is None else int(shard.ending_sequence_number)
+    return start <= sequence and (end is None or sequence <= end)
+
+
+def locate_shard(shards: Sequence[Shard], sequence: str, holds: Callable[[str, str], bool]) -> Shard | None:
+    """The shard holding the record ``sequence``: the only one whose range holds it, or
+    among several the one ``holds(shard_id, sequence)`` confirms; None if none does."""
+    number = int(sequence)
+    candidates = [shard for shard in shards if _in_range(shard, number)]
+    if len(candidates) == 1:
+        return candidates[0]
+    for shard in candidates:
+        if holds(shard.shard_id, sequence):
+            return shard
+    return None
+
+
+class ShardLocator:
+    """Finds a record's shard in a stream; caches the shard list per stream."""
+
+    def __init__(self, streams: BaseClient, refresh_seconds: float = SHARD_LIST_SECONDS) -> None:
+        self._streams = streams
+        self.refresh_seconds = refresh_seconds
+        self._listed: dict[str, tuple[float, list[Shard]]] = {}
+
+    def shards(self, stream_arn: str, fresh: bool = False) -> list[Shard]:
+        cached = self._listed.get(stream_arn)
+        if fresh or cached is None or time.monotonic() - cached[0] > self.refresh_seconds:
+            cached = self._listed[stream_arn] = (time.monotonic(), list_shards(self._streams, stream_arn))
+        return cached[1]
+
+    def holds(self, stream_arn: str, shard_id: str, sequence: str) -> bool:
+        """Whether ``shard_id``'s record at ``sequence`` is that very record."""
+        try:
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=sequence_number(sequence),
+            )["ShardIterator"]
+            records = self._streams.get_records(ShardIterator=iterator, Limit=1).get("Records", [])
+        except ClientError:
+            return False
+        return bool(records) and int(records[0]["dynamodb"]["SequenceNumber"]) == int(sequence)
+
+    def locate(self, stream_arn: str, sequence: str) -> Shard:
+        for fresh in (False, True):  # a new shard is not in a cached list yet
+            found = locate_shard(
+                self.shards(stream_arn, fresh), sequence, lambda shard_id, seq: self.holds(stream_arn, shard_id, seq)
+            )
+            if found is not None:
+                return found
+        raise LookupError(f"no shard of {stream_arn} holds sequence number {sequence}")
+
+
+@dataclass
+class Runtime:
+    """What one Lambda container keeps between invocations."""
+
+    settings: Settings
+    projector: StreamProjector
+    locator: ShardLocator
+    timing: RebuildTiming
+    marked_parents: set[str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Runtime:
+        from storage.dynamodb import DynamoEventStore, make_client
+
+        settings = Settings.from_env(env)
+        timing = RebuildTiming.from_env(env)
+        views = DynamoViewStore.from_settings(settings, fence_seconds=timing.fence_seconds)
+        projector = StreamProjector(DynamoEventStore.from_settings(settings), views, Bucketing(settings.timezone))
+        return cls(settings, projector, ShardLocator(make_client(settings, "dynamodbstreams")), timing, set())
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_env(os.environ)
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the cached container state (settings changed, e.g. between tests)."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = None
+
+
+def _failure(record: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
+    return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
+
+
+def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None:
+    shard = state.locator.locate(stream_arn, records[0].sequence_number)
+    parent = shard.parent_shard_id
+    if parent and parent not in state.marked_parents:
+        # Lambda reads a child only once its parent is done: the parent is finished.
+        listed = {s.shard_id for s in state.locator.shards(stream_arn)}
+        if parent in listed:
+            state.projector.views.mark_finished(state.projector.projection_name, parent)
+            state.projector.forget_finished()
+        state.marked_parents.add(parent)
+    state.projector.apply(shard.shard_id, records)
+
+
+def on_event_stream(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Project a DynamoDB Streams batch; report the first record not applied."""
+    raw_records = list(event.get("Records") or ())
+    if not raw_records:
+        return {"batchItemFailures": []}
+    state = runtime()
+    decoded: list[ChangeRecord] = []
+    undecodable: Mapping[str, Any] | None = None
+    for raw in raw_records:
+        try:
+            decoded.append(decode_record(raw))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("stream record %s cannot be read (%s): it and the records after it are retried", raw, exc)
+            undecodable = raw
+            break
+    if decoded:
+        try:
+            _apply(state, raw_records[0]["eventSourceARN"], decoded)
+        except Exception:
+            log.exception("batch of %d records failed; Lambda retries it from its first record", len(decoded))
+            return _failure(raw_records[0])
+    if undecodable is not None:
+        return _failure(undecodable)
+    return {"batchItemFailures": []}
+
+
+def run_rebuilds(event: Mapping[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    """Scheduled: rebuild the metrics and gauges whose definitions changed."""
+    state = runtime()
+    owner = f"lambda-{getattr(context, 'aws_request_id', None) or uuid.uuid4().hex}"
+    projector = state.projector
+    rebuilt = run_pending_rebuild(
+        projector.events, projector.views, projector.bucketing, projector.history, owner, state.timing
+    )
+    if rebuilt is None:
+        return {"rebuilt": None}
+    return {
+        "rebuilt": {
+            "metrics": rebuilt.metrics,
+            "gauges": rebuilt.gauges,
+            "facts": rebuilt.facts,
+            "definitionsVersion": rebuilt.definitions_version,
+        }
+    }
+
+
+__all__ = ["ShardLocator", "locate_shard", "on_event_stream", "reset_runtime", "run_rebuilds", "runtime"]

@@ -40,10 +40,18 @@ class Settings:
     # Subscription streams each hold a server thread; see the README on sizing.
     max_streams: int = 32
     heartbeat_seconds: float = 5.0
+    # How often each server process reads the views' change markers while anyone subscribes.
+    live_interval_seconds: float = 0.1
+    # Signs stream tokens (?token= for EventSource); unset: one secret kept in the event store.
+    token_secret: str | None = None
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
             raise ValueError(f"PULSE_STORE must be one of {', '.join(STORES)}, got {self.store!r}")
+        if not 0 < self.live_interval_seconds <= 10:
+            raise ValueError(f"PULSE_LIVE_INTERVAL_SECONDS must be in (0, 10], got {self.live_interval_seconds}")
+        if self.max_streams < 0:
+            raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
 
     @property
     def events_table(self) -> str:

@@ -1,0 +1,285 @@
+"""The change watcher behind live subscriptions: one per process per view store.
+
+Subscribers (one per open stream, each on its own event loop and thread) register the
+change markers they depend on (``ViewStore.change_markers``: ``metric:<key>``,
+``gauge:<name>``, ``projections``). While anyone subscribes, one daemon thread reads
+every marker in ONE call per interval (``PULSE_LIVE_INTERVAL_SECONDS``, 100 ms), diffs
+the result against its last read and wakes only the subscribers of keys whose version
+moved, through ``loop.call_soon_threadsafe`` on their ``asyncio.Event``. With no
+subscribers left the thread stops; the next subscriber starts it again.
+
+The markers live in the view store, so this works across processes and machines (any
+writer, any reader) without an in-memory bus.
+
+Recomputations are multiplexed as in Hasura's live queries: subscribers with identical
+arguments share ONE computation per ``(arguments, token)``, where the token is the
+marker versions the value was computed at plus whatever time slot the value depends on
+(the current bucket of a sliding series). The first subscriber to ask computes under
+the entry's lock; the others wait for its result. So N subscribers to one metric cost
+one marker read per interval and one series read per change, not N.
+
+Pure Python and asyncio: no Flask here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from domain.errors import StoreUnavailable
+from domain.ports import ViewStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Distinct argument sets whose latest result is kept for sharing.
+MAX_SHARED_RESULTS = 1024
+
+
+class Subscriber:
+    """One stream's registration: the keys it depends on and how to wake it."""
+
+    __slots__ = ("_event", "keys", "loop")
+
+    def __init__(self, keys: frozenset[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.keys = keys
+        self.loop = loop
+        self._event = asyncio.Event()
+
+    def wake(self) -> bool:
+        """Called from the watcher's thread; False when the subscriber's loop is gone."""
+        try:
+            self.loop.call_soon_threadsafe(self._event.set)
+        except RuntimeError:  # the loop was closed: the stream ended without unsubscribing yet
+            return False
+        return True
+
+    async def changed(self, timeout: float | None = None) -> bool:
+        """Wait until woken (True) or ``timeout`` seconds pass (False)."""
+        try:
+            if timeout is None:
+                await self._event.wait()
+            else:
+                await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
+            woken = True
+        except TimeoutError:
+            woken = False
+        self._event.clear()
+        return woken
+
+
+class _Result:
+    __slots__ = ("done", "failed", "token", "value")
+
+    def __init__(self, token: Hashable) -> None:
+        self.token = token
+        self.done = threading.Event()
+        self.value: Any = None
+        self.failed = False
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherStats:
+    interval_seconds: float
+    running: bool
+    subscribers: int
+    keys: int
+    marker_reads: int
+    marker_read_errors: int
+    wakeups: int
+    recomputations: int
+    shared_results: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intervalSeconds": self.interval_seconds,
+            "running": self.running,
+            "subscribers": self.subscribers,
+            "keys": self.keys,
+            "markerReads": self.marker_reads,
+            "markerReadErrors": self.marker_read_errors,
+            "wakeups": self.wakeups,
+            "recomputations": self.recomputations,
+            "sharedResults": self.shared_results,
+        }
+
+
+class ChangeWatcher:
+    """Reads change markers for every subscriber of one view store in this process."""
+
+    def __init__(self, read_markers: Callable[[], Mapping[str, int]], interval_seconds: float) -> None:
+        self._read_markers = read_markers
+        self.interval_seconds = interval_seconds
+        self._lock = threading.Lock()
+        self._by_key: dict[str, set[Subscriber]] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._markers: dict[str, int] = {}
+        self._read_at: float | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._results: OrderedDict[Hashable, _Result] = OrderedDict()
+        self.marker_reads = 0
+        self.marker_read_errors = 0
+        self.wakeups = 0
+        self.recomputations = 0
+        self.shared_results = 0
+
+    # --- Subscribers -------------------------------------------------------------------
+
+    def subscribe(self, keys: Iterable[str], loop: asyncio.AbstractEventLoop | None = None) -> Subscriber:
+        """Register for wake-ups on ``keys``; starts the polling thread if it is idle."""
+        subscriber = Subscriber(frozenset(keys), loop or asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.add(subscriber)
+            for key in subscriber.keys:
+                self._by_key.setdefault(key, set()).add(subscriber)
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="pulse-change-watcher", daemon=True)
+                self._thread.start()
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._drop(subscriber)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        for key in subscriber.keys:
+            waiting = self._by_key.get(key)
+            if waiting is not None:
+                waiting.discard(subscriber)
+                if not waiting:
+                    del self._by_key[key]
+
+    # --- Polling -----------------------------------------------------------------------
+
+    def versions(self, keys: Iterable[str]) -> tuple[int, ...]:
+        """The latest known versions of ``keys`` (sorted by key; 0: never written). When
+        the thread is idle the markers may be old, so they are read first."""
+        read_at = self._read_at
+        if self._thread is None and (read_at is None or time.monotonic() - read_at >= self.interval_seconds):
+            self.poll()
+        markers = self._markers
+        return tuple(markers.get(key, 0) for key in sorted(keys))
+
+    def poll(self) -> set[str]:
+        """Read the markers once, wake the subscribers of keys that moved; returns those keys."""
+        try:
+            markers = dict(self._read_markers())
+        except StoreUnavailable as exc:
+            with self._lock:
+                self.marker_read_errors += 1
+            log.warning("change markers unreadable, retrying: %s", exc)
+            return set()
+        with self._lock:
+            self.marker_reads += 1
+            self._read_at = time.monotonic()
+            previous = self._markers
+            # Versions only grow: a read that finished after a newer one cannot move them back.
+            changed = {key for key, version in markers.items() if version > previous.get(key, 0)}
+            if changed:
+                self._markers = {**previous, **{key: markers[key] for key in changed}}
+            woken: set[Subscriber] = set()
+            for key in changed:
+                woken.update(self._by_key.get(key, ()))
+            for subscriber in woken:
+                if subscriber.wake():
+                    self.wakeups += 1
+                else:
+                    self._drop(subscriber)
+        return changed
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._subscribers or self._stop.is_set():
+                    # Idle: stop reading. Set under the lock so subscribe() restarts it.
+                    self._thread = None
+                    return
+            started = time.monotonic()
+            try:
+                self.poll()
+            except Exception:  # a bug or an unexpected store error must not kill live updates
+                log.exception("change watcher poll failed")
+            self._stop.wait(max(self.interval_seconds - (time.monotonic() - started), 0.0))
+
+    def stop(self) -> None:
+        """Stop the thread now (tests, shutdown); subscribing again restarts it."""
+        thread = self._thread
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    # --- Multiplexed results -----------------------------------------------------------
+
+    def shared(self, arguments: Hashable, token: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``(arguments, token)`` for every subscriber asking; the
+        others get the same result. Only the latest token per arguments is kept."""
+        with self._lock:
+            entry = self._results.get(arguments)
+            owner = entry is None or entry.token != token
+            if owner:
+                entry = self._results[arguments] = _Result(token)
+                if len(self._results) > MAX_SHARED_RESULTS:
+                    self._results.popitem(last=False)
+            else:
+                self.shared_results += 1
+            self._results.move_to_end(arguments)
+        assert entry is not None
+        if not owner:
+            entry.done.wait()
+            if not entry.failed:
+                return entry.value
+            return compute()  # the owner failed: fail (or succeed) on our own account
+        try:
+            entry.value = compute()
+        except BaseException:
+            entry.failed = True
+            with self._lock:
+                if self._results.get(arguments) is entry:
+                    del self._results[arguments]
+            raise
+        finally:
+            with self._lock:
+                self.recomputations += 1
+            entry.done.set()
+        return entry.value
+
+    def stats(self) -> WatcherStats:
+        with self._lock:
+            return WatcherStats(
+                interval_seconds=self.interval_seconds,
+                running=self._thread is not None,
+                subscribers=len(self._subscribers),
+                keys=len(self._by_key),
+                marker_reads=self.marker_reads,
+                marker_read_errors=self.marker_read_errors,
+                wakeups=self.wakeups,
+                recomputations=self.recomputations,
+                shared_results=self.shared_results,
+            )
+
+
+_watchers: weakref.WeakKeyDictionary[ViewStore, ChangeWatcher] = weakref.WeakKeyDictionary()
+_watchers_lock = threading.Lock()
+
+
+def watcher_for(views: ViewStore, interval_seconds: float) -> ChangeWatcher:
+    """The one watcher of ``views`` in this process."""
+    with _watchers_lock:
+        watcher = _watchers.get(views)
+        if watcher is None:
+            watcher = _watchers[views] = ChangeWatcher(views.change_markers, interval_seconds)
+        return watcher

@@ -1,0 +1,233 @@
+"""The change watcher on its own: diffing marker reads, waking only the subscribers of
+moved keys (each on its own event loop), sharing one computation among identical
+subscribers, and one polling thread that runs only while anyone subscribes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from api.live import ChangeWatcher, Subscriber
+from domain.errors import StoreUnavailable
+
+
+class Markers:
+    """What a view store's change_markers() would return, set by the test."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, int] = {}
+        self.fail = False
+
+    def __call__(self) -> dict[str, int]:
+        if self.fail:
+            raise StoreUnavailable("views are down")
+        return dict(self.current)
+
+
+@pytest.fixture
+def loops() -> Iterator[Callable[[], asyncio.AbstractEventLoop]]:
+    made: list[asyncio.AbstractEventLoop] = []
+
+    def make() -> asyncio.AbstractEventLoop:
+        made.append(asyncio.new_event_loop())
+        return made[-1]
+
+    yield make
+    for loop in made:
+        loop.close()
+
+
+def woken(subscriber: Subscriber) -> bool:
+    """Run the subscriber's loop briefly: was it woken?"""
+    return subscriber.loop.run_until_complete(subscriber.changed(0.05))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_only_the_subscribers_of_moved_keys_are_woken(loops: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    sales = watcher.subscribe(["metric:type:sale"], loops())
+    visits = watcher.subscribe(["metric:type:visit"], loops())
+    both = watcher.subscribe(["metric:type:sale", "gauge:stock"], loops())
+    watcher.stop()  # from here on, poll() is driven by hand
+    base = watcher.stats()
+
+    markers.current = {"metric:type:sale": 1, "projections": 1}
+    assert watcher.poll() == {"metric:type:sale", "projections"}
+    assert (woken(sales), woken(visits), woken(both)) == (True, False, True)
+
+    markers.current["gauge:stock"] = 1
+    assert watcher.poll() == {"gauge:stock"}
+    assert (woken(sales), woken(visits), woken(both)) == (False, False, True)
+
+    assert watcher.poll() == set()  # same versions: nobody
+    assert (woken(sales), woken(visits), woken(both)) == (False, False, False)
+
+    markers.current["metric:type:sale"] = 0  # a read older than the last one cannot move versions back
+    assert watcher.poll() == set()
+    assert watcher.versions(["metric:type:sale", "gauge:stock"]) == (1, 1)  # sorted by key
+    assert watcher.versions(["metric:never"]) == (0,)
+
+    markers.current["metric:type:visit"] = 3
+    watcher.unsubscribe(visits)
+    assert watcher.poll() == {"metric:type:visit"}
+    assert not woken(visits)
+    stats = watcher.stats()
+    assert stats.subscribers == 2
+    assert (stats.marker_reads - base.marker_reads, stats.wakeups - base.wakeups) == (5, 3)
+
+
+def test_a_subscriber_whose_loop_closed_is_dropped(loops: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    gone_loop = asyncio.new_event_loop()
+    watcher.subscribe(["gauge:stock"], gone_loop)
+    alive = watcher.subscribe(["gauge:stock"], loops())
+    watcher.stop()
+    gone_loop.close()
+    markers.current = {"gauge:stock": 1}
+    watcher.poll()
+    assert woken(alive)
+    assert watcher.stats().subscribers == 1
+
+
+def test_an_unreadable_store_is_counted_and_retried() -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    markers.fail = True
+    assert watcher.poll() == set()
+    markers.fail = False
+    markers.current = {"projections": 2}
+    assert watcher.poll() == {"projections"}
+    stats = watcher.stats()
+    assert (stats.marker_reads, stats.marker_read_errors) == (1, 1)
+
+
+def test_subscribers_on_other_threads_wake_from_their_own_loops() -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=0.01)
+    received: list[int] = []
+    ready = threading.Barrier(21)
+
+    async def subscriber() -> None:
+        subscription = watcher.subscribe(["metric:revenue"])
+        ready.wait()
+        try:
+            while watcher.versions(["metric:revenue"]) < (2,):
+                await subscription.changed(5.0)
+            received.append(watcher.versions(["metric:revenue"])[0])
+        finally:
+            watcher.unsubscribe(subscription)
+
+    threads = [threading.Thread(target=asyncio.run, args=(subscriber(),)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    markers.current = {"metric:revenue": 1}
+    time.sleep(0.05)
+    markers.current = {"metric:revenue": 2}
+    for thread in threads:
+        thread.join(timeout=10)
+    assert received == [2] * 20
+
+
+def test_one_thread_reads_while_anyone_subscribes_and_stops_when_none_do(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    interval = 0.02
+    watcher = ChangeWatcher(markers, interval_seconds=interval)
+    assert not watcher.running and watcher.stats().marker_reads == 0
+
+    subscribers = [watcher.subscribe([f"metric:m{i % 3}"], loops()) for i in range(50)]
+    assert watcher.running
+    started_reads, started = watcher.stats().marker_reads, time.monotonic()
+    time.sleep(0.5)
+    reads, elapsed = watcher.stats().marker_reads - started_reads, time.monotonic() - started
+    # One read per interval for all 50 subscribers (fewer if the machine is busy), never one each.
+    assert 1 <= reads <= elapsed / interval + 2
+    assert [t.name for t in threading.enumerate()].count("pulse-change-watcher") == 1
+
+    for subscriber in subscribers:
+        watcher.unsubscribe(subscriber)
+    wait_until(lambda: not watcher.running)
+    idle_reads = watcher.stats().marker_reads
+    time.sleep(10 * interval)
+    assert watcher.stats().marker_reads == idle_reads  # idle: no reads at all
+
+    again = watcher.subscribe(["metric:m0"], loops())
+    assert watcher.running
+    wait_until(lambda: watcher.stats().marker_reads > idle_reads)
+    watcher.unsubscribe(again)
+    wait_until(lambda: not watcher.running)
+
+
+def test_versions_read_the_markers_when_idle_at_most_once_per_interval() -> None:
+    markers = Markers()
+    markers.current = {"gauge:stock": 4}
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    assert watcher.versions(["gauge:stock"]) == (4,)
+    markers.current = {"gauge:stock": 5}
+    assert watcher.versions(["gauge:stock"]) == (4,)  # read less than an interval ago
+    assert watcher.stats().marker_reads == 1
+
+
+def test_identical_subscribers_share_one_computation_per_token() -> None:
+    watcher = ChangeWatcher(Markers(), interval_seconds=60)
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def compute(label: str) -> Callable[[], dict]:
+        def run() -> dict:
+            with lock:
+                calls.append(label)
+            time.sleep(0.05)  # long enough for every caller to arrive while it runs
+            return {"value": label}
+
+        return run
+
+    results: list[dict] = []
+    barrier = threading.Barrier(50)
+
+    def subscriber() -> None:
+        barrier.wait()
+        results.append(watcher.shared(("series", "revenue", "hour"), ((3,), 100), compute("v3")))
+
+    threads = [threading.Thread(target=subscriber) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["v3"]
+    assert len(results) == 50 and all(result is results[0] for result in results)
+
+    # The same token again: still shared. A new token (marker moved, or next bucket): once more.
+    assert watcher.shared(("series", "revenue", "hour"), ((3,), 100), compute("again")) is results[0]
+    assert watcher.shared(("series", "revenue", "hour"), ((4,), 100), compute("v4")) == {"value": "v4"}
+    assert watcher.shared(("series", "revenue", "hour"), ((4,), 160), compute("next bucket")) is not None
+    # Other arguments never share.
+    assert watcher.shared(("series", "revenue", "day"), ((4,), 100), compute("day")) == {"value": "day"}
+    assert calls == ["v3", "v4", "next bucket", "day"]
+    stats = watcher.stats()
+    assert (stats.recomputations, stats.shared_results) == (4, 50)
+
+
+def test_a_failed_computation_is_not_shared() -> None:
+    watcher = ChangeWatcher(Markers(), interval_seconds=60)
+
+    def broken() -> int:
+        raise StoreUnavailable("down")
+
+    with pytest.raises(StoreUnavailable):
+        watcher.shared("args", 1, broken)
+    assert watcher.shared("args", 1, lambda: 7) == 7  # recomputed, not the cached failure

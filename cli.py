@@ -49,6 +49,26 @@ def store_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: Threads per worker that subscription streams never take: queries and ingest keep them.
+QUERY_THREADS = 4
+
+
+def size_threads(threads: int | None, max_streams: int | None, default_streams: int) -> tuple[int, int]:
+    """``(threads, max streams)`` per worker such that streams always leave
+    ``QUERY_THREADS`` threads free; raises ``click.UsageError`` for a combination that would not."""
+    if threads is None:
+        streams = default_streams if max_streams is None else max_streams
+        return streams + QUERY_THREADS, streams
+    if max_streams is None:
+        return threads, max(threads - QUERY_THREADS, 0)
+    if threads < max_streams + QUERY_THREADS:
+        raise click.UsageError(
+            f"--max-streams {max_streams} needs --threads {max_streams + QUERY_THREADS} or more: each open"
+            f" subscription stream holds a thread and {QUERY_THREADS} stay free for queries and ingest"
+        )
+    return threads, max_streams
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Pulse: event-sourced real-time analytics."""
@@ -58,17 +78,39 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker (gthread).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help=f"Threads per worker (gthread). [default: max streams + {QUERY_THREADS}]",
+)
+@click.option(
+    "--max-streams",
+    type=click.IntRange(0),
+    help=f"Open subscription streams per worker, each holding a thread [PULSE_MAX_STREAMS;"
+    f" default: threads - {QUERY_THREADS}, or {Settings().max_streams} without --threads].",
+)
 @click.option(
     "--no-auth",
     is_flag=True,
     help="Serve without API keys: every caller is admin. Only on a trusted machine [PULSE_AUTH=off].",
 )
 @store_options
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int, no_auth: bool) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int | None,
+    max_streams: int | None,
+    no_auth: bool,
+) -> None:
     """Serve /graphql and the REST API with gunicorn (gthread workers)."""
     if no_auth:
         settings = dataclasses.replace(settings, auth=False)
+    if max_streams is None and os.environ.get("PULSE_MAX_STREAMS"):
+        max_streams = settings.max_streams
+    threads, max_streams = size_threads(threads, max_streams, settings.max_streams)
+    settings = dataclasses.replace(settings, max_streams=max_streams)
     if not settings.auth:
         click.secho(
             "WARNING: auth is OFF: anyone who can reach this server can ingest, read and administer"
@@ -99,6 +141,10 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
     click.echo(
         f"Pulse on http://{host}:{port}/graphql  (store: {settings.store}"
         f"{', ' + settings.db if settings.store == 'sqlite' else ''})"
+    )
+    click.echo(
+        f"gthread: {workers} worker(s) x {threads} threads; up to {max_streams} subscription streams per worker"
+        f" ({workers * max_streams} in all), {threads - max_streams} threads each kept for queries and ingest"
     )
     # One projection worker process beside the server, so numbers are live with one command.
     projection_worker = _start_projection_worker(settings)
@@ -142,6 +188,16 @@ def _stop_projection_worker(process) -> None:
 @click.option("--hour-retention-days", default=400, show_default=True, type=click.IntRange(0), help="0: forever.")
 @click.option("--day-retention-days", default=0, show_default=True, type=click.IntRange(0), help="0: forever.")
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone (used by serve).")
+@click.option(
+    "--rebuild-fence-seconds",
+    type=click.FloatRange(0),
+    help="DynamoDB: bound on clock skew for backfills [PULSE_REBUILD_FENCE_SECONDS, 30].",
+)
+@click.option(
+    "--rebuild-settle-seconds",
+    type=click.FloatRange(0),
+    help="DynamoDB: bound on ingest write latency for backfills [PULSE_REBUILD_SETTLE_SECONDS, 120].",
+)
 @store_options
 def worker(
     settings: Settings,
@@ -150,6 +206,8 @@ def worker(
     hour_retention_days: int,
     day_retention_days: int,
     parent_pid: int | None,
+    rebuild_fence_seconds: float | None = None,
+    rebuild_settle_seconds: float | None = None,
 ) -> None:
     """Run one projection worker: events become counters and gauges, live."""
     import logging
@@ -159,14 +217,15 @@ def worker(
     from projections.buckets import Retention
     from workers.sqlite_worker import open_sqlite_worker
 
-    if settings.store != "sqlite":
-        raise click.UsageError("`pulse worker` projects the SQLite store; the DynamoDB Streams poller is separate")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pulse-worker %(levelname)s %(message)s")
     retention = Retention(
         minute_days=minute_retention_days or None,
         hour_days=hour_retention_days or None,
         day_days=day_retention_days or None,
     )
+    if settings.store == "dynamodb":
+        _run_dynamodb_poller(settings, retention, batch_size, rebuild_fence_seconds, rebuild_settle_seconds)
+        return
     try:
         projection_worker = open_sqlite_worker(settings, retention, batch_size=batch_size)
     except ValueError as exc:
@@ -175,6 +234,30 @@ def worker(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     projection_worker.run(stop, parent_pid=parent_pid)
+
+
+def _run_dynamodb_poller(
+    settings: Settings, retention, batch_size: int, fence_seconds: float | None, settle_seconds: float | None
+) -> None:
+    """`pulse worker` on DynamoDB: the Streams poller (workers/dynamodb_poller.py)."""
+    import signal
+    import threading
+
+    from workers.dynamodb_poller import open_dynamodb_poller
+    from workers.stream_projector import RebuildTiming
+
+    try:
+        timing = RebuildTiming.from_env(os.environ, fence_seconds=fence_seconds, settle_seconds=settle_seconds)
+        poller = open_dynamodb_poller(settings, retention, read_limit=min(batch_size, 1000), timing=timing)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        poller.run(stop)
+    finally:
+        poller.close()
 
 
 @main.command()
@@ -364,6 +447,105 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     finally:
         store.close()
     click.echo(f"revoked API key {key.id} ({key.name})")
+
+
+@main.group()
+def deploy() -> None:
+    """AWS deployment steps Zappa does not do (see docs/aws.md)."""
+
+
+@deploy.command("wire-streams")
+@click.option("--stage", required=True, help="The Zappa stage, e.g. production.")
+@click.option(
+    "--zappa-settings",
+    default="zappa_settings.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where the stage is defined.",
+)
+@click.option("--batch-size", default=100, show_default=True, type=int, help="Records per invocation.")
+@click.option(
+    "--max-retries", default=10, show_default=True, type=int, help="Retries of a failing batch (-1: forever)."
+)
+@click.option("--on-failure", "on_failure", help="SQS queue or SNS topic ARN for records given up on.")
+@click.option(
+    "--starting-position",
+    default="TRIM_HORIZON",
+    show_default=True,
+    type=click.Choice(["TRIM_HORIZON", "LATEST"]),
+    help="Where a new mapping starts (fixed once created).",
+)
+@click.option("--no-bisect", is_flag=True, help="Do not split a failing batch in two to isolate a bad record.")
+@click.option("--fix-settings", is_flag=True, help="Write the stream ARN into the stage's events entry, then stop.")
+def deploy_wire_streams(
+    stage: str,
+    zappa_settings: str,
+    batch_size: int,
+    max_retries: int,
+    on_failure: str | None,
+    starting_position: str,
+    no_bisect: bool,
+    fix_settings: bool,
+) -> None:
+    """Create or update the events stream's mapping to the stage's Lambda, with
+    StartingPosition, ReportBatchItemFailures, bisection, retries and an on-failure
+    destination (which Zappa does not pass); turn on the views table's TTL."""
+    from pathlib import Path
+
+    import boto3
+
+    from storage.dynamodb import make_client
+    from storage.dynamodb_feed import latest_stream_arn
+    from storage.dynamodb_views import enable_views_ttl
+    from workers import wiring
+
+    path = Path(zappa_settings)
+    try:
+        target = wiring.read_stage(path, stage)
+        options = wiring.MappingOptions(
+            batch_size=batch_size,
+            maximum_retry_attempts=max_retries,
+            bisect_on_error=not no_bisect,
+            on_failure_arn=on_failure,
+            starting_position=starting_position,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    dynamodb = make_client(target.settings)
+    try:
+        stream_arn = latest_stream_arn(dynamodb, target.settings.events_table)
+        if target.event_source_arn != stream_arn:
+            # Zappa's handler routes a stream event by this ARN; a stale one drops every batch.
+            if fix_settings:
+                wiring.fix_event_source_arn(path, stage, stream_arn)
+                click.echo(f"wrote {stream_arn} into {path} ({stage}); run `zappa update {stage}`, then wire again")
+                return
+            raise click.ClickException(
+                f"{path} ({stage}) routes {target.event_source_arn!r} to {wiring.HANDLER}, but the stream of"
+                f" {target.settings.events_table} is {stream_arn}: Zappa would drop its batches. Rerun with"
+                " --fix-settings, then `zappa update` the stage"
+            )
+        lambda_client = boto3.session.Session().client("lambda", region_name=target.region)
+        wired = wiring.wire_streams(
+            lambda_client, dynamodb, target.function_name, target.settings.events_table, options
+        )
+    finally:
+        dynamodb.close()
+    enable_views_ttl(target.settings)
+    click.echo(f"{wired.action} event source mapping {wired.uuid}: {stream_arn} -> {target.function_name}")
+    mapping = wired.mapping
+    click.echo(
+        f"  starting position {mapping.get('StartingPosition')}, batch size {mapping.get('BatchSize')},"
+        f" retries {mapping.get('MaximumRetryAttempts')}, bisect {mapping.get('BisectBatchOnFunctionError')},"
+        f" response types {','.join(mapping.get('FunctionResponseTypes') or [])},"
+        f" on failure {(mapping.get('DestinationConfig') or {}).get('OnFailure', {}).get('Destination') or 'none'}"
+    )
+    click.echo(f"  TTL on {TTL_NOTE} of {target.settings.views_table}: on")
+    for warning in wired.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+TTL_NOTE = "expiresAt"
 
 
 if __name__ == "__main__":

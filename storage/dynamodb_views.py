@@ -146,7 +146,7 @@ MAX_SLICE_QUERIES = 64
 WRITE_THREADS = 8
 #: Seconds between the registration of a rebuild and its fence (see stream_projector).
 FENCE_SECONDS = 30.0
-LEASE_SECONDS = 300.0
+LEASE_SECONDS = 60.0  # renewed at every page; a dead rebuilder delays the next by at most this
 STATE_CACHE_SECONDS = 1.0
 
 
@@ -663,9 +663,10 @@ class DynamoViewStore:
             self._cached_state = None
         return True
 
-    def renew_build(self, build: Build) -> Build:
-        """Extend the lease; ``CheckpointConflict`` when the rebuild was taken over."""
-        lease = _now_micros() + int(self.lease_seconds * 1e6)
+    def renew_build(self, build: Build, until: float | None = None) -> Build:
+        """Extend the lease (to ``until``, epoch seconds, if given); ``CheckpointConflict``
+        when the rebuild was taken over."""
+        lease = int(until * 1e6) if until is not None else _now_micros() + int(self.lease_seconds * 1e6)
         if not self._update_build(
             build, "SET #build.#lease = :lease", {"#lease": "lease"}, {":lease": {"N": str(lease)}}
         ):
@@ -1318,9 +1319,10 @@ class GenerationWriter:
         """Whether the rebuild counts this fact (received before the fence)."""
         return epoch_micros(event.received_at) < self.build.fence
 
-    def renew(self) -> None:
-        if self.build.lease - _now_micros() < self._store.lease_seconds * 1e6 / 2:
-            self.build = self._store.renew_build(self.build)
+    def renew(self, until: float | None = None) -> None:
+        """Keep the lease: extend it when half of it is gone, or to ``until`` (epoch s)."""
+        if until is not None or self.build.lease - _now_micros() < self._store.lease_seconds * 1e6 / 2:
+            self.build = self._store.renew_build(self.build, until)
 
     def __call__(self, changes: ViewChanges) -> None:
         self.renew()

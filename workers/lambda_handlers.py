@@ -30,7 +30,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +41,14 @@ from domain.settings import Settings
 from projections.buckets import Bucketing
 from storage.dynamodb_feed import ChangeRecord, Shard, decode_record, list_shards, sequence_number
 from storage.dynamodb_views import DynamoViewStore
-from workers.stream_projector import RebuildTiming, StreamProjector, run_pending_rebuild
+from workers.stream_projector import RebuildInterrupted, RebuildTiming, StreamProjector, run_pending_rebuild
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
 
 SHARD_LIST_SECONDS = 60.0
+#: A scheduled rebuild stops this long before the Lambda would be cut off.
+DEADLINE_MARGIN_SECONDS = 5.0
 
 
 def _in_range(shard: Shard, sequence: int) -> bool:
@@ -191,15 +192,36 @@ def on_event_stream(event: Mapping[str, Any], context: Any = None) -> dict[str, 
 
 
 def run_rebuilds(event: Mapping[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
-    """Scheduled: rebuild the metrics and gauges whose definitions changed."""
+    """Scheduled (every minute): rebuild the metrics and gauges whose definitions changed.
+
+    A rebuild waits ``fence + settle`` seconds (150 s by default) before it reads the
+    facts, longer than the function's timeout: the first call registers it, and the
+    calls after, under the same owner (the function's name), carry it on until it has
+    settled; the scan then has what is left of that call's time.
+    """
     state = runtime()
-    owner = f"lambda-{getattr(context, 'aws_request_id', None) or uuid.uuid4().hex}"
+    owner = f"lambda-{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'pulse')}"
+    deadline = None
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is not None:
+        deadline = time.time() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS
     projector = state.projector
-    rebuilt = run_pending_rebuild(
-        projector.events, projector.views, projector.bucketing, projector.history, owner, state.timing
-    )
+    try:
+        rebuilt = run_pending_rebuild(
+            projector.events,
+            projector.views,
+            projector.bucketing,
+            projector.history,
+            owner,
+            state.timing,
+            deadline=deadline,
+        )
+    except RebuildInterrupted as exc:
+        log.error("rebuild abandoned: %s", exc)
+        return {"rebuilt": None, "error": str(exc)}
     if rebuilt is None:
-        return {"rebuilt": None}
+        build = projector.views.definitions_state().build
+        return {"rebuilt": None, "pending": None if build is None else build.version}
     return {
         "rebuilt": {
             "metrics": rebuilt.metrics,

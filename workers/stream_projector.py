@@ -53,7 +53,7 @@ from domain.ports import EventStore, ViewChanges
 from projections.buckets import Bucketing, epoch_micros
 from projections.counters import PROJECTION, MetricsProjection, merge
 from storage.dynamodb_feed import ChangeRecord
-from storage.dynamodb_views import DefinitionsState, DynamoViewStore, GenerationChanges
+from storage.dynamodb_views import DefinitionsState, DynamoViewStore, GenerationChanges, GenerationWriter
 from workers.projection_runner import RateMeter, Rebuilt
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class StreamProjector:
 
 
 class RebuildInterrupted(Exception):
-    """The worker is stopping; the rebuild was abandoned and starts afresh next time."""
+    """The worker is stopping, or the time given ran out: the rebuild was abandoned."""
 
 
 def _wait(seconds: float, stop: threading.Event | None) -> None:
@@ -288,45 +288,65 @@ def run_pending_rebuild(
     timing: RebuildTiming | None = None,
     stop: threading.Event | None = None,
     page_size: int = REBUILD_PAGE,
+    deadline: float | None = None,
 ) -> Rebuilt | None:
     """Bring the views to the latest definitions: rebuild what changed since the version
-    they reflect into new generations and switch. None when there is nothing to do or
-    another process's rebuild is running."""
+    they reflect into a new generation and switch.
+
+    Returns None when there is nothing to do, another process's rebuild is running, or
+    (with a ``deadline``, a ``time.time()`` by which to return, as a Lambda has) the
+    fence has not settled yet: the rebuild stays registered under ``owner`` and the next
+    call by the same owner carries on. A scan that cannot finish by the deadline is
+    abandoned (``RebuildInterrupted``); a longer-lived process must do it.
+    """
     timing = timing or RebuildTiming()
     owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     history.refresh()
     state = views.definitions_state()
     target = history.latest_version
-    if target <= state.version:
-        return None
-    running = state.build
-    if running is not None and running.owner != owner and running.lease > time.time_ns() // 1000:
-        return None
-    catalog = history.at(target)
-    metrics, gauges = catalog.changed_since(state.version)
-    only = MetricsProjection(
-        [catalog.metrics[name] for name in metrics if name in catalog.metrics],
-        [catalog.gauges[name] for name in gauges if name in catalog.gauges],
-        bucketing,
-        builtins=False,
-    )
-    facts = 0
-    with views.rebuild(
-        PROJECTION, "", 0, target, metrics, gauges, owner=owner, fence_seconds=timing.fence_seconds
-    ) as writer:
+    build = state.build
+    now = time.time_ns() // 1000
+    if build is not None and build.owner != owner and build.lease > now:
+        return None  # someone else's, alive
+    if build is None or build.owner != owner or build.version != target:
+        if target <= state.version:
+            return None
+        metrics, gauges = history.at(target).changed_since(state.version)
+        build = views.begin_build(target, metrics, gauges, owner, timing.fence_seconds)
         log.info(
             "rebuilding metrics %s and gauges %s for definitions version %d into generation %d",
-            metrics,
-            gauges,
+            list(build.metrics),
+            list(build.gauges),
             target,
-            writer.build.gen,
+            build.gen,
         )
-        wake = writer.fence / 1e6 + timing.settle_seconds
-        while (left := wake - time.time()) > 0:
+    writer = GenerationWriter(views, build)
+    ready = build.fence / 1e6 + timing.settle_seconds
+    if deadline is not None and ready > deadline:
+        writer.renew(until=ready + 60)
+        log.info("rebuild into generation %d starts its scan after %.0f s", build.gen, ready - time.time())
+        return None
+    try:
+        while (left := ready - time.time()) > 0:
             writer.renew()
             _wait(min(left, 5.0), stop)
+        catalog = history.at(build.version)
+        only = MetricsProjection(
+            [catalog.metrics[name] for name in build.metrics if name in catalog.metrics],
+            [catalog.gauges[name] for name in build.gauges if name in catalog.gauges],
+            bucketing,
+            builtins=False,
+        )
+        facts = 0
         cursor = None
         while True:
+            if stop is not None and stop.is_set():
+                raise RebuildInterrupted("stopping")
+            if deadline is not None and time.time() > deadline:
+                raise RebuildInterrupted(
+                    f"the scan of the facts did not finish in the time given (at {facts} facts): run the"
+                    " rebuild where it may take longer (`pulse worker --store dynamodb`, or a longer Lambda timeout)"
+                )
             page = events.read_facts(cursor, limit=page_size)
             if not page.events:
                 break
@@ -337,14 +357,16 @@ def run_pending_rebuild(
             else:
                 writer.renew()
             cursor = page.cursor
-            if stop is not None and stop.is_set():
-                raise RebuildInterrupted("stopping")
+        views.finish_build(writer.build)
+    except BaseException:
+        views.abandon_build(writer.build)
+        raise
     deleted = views.collect_garbage()
     log.info(
         "rebuilt %s from %d facts (definitions version %d); %d replaced items deleted",
-        [*metrics, *gauges],
+        list(build.names),
         facts,
-        target,
+        build.version,
         deleted,
     )
-    return Rebuilt(metrics, gauges, facts, target)
+    return Rebuilt(list(build.metrics), list(build.gauges), facts, build.version)

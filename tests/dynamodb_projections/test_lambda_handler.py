@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -228,3 +229,37 @@ def test_locating_a_record_among_shards_with_overlapping_ranges() -> None:
     assert locate_shard(shards, "250", holds) == shards[2]
     assert asked == ["open-a", "open-b"]  # both open ranges hold 250: the stream decides
     assert locate_shard(shards, "50", holds) is None
+
+
+class LambdaContext:
+    """What Lambda passes as ``context``: here only the time left matters."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_a_scheduled_rebuild_longer_than_one_call_carries_on_in_the_next(
+    lambda_env: DynamoRig, capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = lambda_env
+    monkeypatch.setenv("PULSE_REBUILD_SETTLE_SECONDS", "1.0")
+    lambda_handlers.reset_runtime()
+    rig.events.ingest(recent_events(15, seed=7, prefix="g"))
+    defs.define_metric(rig.events, REVENUE)
+    assert on_event_stream(capture.lambda_event(capture.next_records()), None) == OK
+
+    # Too little time left to wait for the fence to settle: registered, not abandoned.
+    assert run_rebuilds({}, LambdaContext(2_000)) == {"rebuilt": None, "pending": 1}
+    build = rig.views.definitions_state().build
+    assert build is not None and build.owner == "lambda-pulse"
+    time.sleep(max(0.0, build.fence / 1e6 - time.time()) + 0.01)
+    rig.events.ingest(recent_events(15, seed=8, prefix="h"))  # counted live into the new generation
+    assert on_event_stream(capture.lambda_event(capture.next_records()), None) == OK
+    time.sleep(1.0)
+    rebuilt = run_rebuilds({}, LambdaContext(60_000))["rebuilt"]
+    assert rebuilt["facts"] == 15 and rebuilt["definitionsVersion"] == 1
+    assert rig.views.definitions_state().generations["revenue"].gen == build.gen
+    assert_views_match_facts(rig.views, rig.events, [REVENUE], [], "Europe/Paris")

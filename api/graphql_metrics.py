@@ -276,6 +276,54 @@ def _watermark(views: ViewStore) -> datetime | None:
     return from_epoch_micros(max(marks)) if marks else None
 
 
+def series_of(
+    pulse: Pulse,
+    metric: str,
+    resolution: Resolution,
+    from_: datetime | None = None,
+    to: datetime | None = None,
+    last: int | None = None,
+    filter: list[DimensionFilter] | None = None,
+    compare_to: Comparison | None = None,
+    now: float | None = None,
+) -> Series:
+    """What the ``series`` query answers (and ``seriesUpdated`` pushes) at ``now``;
+    raises domain errors (see ``_guarded``)."""
+    views = views_of(pulse)
+    definition = _resolve_metric(pulse, metric)
+    where = shaping.where_of(definition, [(f.dimension, f.value) for f in filter or ()])
+    bucketing = _bucketing(pulse.settings.timezone)
+    now = time.time() if now is None else now
+    buckets = shaping.plan_buckets(bucketing, resolution.value, now, from_, to, last)
+    points, previous = shaping.read_series(
+        views,
+        bucketing,
+        definition,
+        resolution.value,
+        buckets,
+        where,
+        now,
+        compare_to.value if compare_to else None,
+    )
+    return Series(
+        metric=definition.name,
+        resolution=resolution,
+        points=_points(bucketing, resolution.value, points),
+        watermark=_watermark(views),
+        previous=None if previous is None else _points(bucketing, resolution.value, previous),
+    )
+
+
+def gauge_readings_of(pulse: Pulse, name: str, keys: list[str] | None = None) -> list[GaugeReading]:
+    """What the ``gauges`` query answers (and ``gaugeUpdated`` pushes)."""
+    if name not in _catalog(pulse.store).gauges:
+        raise ValidationError([FieldError("name", f"unknown gauge {name!r}; defineGauge creates one")])
+    return [
+        GaugeReading(key=r.key, value=r.value, occurred_at=from_epoch_micros(r.occurred_at), event_id=r.event_id)
+        for r in views_of(pulse).read_gauges(name, keys)
+    ]
+
+
 def _status(pulse: Pulse, views: ViewStore) -> list[ProjectionStatus]:
     checkpoints = views.checkpoints() or [views.checkpoint(PROJECTION)]
     now = utc_now()
@@ -329,33 +377,7 @@ class MetricsQuery:
     ) -> Series:
         require_scope(info, "read")
         pulse: Pulse = info.context["pulse"]
-
-        def run() -> Series:
-            views = views_of(pulse)
-            definition = _resolve_metric(pulse, metric)
-            where = shaping.where_of(definition, [(f.dimension, f.value) for f in filter or ()])
-            bucketing = _bucketing(pulse.settings.timezone)
-            now = time.time()
-            buckets = shaping.plan_buckets(bucketing, resolution.value, now, from_, to, last)
-            points, previous = shaping.read_series(
-                views,
-                bucketing,
-                definition,
-                resolution.value,
-                buckets,
-                where,
-                now,
-                compare_to.value if compare_to else None,
-            )
-            return Series(
-                metric=definition.name,
-                resolution=resolution,
-                points=_points(bucketing, resolution.value, points),
-                watermark=_watermark(views),
-                previous=None if previous is None else _points(bucketing, resolution.value, previous),
-            )
-
-        return _guarded(run)
+        return _guarded(lambda: series_of(pulse, metric, resolution, from_, to, last, filter, compare_to))
 
     @strawberry.field(description="A metric per value of one dimension over a range, largest first.")
     def breakdown(
@@ -399,18 +421,7 @@ class MetricsQuery:
     def gauges(self, info: Info, name: str, keys: list[str] | None = None) -> list[GaugeReading]:
         require_scope(info, "read")
         pulse: Pulse = info.context["pulse"]
-
-        def run() -> list[GaugeReading]:
-            if name not in _catalog(pulse.store).gauges:
-                raise ValidationError([FieldError("name", f"unknown gauge {name!r}; defineGauge creates one")])
-            return [
-                GaugeReading(
-                    key=r.key, value=r.value, occurred_at=from_epoch_micros(r.occurred_at), event_id=r.event_id
-                )
-                for r in views_of(pulse).read_gauges(name, keys)
-            ]
-
-        return _guarded(run)
+        return _guarded(lambda: gauge_readings_of(pulse, name, keys))
 
     @strawberry.field(description="Defined metrics, then the built-in count of every event type seen.")
     def metrics(self, info: Info) -> list[Metric]:

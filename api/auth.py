@@ -8,6 +8,11 @@ handlers and GraphQL resolvers of the same request share.
 
 REST handlers use ``@requires_scope("ingest")``; GraphQL resolvers call
 ``require_scope(info, "read")``.
+
+Browsers' ``EventSource`` cannot send headers: on ``GET /graphql`` only, a short-lived
+stream token (``?token=``, see ``api.stream_tokens``) stands for its key with the
+``read`` scope, as long as the key is not revoked. Open streams call
+``ensure_not_revoked`` so a revoked key's streams end too.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from flask import Request, request
 from graphql import GraphQLError
 from strawberry.types import Info
 
+from api import stream_tokens
 from api.context import Pulse, current_pulse
 from domain.errors import PulseError
 from domain.keys import KEYS_STREAM, SCOPES, KeyRegistry, scopes_allow
@@ -110,11 +116,37 @@ def _presented_secret(req: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
+def _stream_token(req: Request) -> str | None:
+    token = req.args.get("token")
+    if token is not None and (req.method != "GET" or req.path != "/graphql"):
+        raise Unauthenticated(
+            "the token query parameter is accepted only on GET /graphql (EventSource subscriptions);"
+            " send the API key as 'Authorization: Bearer <api key>'"
+        )
+    return token
+
+
+def _token_principal(pulse: Pulse, token: str) -> Principal:
+    try:
+        key_id, scope = stream_tokens.verify(pulse, token)
+    except stream_tokens.InvalidStreamToken as exc:
+        raise Unauthenticated(str(exc)) from exc
+    key = key_cache(pulse.store).registry().keys.get(key_id)
+    if key is None:
+        raise Unauthenticated("the stream token names no known API key")
+    if key.revoked:
+        raise Unauthenticated(f"API key {key.id} ({key.name}) was revoked; its stream tokens no longer work")
+    return Principal(key_id=key.id, name=key.name, scopes=frozenset({scope}))
+
+
 def _resolve(req: Request, pulse: Pulse) -> Principal:
     if not pulse.settings.auth:
         return OPEN_ACCESS
     secret = _presented_secret(req)
     if secret is None:
+        token = _stream_token(req)
+        if token is not None:
+            return _token_principal(pulse, token)
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <api key>' or 'X-Api-Key: <api key>'")
     key = key_cache(pulse.store).registry().authenticate(secret)
     if key is None:
@@ -137,6 +169,15 @@ def principal_of(req: Request, pulse: Pulse) -> Principal:
             raise
         req.environ[_ENVIRON_KEY] = found
     return found
+
+
+def ensure_not_revoked(pulse: Pulse, principal: Principal) -> None:
+    """For long-lived streams: raises ``Unauthenticated`` once the caller's key is revoked."""
+    if principal.key_id is None:
+        return
+    key = key_cache(pulse.store).registry().keys.get(principal.key_id)
+    if key is None or key.revoked:
+        raise Unauthenticated(f"API key {principal.key_id} ({principal.name}) was revoked")
 
 
 def authorize(req: Request, pulse: Pulse, scope: str) -> Principal:

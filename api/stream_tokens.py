@@ -1,0 +1,74 @@
+"""Short-lived stream tokens: how a browser's ``EventSource``, which cannot send headers,
+authenticates a subscription (``GET /graphql?query=...&token=...``).
+
+``createStreamToken`` (read scope) issues a JWT (HS256, PyJWT) naming the caller's key
+id, granting ``read`` only, valid ``TTL_SECONDS``. It is checked when a stream opens;
+``api.auth`` then also requires the key to exist and not be revoked, so revoking a key
+stops its tokens within about a second (the key cache's refresh). The signing secret is
+``PULSE_TOKEN_SECRET`` or, unset, the store's (``domain.token_secret``), shared by every
+process and machine on that store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from datetime import UTC, datetime
+
+import jwt
+
+from api.context import Pulse
+from domain.errors import PulseError
+from domain.ports import EventStore
+from domain.token_secret import load_or_create_secret
+
+TTL_SECONDS = 300
+AUDIENCE = "pulse:stream"
+SCOPE = "read"
+_ALGORITHM = "HS256"
+
+_secrets: weakref.WeakKeyDictionary[EventStore, bytes] = weakref.WeakKeyDictionary()
+_secrets_lock = threading.Lock()
+
+
+class InvalidStreamToken(PulseError):
+    """A stream token that is malformed, forged, for another use or expired."""
+
+
+def signing_secret(pulse: Pulse) -> bytes:
+    if pulse.settings.token_secret:
+        return pulse.settings.token_secret.encode()
+    with _secrets_lock:
+        found = _secrets.get(pulse.store)
+        if found is None:
+            found = _secrets[pulse.store] = load_or_create_secret(pulse.store)
+        return found
+
+
+def issue(pulse: Pulse, key_id: str | None, now: float | None = None) -> tuple[str, datetime]:
+    """A read-only stream token for ``key_id`` and when it expires."""
+    issued = int(time.time() if now is None else now)
+    expires = issued + TTL_SECONDS
+    claims = {"sub": key_id or "", "scope": SCOPE, "aud": AUDIENCE, "iat": issued, "exp": expires}
+    token = jwt.encode(claims, signing_secret(pulse), algorithm=_ALGORITHM)
+    return token, datetime.fromtimestamp(expires, UTC)
+
+
+def verify(pulse: Pulse, token: str) -> tuple[str, str]:
+    """``(key id, scope)`` of a valid token; raises ``InvalidStreamToken``."""
+    try:
+        claims = jwt.decode(
+            token,
+            signing_secret(pulse),
+            algorithms=[_ALGORITHM],
+            audience=AUDIENCE,
+            options={"require": ["sub", "scope", "aud", "exp"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidStreamToken("the stream token expired: ask createStreamToken for a new one") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidStreamToken(f"invalid stream token ({exc}): ask createStreamToken for one") from exc
+    if claims["scope"] != SCOPE or not isinstance(claims["sub"], str):
+        raise InvalidStreamToken("invalid stream token: not a read token")
+    return claims["sub"], claims["scope"]

@@ -1,6 +1,6 @@
 """The GraphQL schema served at /graphql, merged from each area's root types.
 
-Each area (health, ingestion, metrics, ...) keeps its resolvers in its own module and
+Each area (health, ingestion, metrics, live, ...) keeps its resolvers in its own module and
 adds its root classes to the tuples below.
 """
 
@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
 from api.graphql_ingest import IngestMutation
+from api.graphql_live import LiveMutation, LiveSubscription
 from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.health import health_report
 
@@ -33,10 +34,12 @@ class HealthQuery:
 
 
 QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
+Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
 
 
 class PulseSchema(strawberry.Schema):
@@ -57,4 +60,4 @@ class PulseSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-schema = PulseSchema(query=Query, mutation=Mutation)
+schema = PulseSchema(query=Query, mutation=Mutation, subscription=Subscription)

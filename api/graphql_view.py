@@ -25,6 +25,7 @@ from flask import Request, Response, jsonify, request
 from strawberry.flask.views import AsyncGraphQLView
 from strawberry.http.streaming import HTTPStreamTransport, MultipartSubscriptionTransport, SSETransport
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
+from werkzeug.local import LocalProxy
 
 from api.context import current_pulse
 
@@ -83,7 +84,10 @@ class PulseGraphQLView(AsyncGraphQLView):
         return {sse.protocol: sse, multipart.protocol: multipart}
 
     async def get_context(self, request: Request, response: Response) -> dict[str, Any]:
-        # Resolved now, not through proxies: a stream outlives Flask's request context.
+        # Resolved now, not through proxies: a stream outlives Flask's request context, and a
+        # subscription's operation (auth included) only runs once the body is iterated.
+        if isinstance(request, LocalProxy):
+            request = request._get_current_object()  # type: ignore[assignment]
         return {"request": request, "response": response, "pulse": current_pulse()}
 
     def dispatch_request(self) -> Response:  # type: ignore[override]

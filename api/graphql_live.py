@@ -1,0 +1,239 @@
+"""Live subscriptions: ``seriesUpdated``, ``gaugeUpdated``, ``projectionStatus``, and the
+``createStreamToken`` mutation for browsers' ``EventSource``.
+
+Each subscription answers with the same type and the same code as its query
+(``series_of``, ``gauge_readings_of``, the ``projections`` status), first with the
+current value, then whenever it changes. A change is noticed through the process's
+change watcher (``api.live``): the subscription depends on a change marker of the view
+store (``metric:<key>``, ``gauge:<name>``, ``projections``), and subscribers with the same
+arguments share one recomputation per change. A value equal to the last one pushed is
+not pushed again. A sliding series (``last``) is also recomputed when the wall clock
+enters a new bucket, and the projection status every ``STATUS_REFRESH_SECONDS`` (its lag
+grows while a worker is stuck, without any marker moving).
+
+Authentication and every bad argument are checked before the stream starts and come back
+as the stream's first and only payload (a GraphQL error with the same ``extensions.code``
+as the query), followed by ``complete``. A stream whose key is revoked ends with an
+``UNAUTHENTICATED`` error within about ``REVALIDATE_SECONDS``.
+
+The resolvers are coroutines returning the stream rather than async generators, so
+their checks run during ``subscribe``, inside the HTTP request (its headers, its auth),
+before the response starts streaming.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Hashable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+
+from api import stream_tokens
+from api.auth import Principal, Unauthenticated, ensure_not_revoked, require_scope
+from api.context import Pulse
+from api.graphql_metrics import (
+    DimensionFilter,
+    GaugeReading,
+    ProjectionStatus,
+    Resolution,
+    Series,
+    _bucketing,
+    _guarded,
+    _resolve_metric,
+    _status,
+    gauge_readings_of,
+    series_of,
+    views_of,
+)
+from api.live import ChangeWatcher, watcher_for
+from domain.ports import PROJECTIONS_MARKER, gauge_marker, metric_marker
+
+T = TypeVar("T")
+#: How often an open stream re-checks that its key is not revoked.
+REVALIDATE_SECONDS = 5.0
+#: How often projectionStatus is recomputed without a marker moving (lag keeps growing).
+STATUS_REFRESH_SECONDS = 2.0
+# Wake a little after a bucket boundary, never just before it.
+_BOUNDARY_SLACK = 0.01
+
+#: ``slot(now)``: what time the value depends on (e.g. the current bucket) and how many
+#: seconds until that changes (None: never).
+Slot = Callable[[float], tuple[Hashable, float | None]]
+
+
+def live_watcher(pulse: Pulse) -> ChangeWatcher:
+    """This process's change watcher of the app's view store."""
+    return watcher_for(views_of(pulse), pulse.settings.live_interval_seconds)
+
+
+def _never(now: float) -> tuple[Hashable, float | None]:
+    return None, None
+
+
+class LiveValue(Generic[T]):
+    """One subscriber's value, recomputed (shared with identical subscribers) whenever its
+    change markers or its time slot move, pushed when it differs from the last push."""
+
+    def __init__(
+        self,
+        pulse: Pulse,
+        principal: Principal,
+        arguments: Hashable,
+        keys: frozenset[str],
+        compute: Callable[[float], T],
+        slot: Slot = _never,
+        same: Callable[[T, T], bool] = lambda a, b: a == b,
+    ) -> None:
+        self.pulse = pulse
+        self.principal = principal
+        self.arguments = arguments
+        self.keys = keys
+        self.watcher = live_watcher(pulse)
+        self._compute = compute
+        self._slot = slot
+        self._same = same
+        self._token: Hashable = None
+
+    def _token_at(self, now: float) -> Hashable:
+        return self.watcher.versions(self.keys), self._slot(now)[0]
+
+    def current(self) -> T:
+        """The value now; raises GraphQL errors like the query."""
+        now = time.time()
+        token = self._token_at(now)
+        value = self.watcher.shared(self.arguments, token, lambda: _guarded(lambda: self._compute(now)))
+        self._token = token
+        return value
+
+    def _check_key(self) -> None:
+        try:
+            ensure_not_revoked(self.pulse, self.principal)
+        except Unauthenticated as exc:
+            raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
+
+    async def stream(self, first: T) -> AsyncGenerator[T, None]:
+        """``first``, then every change. Registers with the watcher only once iterated,
+        so a stream closed before its first chunk leaves nothing behind."""
+        subscriber = self.watcher.subscribe(self.keys)
+        try:
+            last = first
+            yield first
+            while True:
+                now = time.time()
+                # Also catches a change between the first value and subscribing.
+                if self._token_at(now) != self._token:
+                    value = self.current()
+                    if not self._same(value, last):
+                        last = value
+                        yield value
+                    continue
+                until = self._slot(now)[1]
+                timeout = REVALIDATE_SECONDS if until is None else min(until + _BOUNDARY_SLACK, REVALIDATE_SECONDS)
+                await subscriber.changed(timeout)
+                self._check_key()
+        finally:
+            self.watcher.unsubscribe(subscriber)
+
+
+async def _open(live: LiveValue[T]) -> AsyncGenerator[T, None]:
+    first = live.current()  # bad arguments fail here, as the stream's only payload
+    return live.stream(first)
+
+
+def _context(info: Info) -> tuple[Pulse, Principal]:
+    principal = require_scope(info, "read")
+    return info.context["pulse"], principal
+
+
+@strawberry.type
+class StreamToken:
+    token: str = strawberry.field(description="Pass as ?token= on GET /graphql (EventSource); read scope only.")
+    expires_at: datetime = strawberry.field(description="Open the stream before then; an open stream outlives it.")
+
+
+@strawberry.type
+class LiveSubscription:
+    @strawberry.subscription(
+        description="The `series` query, live: the current series, then again whenever its points change"
+        " (new facts, late facts, the window sliding into a new bucket). Needs the read scope."
+    )
+    async def series_updated(
+        self,
+        info: Info,
+        metric: str,
+        resolution: Resolution,
+        filter: list[DimensionFilter] | None = None,
+        last: int | None = None,
+    ) -> AsyncGenerator[Series, None]:
+        pulse, principal = _context(info)
+        definition = _guarded(lambda: _resolve_metric(pulse, metric))
+        bucketing = _bucketing(pulse.settings.timezone)
+
+        def slot(now: float) -> tuple[Hashable, float | None]:
+            bucket = bucketing.floor(resolution.value, now)
+            return bucket, bucketing.end(resolution.value, bucket) - now
+
+        live = LiveValue(
+            pulse,
+            principal,
+            ("series", metric, resolution.value, tuple((f.dimension, f.value) for f in filter or ()), last),
+            frozenset({metric_marker(definition.key)}),
+            lambda now: series_of(pulse, metric, resolution, last=last, filter=filter, now=now),
+            slot,
+            same=lambda a, b: a.points == b.points,
+        )
+        return await _open(live)
+
+    @strawberry.subscription(
+        description="The `gauges` query, live: the readings, then again whenever one changes. Needs read."
+    )
+    async def gauge_updated(
+        self, info: Info, name: str, keys: list[str] | None = None
+    ) -> AsyncGenerator[list[GaugeReading], None]:
+        pulse, principal = _context(info)
+        live = LiveValue(
+            pulse,
+            principal,
+            ("gauge", name, None if keys is None else tuple(keys)),
+            frozenset({gauge_marker(name)}),
+            lambda now: gauge_readings_of(pulse, name, keys),
+        )
+        return await _open(live)
+
+    @strawberry.subscription(
+        description="The `projections` query, live: checkpoints, lag and throughput as workers move. Needs read."
+    )
+    async def projection_status(self, info: Info) -> AsyncGenerator[list[ProjectionStatus], None]:
+        pulse, principal = _context(info)
+
+        def slot(now: float) -> tuple[Hashable, float | None]:
+            return int(now // STATUS_REFRESH_SECONDS), STATUS_REFRESH_SECONDS - now % STATUS_REFRESH_SECONDS
+
+        live = LiveValue(
+            pulse,
+            principal,
+            ("projections",),
+            frozenset({PROJECTIONS_MARKER}),
+            lambda now: _status(pulse, views_of(pulse)),
+            slot,
+        )
+        return await _open(live)
+
+
+@strawberry.type
+class LiveMutation:
+    @strawberry.mutation(
+        description="A token for browsers' EventSource, which cannot send headers: GET /graphql?query=...&token=..."
+        " It grants read only, for 5 minutes, and stops working when the key is revoked. Needs read."
+    )
+    def create_stream_token(self, info: Info) -> StreamToken:
+        pulse, principal = _context(info)
+        token, expires_at = _guarded(lambda: stream_tokens.issue(pulse, principal.key_id))
+        return StreamToken(token=token, expires_at=expires_at)
+
+
+__all__ = ["LiveMutation", "LiveSubscription", "live_watcher"]

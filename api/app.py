@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, store: EventStore | None = None
             "AUTH IS OFF (--no-auth / PULSE_AUTH=off): anyone who can reach this server may ingest, read"
             " and administer Pulse without an API key. Never expose it beyond a trusted machine."
         )
+    stream_slots = StreamSlots(settings.max_streams)
+    app.extensions["pulse.stream_slots"] = stream_slots  # GET /v1/live reports it
     app.register_blueprint(v1)
     app.register_blueprint(ingest)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None, store: EventStore | None = None
             "graphql",
             schema=schema,
             graphql_ide="graphiql",
-            stream_slots=StreamSlots(settings.max_streams),
+            stream_slots=stream_slots,
             heartbeat_seconds=settings.heartbeat_seconds,
         ),
     )

@@ -16,7 +16,8 @@ Item layout
 - gauge reading  pk ``G#<name>#<generation>``, sk the key; ``v`` value, ``t`` occurredAt
   (epoch µs), ``e`` event id.
 - event type     pk ``T``, sk the type; ``n`` facts (guarded like counters).
-- checkpoint     pk ``CP``, sk ``<projection>#<partition>``; position as ``seq_key`` text.
+- checkpoint     pk ``CP``, sk ``<projection>#<partition>``; position as ``seq_key`` text,
+                 watermark, totals; ``fin`` once the shard was read to its end.
 - definitions    pk ``STATE``, sk ``definitions``: the definitions version the views
   reflect, the active generation of every metric and gauge, a rebuild in progress.
 
@@ -734,15 +735,15 @@ class DynamoViewStore:
 
     # --- checkpoints -------------------------------------------------------------------
 
-    @staticmethod
-    def _checkpoint_from(item: Mapping[str, Any], projection: str, partition: str) -> Checkpoint:
+    def _checkpoint_from(self, item: Mapping[str, Any], projection: str, partition: str) -> Checkpoint:
         wm = item.get("wm")
         at = item.get("at")
         return Checkpoint(
             projection=projection,
             partition=partition,
             position=seq_of(item["pos"]["S"]) if "pos" in item else 0,
-            definitions_version=_number(item, "defv"),
+            # One definitions version for all shards: the state item's (see finish_build).
+            definitions_version=self.definitions_state(consistent=False).version,
             watermark=None if wm is None else int(wm["N"]),
             updated_at=None if at is None else int(at["N"]),
             events_total=_number(item, "total"),
@@ -756,8 +757,7 @@ class DynamoViewStore:
                 Key={"pk": {"S": CHECKPOINT_PK}, "sk": {"S": f"{projection}#{partition}"}},
                 ConsistentRead=True,
             )
-        item = response.get("Item")
-        return Checkpoint(projection, partition) if item is None else self._checkpoint_from(item, projection, partition)
+        return self._checkpoint_from(response.get("Item") or {}, projection, partition)
 
     def _checkpoint_items(self) -> Iterator[Item]:
         return self._query(
@@ -800,21 +800,19 @@ class DynamoViewStore:
         projection: str,
         partition: str,
         position: int,
-        definitions_version: int,
         watermark: int | None,
         events: int,
         events_per_second: float = 0.0,
     ) -> bool:
         """Move the checkpoint forward to ``position`` (never back); False if it was there."""
-        names = {"#pos": "pos", "#defv": "defv", "#at": "at", "#eps": "eps", "#total": "total"}
+        names = {"#pos": "pos", "#at": "at", "#eps": "eps", "#total": "total"}
         values: dict[str, Any] = {
             ":pos": {"S": seq_key(position)},
-            ":defv": {"N": str(definitions_version)},
             ":at": {"N": str(_now_micros())},
             ":eps": {"N": repr(float(events_per_second))},
             ":events": {"N": str(events)},
         }
-        expression = "SET #pos = :pos, #defv = :defv, #at = :at, #eps = :eps"
+        expression = "SET #pos = :pos, #at = :at, #eps = :eps"
         if watermark is not None:
             names["#wm"] = "wm"
             values[":wm"] = {"N": str(watermark)}
@@ -1117,7 +1115,7 @@ class DynamoViewStore:
         watermark = current.watermark
         if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
             watermark = changes.watermark
-        self.save_checkpoint(projection, partition, upto, state.version, watermark, changes.events, events_per_second)
+        self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second)
         return True
 
     # --- housekeeping --------------------------------------------------------------------

@@ -260,7 +260,6 @@ class StreamProjector:
             self.projection_name,
             partition,
             last,
-            state.version,
             watermark,
             len(facts),
             self.rate.add(len(facts)),

@@ -157,7 +157,7 @@ def test_a_stalled_rebuild_is_taken_over_and_replaced_generations_are_deleted(ri
     defs.update_metric(rig.events, replace(REVENUE, dimensions=("store",)))
     rig.views.lease_seconds = 0  # a rebuilder that registers, then dies
     rig.views.begin_build(2, ["revenue"], [], owner="crashed", fence_seconds=0)
-    rig.views.lease_seconds = 300
+    rig.views.lease_seconds = 60
     rig.events.ingest(shop_events(30, seed=32, prefix="more"))
     poller.catch_up()
 

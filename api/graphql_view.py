@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from functools import cached_property
@@ -128,7 +129,12 @@ class PulseGraphQLView(AsyncGraphQLView):
         sub_response: Response,
         headers: Mapping[str, str],
     ) -> Response:
-        body = StreamBody(stream(), asyncio.get_running_loop(), on_close=self.stream_slots.release)
+        body = StreamBody(
+            stream(),
+            asyncio.get_running_loop(),
+            on_close=self.stream_slots.release,
+            peer_gone=_peer_gone_check(request.environ.get("gunicorn.socket")),
+        )
         response = Response(body, status=sub_response.status_code, headers={**dict(sub_response.headers), **headers})
         response.is_pulse_stream = True  # type: ignore[attr-defined]
         return response
@@ -139,14 +145,24 @@ class StreamBody:
 
     A class rather than a generator so ``close()`` runs even if the server closes the
     body before reading it; werkzeug passes gunicorn's ``close()`` on to it.
+
+    ``peer_gone`` is asked after each chunk (a heartbeat at the latest): a client that
+    closed its connection ends the stream then, without waiting for a write to fail
+    (the first write after a close usually still succeeds), so cleanup takes at most one
+    heartbeat.
     """
 
     def __init__(
-        self, chunks: AsyncGenerator[str, None], loop: asyncio.AbstractEventLoop, on_close: Callable[[], None]
+        self,
+        chunks: AsyncGenerator[str, None],
+        loop: asyncio.AbstractEventLoop,
+        on_close: Callable[[], None],
+        peer_gone: Callable[[], bool] | None = None,
     ) -> None:
         self._chunks = chunks
         self._loop = loop
         self._on_close = on_close
+        self._peer_gone = peer_gone
         self._closed = False
 
     def __iter__(self) -> Iterator[str]:
@@ -156,10 +172,14 @@ class StreamBody:
         if self._closed:
             raise StopIteration
         try:
-            return self._loop.run_until_complete(self._chunks.__anext__())
+            chunk = self._loop.run_until_complete(self._chunks.__anext__())
         except StopAsyncIteration:
             self.close()
             raise StopIteration from None
+        if self._peer_gone is not None and self._peer_gone():
+            self.close()
+            raise StopIteration
+        return chunk
 
     def close(self) -> None:
         if self._closed:
@@ -171,3 +191,22 @@ class StreamBody:
         finally:
             self._loop.close()
             self._on_close()
+
+
+def _peer_gone_check(sock: socket.socket | None) -> Callable[[], bool] | None:
+    """Whether the client closed the connection of this stream: its socket reads as EOF.
+    A subscriber sends nothing after its request, so a readable socket means it left."""
+    if sock is None:
+        return None
+
+    def gone() -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False  # nothing to read: still there
+        except ValueError:
+            return False  # a TLS socket cannot peek: leave it to the failing write
+        except OSError:
+            return True  # reset by the peer
+
+    return gone

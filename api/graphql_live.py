@@ -87,6 +87,7 @@ class LiveValue(Generic[T]):
         compute: Callable[[float], T],
         slot: Slot = _never,
         same: Callable[[T, T], bool] = lambda a, b: a == b,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.pulse = pulse
         self.principal = principal
@@ -96,6 +97,7 @@ class LiveValue(Generic[T]):
         self._compute = compute
         self._slot = slot
         self._same = same
+        self._clock = clock
         self._token: Hashable = None
 
     def _token_at(self, now: float) -> Hashable:
@@ -103,7 +105,7 @@ class LiveValue(Generic[T]):
 
     def current(self) -> T:
         """The value now; raises GraphQL errors like the query."""
-        now = time.time()
+        now = self._clock()
         token = self._token_at(now)
         value = self.watcher.shared(self.arguments, token, lambda: _guarded(lambda: self._compute(now)))
         self._token = token
@@ -123,7 +125,7 @@ class LiveValue(Generic[T]):
             last = first
             yield first
             while True:
-                now = time.time()
+                now = self._clock()
                 # Also catches a change between the first value and subscribing.
                 if self._token_at(now) != self._token:
                     value = self.current()
@@ -142,6 +144,65 @@ class LiveValue(Generic[T]):
 async def _open(live: LiveValue[T]) -> AsyncGenerator[T, None]:
     first = live.current()  # bad arguments fail here, as the stream's only payload
     return live.stream(first)
+
+
+def live_series(
+    pulse: Pulse,
+    principal: Principal,
+    metric: str,
+    resolution: Resolution,
+    filter: list[DimensionFilter] | None = None,
+    last: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> LiveValue[Series]:
+    """``seriesUpdated``: the ``series`` query's answer, on the metric's change marker and
+    the current bucket (the window slides with the clock)."""
+    definition = _guarded(lambda: _resolve_metric(pulse, metric))
+    bucketing = _bucketing(pulse.settings.timezone)
+
+    def slot(now: float) -> tuple[Hashable, float | None]:
+        bucket = bucketing.floor(resolution.value, now)
+        return bucket, bucketing.end(resolution.value, bucket) - now
+
+    return LiveValue(
+        pulse,
+        principal,
+        ("series", metric, resolution.value, tuple((f.dimension, f.value) for f in filter or ()), last),
+        frozenset({metric_marker(definition.key)}),
+        lambda now: series_of(pulse, metric, resolution, last=last, filter=filter, now=now),
+        slot,
+        same=lambda a, b: a.points == b.points,
+        clock=clock,
+    )
+
+
+def live_gauge(pulse: Pulse, principal: Principal, name: str, keys: list[str] | None = None) -> LiveValue:
+    """``gaugeUpdated``: the ``gauges`` query's answer, on the gauge's change marker."""
+    return LiveValue(
+        pulse,
+        principal,
+        ("gauge", name, None if keys is None else tuple(keys)),
+        frozenset({gauge_marker(name)}),
+        lambda now: gauge_readings_of(pulse, name, keys),
+    )
+
+
+def live_status(pulse: Pulse, principal: Principal, clock: Callable[[], float] = time.time) -> LiveValue:
+    """``projectionStatus``: the ``projections`` query's answer, on the checkpoints' marker
+    and every ``STATUS_REFRESH_SECONDS``."""
+
+    def slot(now: float) -> tuple[Hashable, float | None]:
+        return int(now // STATUS_REFRESH_SECONDS), STATUS_REFRESH_SECONDS - now % STATUS_REFRESH_SECONDS
+
+    return LiveValue(
+        pulse,
+        principal,
+        ("projections",),
+        frozenset({PROJECTIONS_MARKER}),
+        lambda now: _status(pulse, views_of(pulse)),
+        slot,
+        clock=clock,
+    )
 
 
 def _context(info: Info) -> tuple[Pulse, Principal]:
@@ -170,23 +231,7 @@ class LiveSubscription:
         last: int | None = None,
     ) -> AsyncGenerator[Series, None]:
         pulse, principal = _context(info)
-        definition = _guarded(lambda: _resolve_metric(pulse, metric))
-        bucketing = _bucketing(pulse.settings.timezone)
-
-        def slot(now: float) -> tuple[Hashable, float | None]:
-            bucket = bucketing.floor(resolution.value, now)
-            return bucket, bucketing.end(resolution.value, bucket) - now
-
-        live = LiveValue(
-            pulse,
-            principal,
-            ("series", metric, resolution.value, tuple((f.dimension, f.value) for f in filter or ()), last),
-            frozenset({metric_marker(definition.key)}),
-            lambda now: series_of(pulse, metric, resolution, last=last, filter=filter, now=now),
-            slot,
-            same=lambda a, b: a.points == b.points,
-        )
-        return await _open(live)
+        return await _open(live_series(pulse, principal, metric, resolution, filter, last))
 
     @strawberry.subscription(
         description="The `gauges` query, live: the readings, then again whenever one changes. Needs read."
@@ -195,33 +240,14 @@ class LiveSubscription:
         self, info: Info, name: str, keys: list[str] | None = None
     ) -> AsyncGenerator[list[GaugeReading], None]:
         pulse, principal = _context(info)
-        live = LiveValue(
-            pulse,
-            principal,
-            ("gauge", name, None if keys is None else tuple(keys)),
-            frozenset({gauge_marker(name)}),
-            lambda now: gauge_readings_of(pulse, name, keys),
-        )
-        return await _open(live)
+        return await _open(live_gauge(pulse, principal, name, keys))
 
     @strawberry.subscription(
         description="The `projections` query, live: checkpoints, lag and throughput as workers move. Needs read."
     )
     async def projection_status(self, info: Info) -> AsyncGenerator[list[ProjectionStatus], None]:
         pulse, principal = _context(info)
-
-        def slot(now: float) -> tuple[Hashable, float | None]:
-            return int(now // STATUS_REFRESH_SECONDS), STATUS_REFRESH_SECONDS - now % STATUS_REFRESH_SECONDS
-
-        live = LiveValue(
-            pulse,
-            principal,
-            ("projections",),
-            frozenset({PROJECTIONS_MARKER}),
-            lambda now: _status(pulse, views_of(pulse)),
-            slot,
-        )
-        return await _open(live)
+        return await _open(live_status(pulse, principal))
 
 
 @strawberry.type

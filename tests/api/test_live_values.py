@@ -1,0 +1,137 @@
+"""What a subscription pushes, driven in-process on a real SQLite store and worker: the
+window of a sliding series moves at the bucket boundary without any new event, a
+recomputation whose points did not change is not pushed, a change that lands between
+the first value and the subscription starting is not lost, and identical subscribers
+share one computation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.auth import OPEN_ACCESS
+from api.context import Pulse
+from api.graphql_live import live_series, live_watcher
+from api.graphql_metrics import Resolution
+from domain.events import Event
+from domain.settings import Settings
+from storage.factory import open_event_store
+from storage.tables import create_tables
+from workers.sqlite_worker import SqliteWorker, open_sqlite_worker
+
+
+@pytest.fixture
+def pulse(sqlite_settings: Settings) -> Iterator[Pulse]:
+    settings = Settings(store="sqlite", db=sqlite_settings.db, live_interval_seconds=0.02)
+    create_tables(settings)
+    pulse = Pulse(settings=settings, store=open_event_store(settings))
+    yield pulse
+    live_watcher(pulse).stop()
+    pulse.store.close()
+    if pulse.views is not None:
+        pulse.views.close()
+
+
+@pytest.fixture
+def worker(pulse: Pulse) -> Iterator[SqliteWorker]:
+    worker = open_sqlite_worker(pulse.settings)
+    yield worker
+    worker.events.close()
+    worker.views.close()
+
+
+def sale(i: int, at: float) -> Event:
+    return Event(id=f"sale-{i}", type="sale", occurred_at=datetime.fromtimestamp(at, UTC), properties={})
+
+
+def counts(series) -> list[int]:
+    return [point.count for point in series.points]
+
+
+def test_a_sliding_series_moves_into_the_next_bucket_without_new_events(pulse: Pulse, worker: SqliteWorker) -> None:
+    now = time.time()
+    # A clock 0.3 s before the next minute boundary, running at real speed.
+    offset = (60 - now % 60) - 0.3
+    clock = lambda: time.time() + offset  # noqa: E731
+    pulse.store.ingest([sale(1, clock() - 30)])  # in the current (partial) minute
+    worker.catch_up()
+
+    live = live_series(pulse, OPEN_ACCESS, "sale", Resolution.MINUTE, last=3, clock=clock)
+
+    async def first_two() -> tuple:
+        first = live.current()
+        stream = live.stream(first)
+        try:
+            return await anext(stream), await asyncio.wait_for(anext(stream), 10)
+        finally:
+            await stream.aclose()
+
+    first, slid = asyncio.run(first_two())
+    assert counts(first) == [0, 0, 1] and first.points[-1].partial
+    assert [p.bucket for p in slid.points] == [p.bucket + timedelta(minutes=1) for p in first.points]
+    assert counts(slid) == [0, 1, 0]
+    assert slid.points[-1].partial and not slid.points[-2].partial
+
+
+def test_only_changed_points_are_pushed_and_a_change_before_subscribing_is_not_lost(
+    pulse: Pulse, worker: SqliteWorker
+) -> None:
+    pulse.store.ingest([sale(1, time.time())])
+    worker.catch_up()
+    watcher = live_watcher(pulse)
+    live = live_series(pulse, OPEN_ACCESS, "sale", Resolution.DAY, last=2)
+
+    async def scenario() -> None:
+        first = live.current()
+        assert sum(counts(first)) == 1
+        # Lands after the first value was computed, before the stream registers with the watcher.
+        pulse.store.ingest([sale(2, time.time())])
+        worker.catch_up()
+        pushed: asyncio.Queue = asyncio.Queue()
+
+        async def consume() -> None:
+            async for value in live.stream(first):
+                await pushed.put(value)
+
+        consumer = asyncio.create_task(consume())
+        try:
+            assert await pushed.get() is first
+            assert sum(counts(await asyncio.wait_for(pushed.get(), 10))) == 2
+
+            # A sale far outside the window moves the metric's marker: recomputed, same points, no push.
+            before = watcher.stats().recomputations
+            pulse.store.ingest([sale(3, time.time() - 30 * 86400)])
+            worker.catch_up()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pushed.get(), 1.0)
+            assert watcher.stats().recomputations == before + 1
+
+            pulse.store.ingest([sale(4, time.time())])
+            worker.catch_up()
+            assert sum(counts(await asyncio.wait_for(pushed.get(), 10))) == 3
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+    asyncio.run(scenario())
+    assert watcher.stats().subscribers == 0  # closing the stream unsubscribed it
+
+
+def test_identical_subscribers_share_the_computation_and_different_ones_do_not(
+    pulse: Pulse, worker: SqliteWorker
+) -> None:
+    pulse.store.ingest([sale(1, time.time())])
+    worker.catch_up()
+    watcher = live_watcher(pulse)
+    before = watcher.stats().recomputations
+    values = [live_series(pulse, OPEN_ACCESS, "sale", Resolution.HOUR, last=5).current() for _ in range(10)]
+    assert all(value is values[0] for value in values)
+    other = live_series(pulse, OPEN_ACCESS, "sale", Resolution.HOUR, last=6).current()
+    assert len(other.points) == 6
+    assert watcher.stats().recomputations - before == 2

@@ -1,0 +1,69 @@
+"""Stream tokens: one signing secret per store whoever creates it (first writer wins, on
+both backends), or PULSE_TOKEN_SECRET; tokens expire, cannot be forged or reused for
+another purpose."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import jwt
+import pytest
+
+from api import stream_tokens
+from api.context import Pulse
+from domain.ports import EventStore
+from domain.settings import Settings
+from domain.token_secret import TOKEN_SECRET_STREAM, load_or_create_secret
+from storage.factory import open_event_store
+
+
+def test_processes_racing_to_create_the_secret_all_get_the_first_writers(settings: Settings, store: EventStore) -> None:
+    others = [open_event_store(settings) for _ in range(4)]  # as other processes would
+    found: list[bytes] = []
+    barrier = threading.Barrier(len(others))
+
+    def race(each: EventStore) -> None:
+        barrier.wait()
+        found.append(load_or_create_secret(each))
+
+    threads = [threading.Thread(target=race, args=(each,)) for each in others]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for each in others:
+        each.close()
+    assert len(found) == 4 and len(set(found)) == 1 and len(found[0]) >= 32
+    assert len(store.read_stream(TOKEN_SECRET_STREAM)) == 1  # created once
+    assert load_or_create_secret(store) == found[0]
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_tokens_verify_until_they_expire_and_only_with_the_secret(settings: Settings, store: EventStore) -> None:
+    pulse = Pulse(settings=settings, store=store)
+    token, expires = stream_tokens.issue(pulse, "0123456789abcdef")
+    assert stream_tokens.verify(pulse, token) == ("0123456789abcdef", "read")
+    assert abs(expires.timestamp() - time.time() - stream_tokens.TTL_SECONDS) < 5
+
+    old, _ = stream_tokens.issue(pulse, "0123456789abcdef", now=time.time() - stream_tokens.TTL_SECONDS - 60)
+    with pytest.raises(stream_tokens.InvalidStreamToken, match="expired"):
+        stream_tokens.verify(pulse, old)
+
+    secret = stream_tokens.signing_secret(pulse)
+    for forged in (
+        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream", "exp": time.time() + 60}, b"guess" * 8),
+        jwt.encode({"sub": "k", "scope": "admin", "aud": "pulse:stream", "exp": time.time() + 60}, secret),
+        jwt.encode({"sub": "k", "scope": "read", "aud": "elsewhere", "exp": time.time() + 60}, secret),
+        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream"}, secret),  # no expiry
+        token[:-2],
+    ):
+        with pytest.raises(stream_tokens.InvalidStreamToken):
+            stream_tokens.verify(pulse, forged)
+
+    # PULSE_TOKEN_SECRET wins over the stored secret: tokens of one do not verify with the other.
+    configured = Pulse(settings=replace(settings, token_secret="s" * 40), store=store)
+    with pytest.raises(stream_tokens.InvalidStreamToken):
+        stream_tokens.verify(configured, token)
+    assert stream_tokens.verify(configured, stream_tokens.issue(configured, "k")[0]) == ("k", "read")

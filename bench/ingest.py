@@ -294,6 +294,7 @@ def main() -> None:
             process.start()
         profiles: list[Path] = []
         server_cpu: dict[str, float] = {}
+        worker_cpu: list[float] = []  # each gunicorn worker: keep-alive connections may not spread evenly
         if server is not None:
             time.sleep(max(0.0, measure_from - time.time()))
             roles = process_tree(server.pid)
@@ -303,7 +304,10 @@ def main() -> None:
                 profiles = profile_workers(server, args.duration * 0.8, workdir)
             time.sleep(max(0.0, stop_at - time.time()))
             for pid, role in roles.items():
-                server_cpu[role] = server_cpu.get(role, 0.0) + cpu_seconds(pid) - cpu_before[pid]
+                used = cpu_seconds(pid) - cpu_before[pid]
+                server_cpu[role] = server_cpu.get(role, 0.0) + used
+                if role == "gunicorn worker":
+                    worker_cpu.append(used)
             machine_cpu = machine_busy_seconds() - machine_before
         outcomes = [results.get(timeout=args.warmup + args.duration + 120) for _ in clients]
         for process in clients:
@@ -355,6 +359,7 @@ def main() -> None:
             f"cpu:     cores busy on average (of {os.cpu_count()}): {busy}; clients {clients_busy:.2f};"
             f" not attributed to these (other processes, kernel) {max(0.0, others):.2f}"
         )
+        print("         each gunicorn worker: " + " + ".join(f"{used / window:.2f}" for used in worker_cpu) + " cores")
         per_event = {role: 1e6 * seconds / max(1, accepted_in_window) for role, seconds in server_cpu.items()}
         print(
             "cost:    CPU per accepted event: "

@@ -20,6 +20,10 @@ Item layout
                  watermark, totals; ``fin`` once the shard was read to its end.
 - definitions    pk ``STATE``, sk ``definitions``: the definitions version the views
   reflect, the active generation of every metric and gauge, a rebuild in progress.
+- change marker  pk ``MK``, sk the marker key (``metric:<key>``, ``gauge:<name>``,
+  ``projections``); ``v`` ADDed by one after writes that changed its data succeeded (a
+  redelivery changes nothing and moves nothing), read with one strongly consistent
+  Query (``change_markers``, what live subscriptions poll).
 
 Exactly once, per item
 ----------------------
@@ -83,7 +87,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
@@ -92,6 +96,7 @@ from domain.errors import StoreUnavailable
 from domain.events import RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, HOUR, MINUTE, RESOLUTIONS
 from domain.ports import (
+    PROJECTIONS_MARKER,
     Checkpoint,
     CheckpointConflict,
     CounterCell,
@@ -99,6 +104,8 @@ from domain.ports import (
     GaugeReading,
     GaugeValue,
     ViewChanges,
+    gauge_marker,
+    metric_marker,
 )
 from domain.settings import Settings
 from projections.buckets import Retention, epoch_micros
@@ -116,9 +123,11 @@ from storage.dynamodb import (
 log = logging.getLogger(__name__)
 
 Item = dict[str, Any]
+T = TypeVar("T")
 
 STATE_KEY = {"pk": {"S": "STATE"}, "sk": {"S": "definitions"}}
 CHECKPOINT_PK = "CP"
+MARKERS_PK = "MK"
 TYPES_PK = "T"
 COUNTER_PREFIX = "C#"
 GAUGE_PREFIX = "G#"
@@ -493,21 +502,21 @@ class DynamoViewStore:
                 self._pool = ThreadPoolExecutor(self._write_threads, thread_name_prefix="pulse-views")
             return self._pool
 
-    def _each(self, tasks: Sequence[Callable[[], None]]) -> None:
+    def _each(self, tasks: Sequence[Callable[[], T]]) -> list[T]:
         """Run the writes on the writer threads; wait for all, then raise the first error."""
         if len(tasks) <= 1:
-            for task in tasks:
-                task()
-            return
+            return [task() for task in tasks]
         futures = [self._executor().submit(task) for task in tasks]
+        results: list[T] = []
         error: BaseException | None = None
         for future in futures:
             try:
-                future.result()
+                results.append(future.result())
             except BaseException as exc:
                 error = error or exc
         if error is not None:
             raise error
+        return results
 
     def _query(self, request: dict[str, Any], action: str) -> Iterator[Item]:
         request = {"TableName": self.table_name, **request}
@@ -692,6 +701,8 @@ class DynamoViewStore:
         )
         if not done:
             raise CheckpointConflict("definitions", "", f"rebuild into generation {build.gen} was taken over")
+        # A rebuilt name may have been a metric or a gauge (a deleted one): move both markers.
+        self.bump_markers({PROJECTIONS_MARKER, *map(metric_marker, build.names), *map(gauge_marker, build.names)})
 
     def abandon_build(self, build: Build) -> None:
         """Forget a rebuild (its items become garbage), unless someone else took it over."""
@@ -842,8 +853,9 @@ class DynamoViewStore:
         parts: Sequence[GenerationChanges],
         redo: Redo | None = None,
         retired: Collection[str] = (),
-    ) -> None:
-        """Apply one batch of shard ``partition`` holding its records ``first..last``.
+    ) -> set[str]:
+        """Apply one batch of shard ``partition`` holding its records ``first..last``;
+        returns the change markers of the metrics and gauges whose items changed.
 
         Each counter and event-type item gets one guarded UpdateItem (see the module
         docstring); ``redo(position)`` recomputes the batch from its records after
@@ -865,14 +877,14 @@ class DynamoViewStore:
                     redone[position] = self._cells(redo(position))
                 return redone[position]
 
-        tasks: list[Callable[[], None]] = []
+        tasks: list[Callable[[], str | None]] = []
         for ident, delta in counters.items():
             tasks.append(self._counter_task(ident, delta, guard, again if redo else None, retired))
         for etype, n in types.items():
             tasks.append(self._type_task(etype, n, guard, again if redo else None, retired))
         for (name, key, gen), reading in gauges.items():
             tasks.append(lambda name=name, key=key, gen=gen, reading=reading: self._put_gauge(name, key, gen, reading))
-        self._each(tasks)
+        return {marker for marker in self._each(tasks) if marker is not None}
 
     def _cells(
         self, parts: Sequence[GenerationChanges]
@@ -903,7 +915,9 @@ class DynamoViewStore:
                     gauges[(name, key, gen)] = reading
         return counters, types, gauges
 
-    def _counter_task(self, ident: tuple, delta: CounterDelta, guard: _Guard, again, retired) -> Callable[[], None]:
+    def _counter_task(
+        self, ident: tuple, delta: CounterDelta, guard: _Guard, again, retired
+    ) -> Callable[[], str | None]:
         metric_key, gen, resolution, bucket, dims = ident
         key = counter_key(metric_key, gen, resolution, bucket, dims)
         extra: dict[str, Any] = {}
@@ -916,7 +930,13 @@ class DynamoViewStore:
         def redo(position: int) -> CounterDelta | None:
             return again(position)[0].get(ident)
 
-        return lambda: self._guarded_add("counter", key, delta, extra, guard, redo if again else None, retired)
+        marker = metric_marker(metric_key)
+
+        def task() -> str | None:
+            changed = self._guarded_add("counter", key, delta, extra, guard, redo if again else None, retired)
+            return marker if changed else None
+
+        return task
 
     def _type_task(self, etype: str, n: int, guard: _Guard, again, retired) -> Callable[[], None]:
         key = {"pk": {"S": TYPES_PK}, "sk": {"S": etype}}
@@ -926,7 +946,12 @@ class DynamoViewStore:
             return None if not count else CounterDelta(count, 0.0, None, None)
 
         delta = CounterDelta(n, 0.0, None, None)
-        return lambda: self._guarded_add("event type", key, delta, {}, guard, redo if again else None, retired)
+
+        def task() -> None:
+            # No marker of its own: the type's built-in count changes with it.
+            self._guarded_add("event type", key, delta, {}, guard, redo if again else None, retired)
+
+        return task
 
     def _add_request(
         self, key: Item, delta: CounterDelta, extra: dict[str, Any], guard: _Guard, condition: str, values: dict
@@ -971,7 +996,8 @@ class DynamoViewStore:
         guard: _Guard,
         redo: Callable[[int], CounterDelta | None] | None,
         retired: Collection[str],
-    ) -> None:
+    ) -> bool:
+        """One guarded ADD (see the module docstring); True when it added anything."""
         condition = "attribute_not_exists(#q) OR #q < :first"
         values: dict[str, Any] = {":first": {"S": guard.first}}
         batch_delta = delta
@@ -989,7 +1015,7 @@ class DynamoViewStore:
                 stored = failed.item.get(guard.attribute, {}).get("S")
                 self._fold_extremes(kind, key, failed.item, batch_delta)
                 if stored is None or stored >= guard.last:
-                    return  # the item holds the whole batch already: a redelivery
+                    return False  # the item holds the whole batch already: a redelivery
                 if redo is None:
                     raise CheckpointConflict(
                         "views",
@@ -1000,35 +1026,50 @@ class DynamoViewStore:
                 # The item holds the batch's records up to `stored`: add only those after it.
                 remaining = redo(seq_of(stored))
                 if remaining is None or not remaining.count:
-                    return
+                    return False
                 delta = remaining
                 condition = "#q = :stored"
                 values = {":stored": {"S": stored}}
                 continue
             self._fold_extremes(kind, key, item, batch_delta)
             self._drop_retired_guards(kind, key, item, guard, retired)
-            return
+            return True
 
     def _fold_extremes(self, kind: str, key: Item, item: Mapping[str, Any], delta: CounterDelta) -> None:
+        """Fold the batch's min and max into the item when they go beyond what it holds:
+        one conditional SET for both when both do, else one for the one that does."""
+        needed: list[tuple[str, str, str]] = []
         for attribute, value, beyond in (("lo", delta.min, ">"), ("hi", delta.max, "<")):
             if value is None:
                 continue
             wanted = sortable(value)
             stored = item.get(attribute, {}).get("S")
-            if stored is not None and not (stored > wanted if beyond == ">" else stored < wanted):
-                continue
-            # A failed condition: another writer already went further (they only move one way).
-            with suppress(_ConditionFailed):
-                self._update(
-                    kind,
-                    {
-                        "Key": key,
-                        "UpdateExpression": "SET #a = :v",
-                        "ConditionExpression": f"attribute_exists(pk) AND (attribute_not_exists(#a) OR #a {beyond} :v)",
-                        "ExpressionAttributeNames": {"#a": attribute},
-                        "ExpressionAttributeValues": {":v": {"S": wanted}},
-                    },
-                )
+            if stored is None or (stored > wanted if beyond == ">" else stored < wanted):
+                needed.append((attribute, wanted, beyond))
+        if len(needed) == 2 and self._try_fold(kind, key, needed):
+            return
+        for one in needed:
+            # Another writer may have gone further on one of the two: each on its own.
+            self._try_fold(kind, key, [one])
+
+    def _try_fold(self, kind: str, key: Item, folds: list[tuple[str, str, str]]) -> bool:
+        """SET the attributes unless the item already holds something further (False then:
+        min and max only move one way)."""
+        try:
+            self._update(
+                f"{kind} min/max fold",
+                {
+                    "Key": key,
+                    "UpdateExpression": "SET " + ", ".join(f"#{a} = :{a}" for a, _, _ in folds),
+                    "ConditionExpression": "attribute_exists(pk) AND "
+                    + " AND ".join(f"(attribute_not_exists(#{a}) OR #{a} {beyond} :{a})" for a, _, beyond in folds),
+                    "ExpressionAttributeNames": {f"#{a}": a for a, _, _ in folds},
+                    "ExpressionAttributeValues": {f":{a}": {"S": wanted} for a, wanted, _ in folds},
+                },
+            )
+        except _ConditionFailed:
+            return False
+        return True
 
     def _drop_retired_guards(
         self, kind: str, key: Item, item: Mapping[str, Any], guard: _Guard, retired: Collection[str]
@@ -1043,7 +1084,7 @@ class DynamoViewStore:
         names = {f"#g{i}": name for i, name in enumerate(stale)}
         with suppress(_ConditionFailed):  # the item is gone (TTL): nothing to drop
             self._update(
-                kind,
+                f"{kind} guard removal",
                 {
                     "Key": key,
                     "UpdateExpression": "REMOVE " + ", ".join(names),
@@ -1052,7 +1093,8 @@ class DynamoViewStore:
                 },
             )
 
-    def _put_gauge(self, name: str, key: str, gen: int, reading: GaugeValue) -> None:
+    def _put_gauge(self, name: str, key: str, gen: int, reading: GaugeValue) -> str | None:
+        """The reading unless a later one is stored; the gauge's marker when it was written."""
         item = {
             **gauge_key(name, gen, key),
             "v": {"S": repr(float(reading.value))},
@@ -1072,7 +1114,10 @@ class DynamoViewStore:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             # A reading with a later (occurredAt, id) is stored: last writer wins.
+            self._metered("gauge", item)
+            return None
         self._metered("gauge", item)
+        return gauge_marker(name)
 
     def apply(
         self,
@@ -1110,12 +1155,15 @@ class DynamoViewStore:
         if upto != after and current.position >= upto:
             return False
         generations = {name: g.gen for name, g in state.generations.items()}
+        changed: set[str] = set()
         if upto > after:
-            self.write_batch(partition, after + 1, upto, [GenerationChanges(changes, generations)])
+            changed = self.write_batch(partition, after + 1, upto, [GenerationChanges(changes, generations)])
         watermark = current.watermark
         if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
             watermark = changes.watermark
-        self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second)
+        if self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second):
+            changed.add(PROJECTIONS_MARKER)
+        self.bump_markers(changed)
         return True
 
     # --- housekeeping --------------------------------------------------------------------
@@ -1153,6 +1201,7 @@ class DynamoViewStore:
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         doomed = []
+        touched: set[str] = set()
         for item in self._scan(
             {
                 "ProjectionExpression": "pk, sk",
@@ -1161,11 +1210,45 @@ class DynamoViewStore:
             },
             "pruning counters",
         ):
-            _, _, found, _ = parse_counter_pk(item["pk"]["S"])
+            metric_key, _, found, _ = parse_counter_pk(item["pk"]["S"])
             if found == resolution and _bucket_of(item["sk"]["S"]) < before:
                 doomed.append(item)
+                touched.add(metric_marker(metric_key))
         self._delete_keys(doomed, "pruning counters")
+        if doomed:
+            self.bump_markers(touched)
         return len(doomed)
+
+    # --- change markers ----------------------------------------------------------------
+
+    def bump_markers(self, keys: Collection[str]) -> None:
+        """Move each marker one version up; call once the data writes behind them succeeded."""
+
+        def bump(key: str) -> None:
+            with self._errors("moving a change marker"):
+                response = self._client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": MARKERS_PK}, "sk": {"S": key}},
+                    UpdateExpression="ADD #v :one",
+                    ExpressionAttributeNames={"#v": "v"},
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                    ReturnValues="ALL_NEW",
+                )
+            self._metered("change marker", response.get("Attributes"))
+
+        self._each([lambda key=key: bump(key) for key in sorted(keys)])
+
+    def change_markers(self) -> dict[str, int]:
+        """Every change marker, ``{key: version}``, in one strongly consistent Query."""
+        items = self._query(
+            {
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": MARKERS_PK}},
+                "ConsistentRead": True,
+            },
+            "reading change markers",
+        )
+        return {item["sk"]["S"]: int(item["v"]["N"]) for item in items}
 
     # --- reads -------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
-from domain.ports import EventStore, ViewChanges
+from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from projections.buckets import Bucketing, epoch_micros
 from projections.counters import PROJECTION, MetricsProjection, merge
 from storage.dynamodb_feed import ChangeRecord
@@ -246,24 +246,28 @@ class StreamProjector:
         first, last = min(positions), max(positions)
         chosen = [event for _, event in facts]
         parts = plan.project(chosen)
+        changed: set[str] = set()
         if facts:
 
             def redo(position: int) -> list[GenerationChanges]:
                 return plan.project([event for sequence, event in facts if sequence > position])
 
-            self.views.write_batch(partition, first, last, parts, redo, self._retired())
+            changed = self.views.write_batch(partition, first, last, parts, redo, self._retired())
         previous = self.views.checkpoint(self.projection_name, partition)
         watermark = parts[0].changes.watermark
         if previous.watermark is not None and (watermark is None or previous.watermark > watermark):
             watermark = previous.watermark
-        self.views.save_checkpoint(
+        if self.views.save_checkpoint(
             self.projection_name,
             partition,
             last,
             watermark,
             len(facts),
             self.rate.add(len(facts)),
-        )
+        ):
+            changed.add(PROJECTIONS_MARKER)
+        # After the data: live subscriptions of what this batch changed wake up.
+        self.views.bump_markers(changed)
         return Applied(len(records), len(facts), definitions_changed)
 
 

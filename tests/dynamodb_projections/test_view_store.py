@@ -11,7 +11,15 @@ import pytest
 
 from domain import metrics as defs
 from domain.events import Event
-from domain.ports import CheckpointConflict, CounterDelta, GaugeValue, ViewChanges
+from domain.ports import (
+    PROJECTIONS_MARKER,
+    CheckpointConflict,
+    CounterDelta,
+    GaugeValue,
+    ViewChanges,
+    gauge_marker,
+    metric_marker,
+)
 from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION, MetricsProjection
 from storage.dynamodb import make_client
@@ -243,3 +251,47 @@ def test_reading_a_metric_without_a_generation_gives_nothing(rig: DynamoRig) -> 
     bucket = int((datetime(2026, 1, 1, tzinfo=UTC) - timedelta(hours=1)).timestamp())
     assert rig.views.read_counters("never-defined", "hour", bucket, bucket + 3600) == []
     assert rig.views.read_gauges("never-defined") == []
+
+
+def test_change_markers_move_for_what_a_batch_a_rebuild_or_a_prune_changed(rig: DynamoRig) -> None:
+    assert rig.views.change_markers() == {}
+    rig.events.ingest(shop_events(10, seed=71))
+    poller = rig.poller()
+    poller.catch_up()
+    first = rig.views.change_markers()
+    assert set(first) == {PROJECTIONS_MARKER, metric_marker("type:sale"), metric_marker("type:stock_level")}
+
+    defs.define_metric(rig.events, REVENUE)
+    defs.define_gauge(rig.events, STOCK)
+    poller.catch_up()  # a batch of definitions only, then the rebuild's switch
+    defined = rig.views.change_markers()
+    assert moved(first, defined) == {PROJECTIONS_MARKER, metric_marker("revenue"), gauge_marker("stock")} | {
+        metric_marker("stock"),  # a rebuilt name moves both kinds: a deleted name may have been either
+        gauge_marker("revenue"),
+    }
+
+    sale = Event(id="one-more", type="sale", occurred_at=datetime(2026, 11, 21, tzinfo=UTC), properties={"amount": 1})
+    rig.events.ingest([sale])
+    poller.catch_up()
+    after_sale = rig.views.change_markers()
+    assert moved(defined, after_sale) == {PROJECTIONS_MARKER, metric_marker("type:sale"), metric_marker("revenue")}
+
+    facts = all_facts(rig.events)
+    changes = MetricsProjection([], [], UTC_DAY).project(facts)
+    assert rig.views.apply(PROJECTION, "other", changes, 0, 5, definitions_version=2) is True
+    applied = rig.views.change_markers()
+    assert rig.views.apply(PROJECTION, "other", changes, 0, 5, definitions_version=2) is False
+    assert rig.views.change_markers() == applied  # committed nothing, moved nothing
+
+    assert rig.views.prune("minute", 2**40) > 0
+    assert moved(applied, rig.views.change_markers()) == {
+        metric_marker("type:sale"),
+        metric_marker("type:stock_level"),
+        metric_marker("revenue"),
+    }
+
+
+def moved(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    for key, version in before.items():
+        assert after.get(key, 0) >= version, key
+    return {key for key in after.keys() | before.keys() if after.get(key, 0) != before.get(key, 0)}

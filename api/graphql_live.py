@@ -17,8 +17,16 @@ as the query), followed by ``complete``. A stream whose key is revoked ends with
 ``UNAUTHENTICATED`` error within about ``REVALIDATE_SECONDS``.
 
 The resolvers are coroutines returning the stream rather than async generators, so
-their checks run during ``subscribe``, inside the HTTP request (its headers, its auth),
-before the response starts streaming.
+their checks run before the first chunk is sent.
+
+Rendering is shared too: graphql-core executes a subscription's selection set on every
+pushed value for every subscriber, which for a 60-point chart costs more than everything
+else per push. Subscribers with identical arguments get the very same value object, so
+``SharedRenderExecutionContext`` renders it once per (value, operation, variables) and
+hands the same ``ExecutionResult`` to all of them; its data (``SharedData``) is then
+encoded to JSON once, not once per subscriber (``PulseGraphQLView.encode_json``). This relies on the pushed types
+(``Series``, ``GaugeReading``, ``ProjectionStatus``) resolving from the value alone; a
+field reading the request (per-caller data) must not be added to them.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError, print_ast
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
 from api import stream_tokens
@@ -49,7 +59,7 @@ from api.graphql_metrics import (
     series_of,
     views_of,
 )
-from api.live import ChangeWatcher, watcher_for
+from api.live import ChangeWatcher, SharedData, SharedResults, covers, watcher_for
 from domain.ports import PROJECTIONS_MARKER, gauge_marker, metric_marker
 
 T = TypeVar("T")
@@ -60,9 +70,9 @@ STATUS_REFRESH_SECONDS = 2.0
 # Wake a little after a bucket boundary, never just before it.
 _BOUNDARY_SLACK = 0.01
 
-#: ``slot(now)``: what time the value depends on (e.g. the current bucket) and how many
-#: seconds until that changes (None: never).
-Slot = Callable[[float], tuple[Hashable, float | None]]
+#: ``slot(now)``: what time the value depends on (an integer that grows, e.g. the current
+#: bucket) and how many seconds until that changes (None: never).
+Slot = Callable[[float], tuple[int, float | None]]
 
 
 def live_watcher(pulse: Pulse) -> ChangeWatcher:
@@ -70,8 +80,8 @@ def live_watcher(pulse: Pulse) -> ChangeWatcher:
     return watcher_for(views_of(pulse), pulse.settings.live_interval_seconds)
 
 
-def _never(now: float) -> tuple[Hashable, float | None]:
-    return None, None
+def _never(now: float) -> tuple[int, float | None]:
+    return 0, None
 
 
 class LiveValue(Generic[T]):
@@ -98,17 +108,16 @@ class LiveValue(Generic[T]):
         self._slot = slot
         self._same = same
         self._clock = clock
-        self._token: Hashable = None
+        self._token: Hashable = ()
 
-    def _token_at(self, now: float) -> Hashable:
-        return self.watcher.versions(self.keys), self._slot(now)[0]
+    def _token_at(self, now: float) -> tuple[int, ...]:
+        return (*self.watcher.versions(self.keys), self._slot(now)[0])
 
     def current(self) -> T:
         """The value now; raises GraphQL errors like the query."""
         now = self._clock()
         token = self._token_at(now)
-        value = self.watcher.shared(self.arguments, token, lambda: _guarded(lambda: self._compute(now)))
-        self._token = token
+        value, self._token = self.watcher.shared(self.arguments, token, lambda: _guarded(lambda: self._compute(now)))
         return value
 
     def _check_key(self) -> None:
@@ -127,7 +136,7 @@ class LiveValue(Generic[T]):
             while True:
                 now = self._clock()
                 # Also catches a change between the first value and subscribing.
-                if self._token_at(now) != self._token:
+                if not covers(self._token, self._token_at(now)):
                     value = self.current()
                     if not self._same(value, last):
                         last = value
@@ -139,6 +148,51 @@ class LiveValue(Generic[T]):
                 self._check_key()
         finally:
             self.watcher.unsubscribe(subscriber)
+
+
+#: Rendered pushes, per operation text and variables: the latest value's result.
+_renders = SharedResults(max_entries=1024)
+
+
+class _Unshareable(Exception):
+    """A rendering that did not complete synchronously (an async field): not shared."""
+
+
+class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Executes a subscription's selection set once per pushed value object for all
+    subscribers with the same operation and variables (see the module docstring)."""
+
+    def build_per_event_executor(self, payload: object) -> SharedRenderExecutionContext:
+        executor = super().build_per_event_executor(payload)
+        executor._pushed = payload  # type: ignore[attr-defined]
+        return executor  # type: ignore[return-value]
+
+    def execute_operation(self, *args: object, **kwargs: object) -> object:
+        payload = self.__dict__.get("_pushed", _renders)
+        if payload is _renders:  # queries, mutations, the subscription's own resolver
+            return super().execute_operation(*args, **kwargs)
+        run = super().execute_operation
+        produced: list[object] = []
+
+        def render() -> object:
+            result = run(*args, **kwargs)
+            if not isinstance(result, GraphQLExecutionResult):
+                produced.append(result)
+                raise _Unshareable
+            if result.data is not None:  # marked, so the HTTP layer encodes it once too
+                result = GraphQLExecutionResult(SharedData(result.data), result.errors, result.extensions)
+            return result
+
+        operation = self.operation
+        source = operation.loc.source.body if operation.loc is not None else print_ast(operation)
+        name = operation.name.value if operation.name is not None else None
+        variables = getattr(self.variable_values, "coerced", self.variable_values)
+        key = (source, name, repr(sorted(variables.items())))
+        try:
+            result, _ = _renders.get(key, id(payload), render, anchor=payload)
+        except _Unshareable:
+            return produced[0]
+        return result
 
 
 async def _open(live: LiveValue[T]) -> AsyncGenerator[T, None]:
@@ -160,7 +214,7 @@ def live_series(
     definition = _guarded(lambda: _resolve_metric(pulse, metric))
     bucketing = _bucketing(pulse.settings.timezone)
 
-    def slot(now: float) -> tuple[Hashable, float | None]:
+    def slot(now: float) -> tuple[int, float | None]:
         bucket = bucketing.floor(resolution.value, now)
         return bucket, bucketing.end(resolution.value, bucket) - now
 
@@ -191,7 +245,7 @@ def live_status(pulse: Pulse, principal: Principal, clock: Callable[[], float] =
     """``projectionStatus``: the ``projections`` query's answer, on the checkpoints' marker
     and every ``STATUS_REFRESH_SECONDS``."""
 
-    def slot(now: float) -> tuple[Hashable, float | None]:
+    def slot(now: float) -> tuple[int, float | None]:
         return int(now // STATUS_REFRESH_SECONDS), STATUS_REFRESH_SECONDS - now % STATUS_REFRESH_SECONDS
 
     return LiveValue(
@@ -262,4 +316,4 @@ class LiveMutation:
         return StreamToken(token=token, expires_at=expires_at)
 
 
-__all__ = ["LiveMutation", "LiveSubscription", "live_watcher"]
+__all__ = ["LiveMutation", "LiveSubscription", "SharedRenderExecutionContext", "live_watcher"]

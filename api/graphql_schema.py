@@ -12,7 +12,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
 from api.graphql_ingest import IngestMutation
-from api.graphql_live import LiveMutation, LiveSubscription
+from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.health import health_report
 
@@ -60,4 +60,10 @@ class PulseSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-schema = PulseSchema(query=Query, mutation=Mutation, subscription=Subscription)
+schema = PulseSchema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    # Renders a live push once for every subscriber with the same operation (api/graphql_live.py).
+    execution_context_class=SharedRenderExecutionContext,
+)

@@ -29,6 +29,7 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTIO
 from werkzeug.local import LocalProxy
 
 from api.context import current_pulse
+from api.live import SharedData
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,15 @@ class PulseGraphQLView(AsyncGraphQLView):
         multipart = MultipartSubscriptionTransport()
         multipart.heartbeat_interval = self.heartbeat_seconds
         return {sse.protocol: sse, multipart.protocol: multipart}
+
+    def encode_json(self, data: object) -> str | bytes:
+        # A live push is one SharedData for all its subscribers (api/graphql_live.py): a
+        # response of nothing but that data is the same for all, so encoded once.
+        pushed = data.get("data") if type(data) is dict and len(data) == 1 else None
+        if isinstance(pushed, SharedData):
+            encode = super().encode_json
+            return pushed.encoded("data", lambda: encode(data))
+        return super().encode_json(data)
 
     async def get_context(self, request: Request, response: Response) -> dict[str, Any]:
         # Resolved now, not through proxies: a stream outlives Flask's request context, and a

@@ -15,8 +15,9 @@ Recomputations are multiplexed as in Hasura's live queries: subscribers with ide
 arguments share ONE computation per ``(arguments, token)``, where the token is the
 marker versions the value was computed at plus whatever time slot the value depends on
 (the current bucket of a sliding series). The first subscriber to ask computes under
-the entry's lock; the others wait for its result. So N subscribers to one metric cost
-one marker read per interval and one series read per change, not N.
+the entry's lock; the others wait for its result, and a subscriber still at older
+versions gets the newer result rather than recomputing the past. So N subscribers to one
+metric cost one marker read per interval and one series read per change, not N.
 
 Pure Python and asyncio: no Flask here.
 """
@@ -76,13 +77,93 @@ class Subscriber:
 
 
 class _Result:
-    __slots__ = ("done", "failed", "token", "value")
+    __slots__ = ("anchor", "done", "failed", "token", "value")
 
-    def __init__(self, token: Hashable) -> None:
+    def __init__(self, token: Hashable, anchor: object) -> None:
         self.token = token
+        self.anchor = anchor  # keeps alive what the token names (e.g. by id)
         self.done = threading.Event()
         self.value: Any = None
         self.failed = False
+
+
+class SharedResults:
+    """One computation per ``(key, token)`` for every thread asking at about the same time.
+
+    The first caller computes (outside the lock); the others wait for its result. Only
+    the latest token per key is kept, in an LRU of ``max_entries`` keys. With ``covers``
+    (``covers(cached, wanted)``: the cached token is at least as new), a caller asking
+    for an older token than the one cached gets the newer result instead of recomputing
+    the past; ``get`` returns the token the value is for. A failed computation is not
+    shared: the waiters compute on their own account.
+    """
+
+    def __init__(self, max_entries: int = 1024, covers: Callable[[Hashable, Hashable], bool] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, _Result] = OrderedDict()
+        self._max_entries = max_entries
+        self._covers = covers or (lambda cached, wanted: cached == wanted)
+        self.computed = 0
+        self.shared = 0
+
+    def get(
+        self, key: Hashable, token: Hashable, compute: Callable[[], T], anchor: object = None
+    ) -> tuple[T, Hashable]:
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None or not self._covers(entry.token, token)
+            if owner:
+                entry = self._entries[key] = _Result(token, anchor)
+                if len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+            else:
+                self.shared += 1
+            self._entries.move_to_end(key)
+        assert entry is not None
+        if not owner:
+            entry.done.wait()
+            if not entry.failed:
+                return entry.value, entry.token
+            return compute(), token  # the owner failed: fail (or succeed) on our own account
+        try:
+            entry.value = compute()
+        except BaseException:
+            entry.failed = True
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+            raise
+        finally:
+            with self._lock:
+                self.computed += 1
+            entry.done.set()
+        return entry.value, token
+
+
+class SharedData(dict):
+    """The ``data`` of one rendered push, the same object for all its subscribers, so
+    the HTTP layer encodes each response shape that holds it once (``encoded``)."""
+
+    __slots__ = ("_encoded", "_lock")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoded: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def encoded(self, shape: Hashable, encode: Callable[[], T]) -> T:
+        with self._lock:
+            if shape not in self._encoded:
+                self._encoded[shape] = encode()
+            return self._encoded[shape]
+
+
+def covers(cached: Hashable, wanted: Hashable) -> bool:
+    """For tokens that are flat tuples of versions (and time slots) that only grow: the
+    cached token is the same or newer in every part."""
+    if not isinstance(cached, tuple) or not isinstance(wanted, tuple) or len(cached) != len(wanted):
+        return cached == wanted
+    return all(a >= b for a, b in zip(cached, wanted, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +205,10 @@ class ChangeWatcher:
         self._read_at: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._results: OrderedDict[Hashable, _Result] = OrderedDict()
+        self._values = SharedResults(MAX_SHARED_RESULTS, covers)
         self.marker_reads = 0
         self.marker_read_errors = 0
         self.wakeups = 0
-        self.recomputations = 0
-        self.shared_results = 0
 
     # --- Subscribers -------------------------------------------------------------------
 
@@ -224,38 +303,12 @@ class ChangeWatcher:
 
     # --- Multiplexed results -----------------------------------------------------------
 
-    def shared(self, arguments: Hashable, token: Hashable, compute: Callable[[], T]) -> T:
+    def shared(self, arguments: Hashable, token: tuple[int, ...], compute: Callable[[], T]) -> tuple[T, Hashable]:
         """``compute()`` once per ``(arguments, token)`` for every subscriber asking; the
-        others get the same result. Only the latest token per arguments is kept."""
-        with self._lock:
-            entry = self._results.get(arguments)
-            owner = entry is None or entry.token != token
-            if owner:
-                entry = self._results[arguments] = _Result(token)
-                if len(self._results) > MAX_SHARED_RESULTS:
-                    self._results.popitem(last=False)
-            else:
-                self.shared_results += 1
-            self._results.move_to_end(arguments)
-        assert entry is not None
-        if not owner:
-            entry.done.wait()
-            if not entry.failed:
-                return entry.value
-            return compute()  # the owner failed: fail (or succeed) on our own account
-        try:
-            entry.value = compute()
-        except BaseException:
-            entry.failed = True
-            with self._lock:
-                if self._results.get(arguments) is entry:
-                    del self._results[arguments]
-            raise
-        finally:
-            with self._lock:
-                self.recomputations += 1
-            entry.done.set()
-        return entry.value
+        others get the same result, and one asking for an older token gets the newer
+        result. ``token``: the marker versions (and time slot) the value is computed at.
+        Returns the value and the token it is for."""
+        return self._values.get(arguments, token, compute)
 
     def stats(self) -> WatcherStats:
         with self._lock:
@@ -267,8 +320,8 @@ class ChangeWatcher:
                 marker_reads=self.marker_reads,
                 marker_read_errors=self.marker_read_errors,
                 wakeups=self.wakeups,
-                recomputations=self.recomputations,
-                shared_results=self.shared_results,
+                recomputations=self._values.computed,
+                shared_results=self._values.shared,
             )
 
 

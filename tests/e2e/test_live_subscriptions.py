@@ -147,6 +147,7 @@ class Stream:
         key: str | None = "admin",
         token: str | None = None,
         method: str = "POST",
+        variables: dict[str, Any] | None = None,
     ) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=SLOW)
         headers = {"Accept": accept}
@@ -158,7 +159,7 @@ class Stream:
             path = f"/graphql?{urllib.parse.urlencode(params)}"
         else:
             headers["Content-Type"] = "application/json"
-            body = json.dumps({"query": query})
+            body = json.dumps({"query": query, "variables": variables})
             if token:
                 path = f"/graphql?{urllib.parse.urlencode({'token': token})}"
         self.connection.request(method, path, body=body, headers=headers)
@@ -312,6 +313,33 @@ def test_gauges_and_projection_status_are_live_too(server: Server, streams: list
     assert gauge.next()["data"]["gaugeUpdated"] == [{"key": "mug", "value": 3.0}]
     moved = status.until(lambda p: int(p["data"]["projectionStatus"][0]["checkpoint"]) > checkpoint, timeout=SLOW)
     assert moved["data"]["projectionStatus"][0]["name"] == "metrics"
+
+
+def test_subscribers_of_one_value_with_different_selections_each_get_their_own_shape(
+    server: Server, streams: list[Stream]
+) -> None:
+    server.post(event("shape_sale", 1))
+    projected(server, "shape_sale", 1)
+    counts = series_query("shape_sale")
+    values = counts.replace("points { count }", "metric points { value }")
+    with_variable = (
+        "subscription ($full: Boolean!) {"
+        ' seriesUpdated(metric: "shape_sale", resolution: HOUR, last: 3)'
+        " { points { count partial @include(if: $full) } } }"
+    )
+    streams.append(a := Stream(server, counts))
+    streams.append(b := Stream(server, values, MULTIPART))
+    streams.append(c := Stream(server, with_variable, variables={"full": True}))
+    streams.append(d := Stream(server, with_variable, variables={"full": False}))
+    for stream in (a, b, c, d):
+        stream.next()
+
+    server.post(event("shape_sale", 2))
+    assert a.next()["data"]["seriesUpdated"]["points"][-1] == {"count": 2}
+    pushed = b.next()["data"]["seriesUpdated"]
+    assert pushed["metric"] == "shape_sale" and pushed["points"][-1] == {"value": 2.0}
+    assert c.next()["data"]["seriesUpdated"]["points"][-1] == {"count": 2, "partial": True}
+    assert d.next()["data"]["seriesUpdated"]["points"][-1] == {"count": 2}
 
 
 def test_bad_arguments_end_the_stream_with_the_querys_error_not_a_500(server: Server, streams: list[Stream]) -> None:

@@ -201,7 +201,9 @@ def test_identical_subscribers_share_one_computation_per_token() -> None:
 
     def subscriber() -> None:
         barrier.wait()
-        results.append(watcher.shared(("series", "revenue", "hour"), ((3,), 100), compute("v3")))
+        value, token = watcher.shared(("series", "revenue", "hour"), (3, 100), compute("v3"))
+        assert token == (3, 100)
+        results.append(value)
 
     threads = [threading.Thread(target=subscriber) for _ in range(50)]
     for thread in threads:
@@ -212,14 +214,17 @@ def test_identical_subscribers_share_one_computation_per_token() -> None:
     assert len(results) == 50 and all(result is results[0] for result in results)
 
     # The same token again: still shared. A new token (marker moved, or next bucket): once more.
-    assert watcher.shared(("series", "revenue", "hour"), ((3,), 100), compute("again")) is results[0]
-    assert watcher.shared(("series", "revenue", "hour"), ((4,), 100), compute("v4")) == {"value": "v4"}
-    assert watcher.shared(("series", "revenue", "hour"), ((4,), 160), compute("next bucket")) is not None
+    args = ("series", "revenue", "hour")
+    assert watcher.shared(args, (3, 100), compute("again"))[0] is results[0]
+    assert watcher.shared(args, (4, 100), compute("v4")) == ({"value": "v4"}, (4, 100))
+    # A subscriber still at an older token gets the newer value (and its token), not a recomputation.
+    assert watcher.shared(args, (3, 100), compute("the past")) == ({"value": "v4"}, (4, 100))
+    assert watcher.shared(args, (4, 160), compute("next bucket"))[0] == {"value": "next bucket"}
     # Other arguments never share.
-    assert watcher.shared(("series", "revenue", "day"), ((4,), 100), compute("day")) == {"value": "day"}
+    assert watcher.shared(("series", "revenue", "day"), (4, 100), compute("day"))[0] == {"value": "day"}
     assert calls == ["v3", "v4", "next bucket", "day"]
     stats = watcher.stats()
-    assert (stats.recomputations, stats.shared_results) == (4, 50)
+    assert (stats.recomputations, stats.shared_results) == (4, 51)
 
 
 def test_a_failed_computation_is_not_shared() -> None:
@@ -229,5 +234,5 @@ def test_a_failed_computation_is_not_shared() -> None:
         raise StoreUnavailable("down")
 
     with pytest.raises(StoreUnavailable):
-        watcher.shared("args", 1, broken)
-    assert watcher.shared("args", 1, lambda: 7) == 7  # recomputed, not the cached failure
+        watcher.shared("args", (1,), broken)
+    assert watcher.shared("args", (1,), lambda: 7) == (7, (1,))  # recomputed, not the cached failure

@@ -494,7 +494,7 @@ def deploy_wire_streams(
 
     import boto3
 
-    from storage.dynamodb import make_client
+    from storage.dynamodb import TTL_ATTRIBUTE, make_client
     from storage.dynamodb_feed import latest_stream_arn
     from storage.dynamodb_views import enable_views_ttl
     from workers import wiring
@@ -540,12 +540,9 @@ def deploy_wire_streams(
         f" response types {','.join(mapping.get('FunctionResponseTypes') or [])},"
         f" on failure {(mapping.get('DestinationConfig') or {}).get('OnFailure', {}).get('Destination') or 'none'}"
     )
-    click.echo(f"  TTL on {TTL_NOTE} of {target.settings.views_table}: on")
+    click.echo(f"  TTL on {TTL_ATTRIBUTE} of {target.settings.views_table}: on")
     for warning in wired.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-
-
-TTL_NOTE = "expiresAt"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from pathlib import Path
 from domain import metrics as defs
 from projections.counters import PROJECTION
 from storage.dynamodb_feed import Shard, order_by_lineage, sequence_number
+from tests.contract.test_dynamodb_feed import expired
 from tests.dynamodb_projections.conftest import DynamoRig
+from tests.dynamodb_projections.test_view_store import stored_items, stream_records
 from tests.projections.oracle import all_facts, assert_views_match_facts
 from tests.projections.test_exactly_once import REVENUE, STOCK, shop_events
 from workers.dynamodb_poller import ready_shards
@@ -108,3 +110,24 @@ def test_pulse_worker_polls_the_stream_survives_kill_9_and_stops_on_sigterm(rig:
     log = (tmp_path / "second.log").read_text()
     assert "DynamoDB Streams poller stopped" in log
     assert_views_match_facts(rig.views, rig.events, [REVENUE], [STOCK], "UTC")
+
+
+def test_the_poller_renews_an_expired_iterator_and_counts_only_inserts_of_facts(rig: DynamoRig) -> None:
+    rig.events.ingest(shop_events(10, seed=53))
+    poller = rig.poller()
+    poller.catch_up()
+    (only,) = rig.feed.shards()
+    reader = poller._readers[only.shard_id]
+    reader._iterator = expired(reader._iterator)  # 16 minutes old, as after a long idle spell
+    rig.events.ingest(shop_events(10, seed=54, prefix="after"))
+    poller.catch_up()
+    assert sum(rig.views.event_types().values()) == 20
+
+    # A MODIFY (a racing resend rewrote the item) or a REMOVE of a fact changes nothing.
+    records = [r for r in stream_records(rig) if r.event is not None and r.event.stream_id == "$facts"]
+    before = stored_items(rig)
+    rewritten = [r._replace(event_name="MODIFY") for r in records[-5:]]
+    poller.projector.apply(only.shard_id, rewritten)
+    poller.projector.apply(only.shard_id, [records[-1]._replace(event_name="REMOVE", event=None)])
+    assert stored_items(rig) == before
+    assert_views_match_facts(rig.views, rig.events, [], [], "UTC")

@@ -496,7 +496,6 @@ def deploy_wire_streams(
 
     from storage.dynamodb import TTL_ATTRIBUTE, make_client
     from storage.dynamodb_feed import latest_stream_arn
-    from storage.dynamodb_views import enable_views_ttl
     from workers import wiring
 
     path = Path(zappa_settings)
@@ -531,7 +530,6 @@ def deploy_wire_streams(
         )
     finally:
         dynamodb.close()
-    enable_views_ttl(target.settings)
     click.echo(f"{wired.action} event source mapping {wired.uuid}: {stream_arn} -> {target.function_name}")
     mapping = wired.mapping
     click.echo(

@@ -177,7 +177,8 @@ def create_tables(settings: Settings) -> list[str]:
                 if _error_code(exc) != "ResourceInUseException":
                     raise
             client.get_waiter("table_exists").wait(TableName=definition["TableName"], WaiterConfig=_WAIT)
-        _enable_ttl(client, settings.events_table)
+        for name in (settings.events_table, settings.views_table):
+            _enable_ttl(client, name)  # the views' minute and hour cells expire by TTL
     finally:
         client.close()
     return [settings.events_table, settings.views_table]

@@ -1411,17 +1411,6 @@ class GenerationWriter:
         self._store.write_batch(REBUILD_PARTITION, self.pages, self.pages, [GenerationChanges(changes, self.build.gen)])
 
 
-def enable_views_ttl(settings: Settings) -> None:
-    """Turn on TTL (``expiresAt``) for the views table: minute and hour cells expire."""
-    from storage.dynamodb import _enable_ttl  # the one way to enable it idempotently
-
-    client = make_client(settings)
-    try:
-        _enable_ttl(client, settings.views_table)
-    finally:
-        client.close()
-
-
 __all__ = [
     "Build",
     "DefinitionsState",
@@ -1429,7 +1418,6 @@ __all__ = [
     "Generation",
     "GenerationChanges",
     "GenerationWriter",
-    "enable_views_ttl",
     "seq_key",
     "slices",
     "sortable",

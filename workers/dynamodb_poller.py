@@ -202,11 +202,9 @@ def open_dynamodb_poller(
     read_limit: int = READ_LIMIT,
     timing: RebuildTiming | None = None,
 ) -> DynamoPoller:
-    """The poller for ``settings`` (store dynamodb); turns on the views table's TTL."""
+    """The poller for ``settings`` (store dynamodb); ``pulse tables create`` made its tables."""
     from storage.dynamodb import DynamoEventStore
-    from storage.dynamodb_views import enable_views_ttl
 
-    enable_views_ttl(settings)
     timing = timing or RebuildTiming.from_env(os.environ)
     views = DynamoViewStore.from_settings(settings, retention, fence_seconds=timing.fence_seconds)
     return DynamoPoller(

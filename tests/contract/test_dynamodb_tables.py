@@ -65,8 +65,9 @@ def test_tables_create_makes_both_tables_and_is_idempotent(tables: Settings) -> 
             {"AttributeName": "gsk", "KeyType": "RANGE"},
         ]
         assert index["Projection"] == {"ProjectionType": "ALL"}
-        ttl = client.describe_time_to_live(TableName=tables.events_table)["TimeToLiveDescription"]
-        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+        for table in (tables.events_table, tables.views_table):
+            ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+            assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
 
         views = client.describe_table(TableName=tables.views_table)["Table"]
         assert [k["AttributeName"] for k in views["KeySchema"]] == ["pk", "sk"]

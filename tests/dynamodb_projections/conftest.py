@@ -12,7 +12,7 @@ from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from storage.dynamodb import DynamoEventStore
 from storage.dynamodb_feed import ChangeFeed
-from storage.dynamodb_views import DynamoViewStore, enable_views_ttl
+from storage.dynamodb_views import DynamoViewStore
 from storage.tables import create_tables, drop_tables
 from workers.dynamodb_poller import DynamoPoller
 from workers.stream_projector import RebuildTiming
@@ -41,7 +41,6 @@ class DynamoRig:
 
 def open_rig(settings: Settings) -> DynamoRig:
     create_tables(settings)
-    enable_views_ttl(settings)
     # Keep every cell: DynamoDB Local runs TTL for real, and the workloads lie in the past.
     views = DynamoViewStore.from_settings(settings, KEEP_ALL, fence_seconds=QUICK.fence_seconds)
     views.ensure_state(settings.timezone)  # what every worker does on start

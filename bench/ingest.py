@@ -350,6 +350,8 @@ def main() -> None:
         stored = stored_facts(db)
         check = "ok" if stored == total_accepted else "MISMATCH"
         print(f"stored:  {stored:,} facts in the store; clients were told {total_accepted:,} accepted: {check}")
+        for path in workdir.glob("pulse*.db*"):  # hundreds of MB per run; the profiles and log stay
+            path.unlink()
     if server_cpu:
         window = args.duration
         busy = ", ".join(f"{role} {seconds / window:.2f}" for role, seconds in sorted(server_cpu.items()) if seconds)

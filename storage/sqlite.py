@@ -131,8 +131,8 @@ class SqliteEventStore:
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
         rows = self._rows(FACTS_STREAM, events, None)
-        conn = self._conn()
         try:
+            conn = self._conn()
             with write_transaction(conn):
                 before = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
                 cursor = conn.executemany(
@@ -146,8 +146,8 @@ class SqliteEventStore:
                     return IngestResult(tuple(r[0] for r in rows), (False,) * len(rows))
                 # Slow path: some ids were stored already or repeat within the batch.
                 new_ids = {r[0] for r in conn.execute("SELECT id FROM events WHERE position > ?", (before,))}
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
         flags = []
         for event_id, *_ in rows:
             flags.append(event_id not in new_ids)
@@ -158,8 +158,8 @@ class SqliteEventStore:
         if stream_id == FACTS_STREAM:
             raise ValueError(f"{FACTS_STREAM} is written with ingest(), not append()")
         rows = self._rows(stream_id, events, expected_version + 1)
-        conn = self._conn()
         try:
+            conn = self._conn()
             with write_transaction(conn):
                 current = conn.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
@@ -175,45 +175,43 @@ class SqliteEventStore:
         except sqlite3.IntegrityError as exc:
             # Only an event id reused from elsewhere can collide once the version matched.
             raise ConcurrencyError(stream_id, expected_version, None) from exc
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
         return expected_version + len(rows)
 
     def read_stream(self, stream_id: str, after_version: int | None = None) -> list[RecordedEvent]:
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version",
-                (stream_id, after_version or 0),
-            )
-            .fetchall()
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version",
+            (stream_id, after_version or 0),
         )
         return _rows_to_events(rows)
 
     def read_facts(self, cursor: str | None = None, limit: int = 1000) -> FactPage:
         after = int(cursor) if cursor else 0
-        rows = (
-            self._conn()
-            .execute(
-                # "+stream_id" keeps the planner on the rowid range: the (stream_id, version)
-                # index would otherwise scan and sort every fact on each page.
-                f"SELECT {_COLUMNS} FROM events WHERE position > ? AND +stream_id = ? ORDER BY position LIMIT ?",
-                (after, FACTS_STREAM, limit),
-            )
-            .fetchall()
+        rows = self._query(
+            # "+stream_id" keeps the planner on the rowid range: the (stream_id, version)
+            # index would otherwise scan and sort every fact on each page.
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? AND +stream_id = ? ORDER BY position LIMIT ?",
+            (after, FACTS_STREAM, limit),
         )
         events = tuple(_rows_to_events(rows))
         return FactPage(events, str(events[-1].position) if events else cursor)
 
     def last_position(self) -> int:
         """The newest position written; what a tailing worker measures its lag against."""
-        return self._conn().execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        return self._query("SELECT COALESCE(MAX(position), 0) FROM events", ())[0][0]
 
     def ping(self) -> None:
+        self._query("SELECT 1 FROM events LIMIT 1", ())
+
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
         try:
-            self._conn().execute("SELECT 1 FROM events LIMIT 1").fetchall()
+            return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"SQLite store {self.path}: {exc}")
 
     def close(self) -> None:
         with self._all_lock:

@@ -14,6 +14,7 @@ the generator and the loop, which releases the thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import threading
@@ -32,6 +33,10 @@ from api.context import current_pulse
 from api.live import SharedData
 
 log = logging.getLogger(__name__)
+
+# A GraphQL request is a query and its variables; a megabyte leaves room for ingestEvents'
+# 1,000 events while refusing bodies that would only cost memory.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class StreamSlots:
@@ -101,7 +106,16 @@ class PulseGraphQLView(AsyncGraphQLView):
             request = request._get_current_object()  # type: ignore[assignment]
         return {"request": request, "response": response, "pulse": current_pulse()}
 
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return super().decode_json(data)
+        except RecursionError:
+            # Absurdly deep nesting is a malformed request (400), not a server fault.
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
     def dispatch_request(self) -> Response:  # type: ignore[override]
+        # Reading more answers 413 through the app's JSON error handler.
+        request.max_content_length = MAX_REQUEST_BYTES
         wants_stream = self._get_stream_transport_from_headers(request.headers) is not None
         if wants_stream and not self.stream_slots.try_acquire():
             response = jsonify(

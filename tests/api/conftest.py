@@ -10,12 +10,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from domain.events import RecordedEvent
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.factory import open_event_store
 from storage.tables import create_tables, drop_tables
+from tests.support import all_facts  # noqa: F401 - re-exported for the tests here
 
 # For tests of the HTTP layer alone (parsing, limits, content types): the store does not
 # change their outcome, so they run on SQLite only; one test per status code still runs
@@ -68,17 +68,6 @@ def client(app: Flask) -> FlaskClient:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
-
-
-def all_facts(store: EventStore) -> list[RecordedEvent]:
-    facts: list[RecordedEvent] = []
-    cursor = None
-    while True:
-        page = store.read_facts(cursor, limit=1000)
-        if not page.events:
-            return facts
-        facts.extend(page.events)
-        cursor = page.cursor
 
 
 def sale(index: int = 0, **overrides: object) -> dict[str, object]:

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from domain.errors import ConcurrencyError, EventTooLarge
-from domain.events import Event, RecordedEvent
+from domain.events import Event
 from domain.ports import EventStore
 from domain.settings import Settings
 from storage.factory import open_event_store
 from storage.tables import create_tables, drop_tables
+from tests.support import all_facts
 
 
 @pytest.fixture
@@ -23,17 +24,6 @@ def store(settings: Settings) -> Iterator[EventStore]:
     yield store
     store.close()
     drop_tables(settings)
-
-
-def all_facts(store: EventStore) -> list[RecordedEvent]:
-    facts: list[RecordedEvent] = []
-    cursor = None
-    while True:
-        page = store.read_facts(cursor, limit=700)
-        facts.extend(page.events)
-        if not page.events:
-            return facts
-        cursor = page.cursor
 
 
 def sale(event_id: str, **props: object) -> Event:

@@ -13,20 +13,10 @@ from zoneinfo import ZoneInfo
 from domain.events import RecordedEvent
 from domain.metrics import GaugeDefinition, MetricDefinition
 from domain.ports import EventStore, ViewStore
+from tests.support import all_facts
 
 EVERYTHING = (-(2**62), 2**62)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def all_facts(store: EventStore) -> list[RecordedEvent]:
-    facts: list[RecordedEvent] = []
-    cursor = None
-    while True:
-        page = store.read_facts(cursor, limit=1000)
-        if not page.events:
-            return facts
-        facts.extend(page.events)
-        cursor = page.cursor
 
 
 def text(value: Any) -> str:

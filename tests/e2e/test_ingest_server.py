@@ -7,9 +7,7 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-PULSE = [sys.executable, "-m", "cli"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_pulse(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*PULSE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.test_ingest_server import PULSE, ROOT, free_port, run_pulse
+from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse, wait_until
 
 HEARTBEAT = 0.5
 INTERVAL = 0.1
@@ -37,16 +37,6 @@ PUSH_DEADLINE = 1.0
 SLOW = 30.0
 SSE = "text/event-stream"
 MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = SLOW) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 class Server:

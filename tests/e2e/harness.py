@@ -1,0 +1,37 @@
+"""What the end-to-end tests share: running the real `pulse` command and waiting on it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PULSE = [sys.executable, "-m", "cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_pulse(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*PULSE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0, poll: float = 0.02) -> Any:
+    """The first truthy value of ``condition()``; fails naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll)

@@ -26,5 +26,7 @@ def drop_tables(settings: Settings) -> None:
 
         dynamodb.drop_tables(settings)
         return
-    for suffix in ("", "-wal", "-shm"):
+    from storage.sqlite import WRITER_LOCK_SUFFIX
+
+    for suffix in ("", "-wal", "-shm", WRITER_LOCK_SUFFIX):
         Path(settings.db + suffix).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import pytest
 from domain.errors import StoreUnavailable
 from domain.events import Event
 from storage.sqlite import SqliteEventStore
+from tests.support import all_facts
 
 
 def in_new_thread(action: Callable[[], object]) -> object:
@@ -52,3 +53,33 @@ def test_a_database_file_that_became_garbage_raises_store_unavailable(tmp_path: 
     ):
         with pytest.raises(StoreUnavailable, match=r"pulse\.db"):
             in_new_thread(action)
+
+
+def test_concurrent_batches_with_shared_ids_accept_each_id_exactly_once(tmp_path: Path) -> None:
+    """Batches from many request threads are committed in groups; every id is still
+    accepted by exactly one call, and a failure-free group loses nothing."""
+    store = SqliteEventStore(tmp_path / "pulse.db")
+    barrier = threading.Barrier(8)
+    results: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        barrier.wait()
+        for round_ in range(20):
+            # Each id is sent by two clients: n's own and its neighbour's.
+            ids = [f"e-{round_}-{n}-{i}" for i in range(25)] + [f"e-{round_}-{(n + 1) % 8}-{i}" for i in range(25)]
+            result = store.ingest([Event(id=i, type="sale", occurred_at=datetime.now(UTC)) for i in ids])
+            with lock:
+                results.extend(zip(result.ids, result.duplicate, strict=True))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    accepted = [event_id for event_id, duplicate in results if not duplicate]
+    assert len(accepted) == len(set(accepted)) == 8 * 20 * 25
+    stored = [e.id for e in all_facts(store)]
+    assert sorted(stored) == sorted(accepted)
+    store.close()

@@ -49,9 +49,10 @@ def pulse_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def start_server(db: Path, port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
+def start_server(db: Path, port: int, workers: int, threads: int, log: Path, *options: str) -> subprocess.Popen:
+    """`pulse serve` on ``db`` with extra ``options``; returns once /v1/health answers 200."""
     command = [*PULSE, "serve", "--port", str(port), "--db", str(db), "--workers", str(workers)]
-    command += ["--threads", str(threads)]
+    command += ["--threads", str(threads), *options]
     process = subprocess.Popen(
         command,
         cwd=db.parent,

@@ -28,10 +28,7 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ingest import free_port, start_server, stop_server  # noqa: E402 - bench/ingest.py, beside this script
 
 from domain import metrics as defs  # noqa: E402
 from domain.events import Event, RecordedEvent  # noqa: E402
@@ -52,7 +51,6 @@ from workers.sqlite_worker import SqliteWorker  # noqa: E402
 TARGET_CATCH_UP = 100_000  # events/s
 TARGET_FRESHNESS_P99 = 0.250  # s
 BATCH = 5000
-PULSE = [sys.executable, "-m", "cli"]
 CATEGORIES = [f"category-{i}" for i in range(10)]
 STORES = [f"store-{i}" for i in range(5)]
 REVENUE = defs.validate_metric("revenue", "sale", "sum", "amount", ["category", "store"])
@@ -230,12 +228,6 @@ def eventsourcing_rate(events: list[Event], directory: Path) -> float | None:
 # --- 3 and 4. freshness and series latency over HTTP --------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Http:
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -250,29 +242,6 @@ class Http:
         if status != 200 or body.get("errors"):
             raise RuntimeError(f"/graphql: {status} {body}")
         return body["data"]
-
-
-def start_server(db: Path, port: int, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [*PULSE, "serve", "--no-auth", "--port", str(port), "--db", str(db), "--workers", "2", "--threads", "8"],
-        cwd=db.parent,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/v1/health")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            pass
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise SystemExit(f"pulse serve did not start; see {log}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -374,7 +343,7 @@ def main() -> None:
         store.close()
 
         port = free_port()
-        server = start_server(db, port, directory / "serve.log")
+        server = start_server(db, port, 2, 8, directory / "serve.log", "--no-auth")
         try:
             client = Http(port)
             delays = freshness(client, args.probes)
@@ -390,8 +359,7 @@ def main() -> None:
                 f" p50 {statistics.median(times) * 1000:.1f} ms, p99 {percentile(times, 0.99) * 1000:.1f} ms"
             )
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop_server(server)
 
 
 if __name__ == "__main__":

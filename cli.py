@@ -122,10 +122,12 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
-    from storage.tables import create_tables
+    from bootstrap import bootstrap
 
-    if settings.store == "sqlite":
-        create_tables(settings)
+    # Opening the backend once here creates the embedded store's files before the workers fork.
+    opened = bootstrap(settings)
+    worker_beside = opened.backend.worker_beside_server
+    opened.close()
 
     class PulseServer(BaseApplication):
         def load_config(self) -> None:
@@ -138,16 +140,15 @@ def serve(
         def load(self):
             return create_app(settings)
 
-    click.echo(
-        f"Pulse on http://{host}:{port}/graphql  (store: {settings.store}"
-        f"{', ' + settings.db if settings.store == 'sqlite' else ''})"
-    )
+    click.echo(f"Pulse on http://{host}:{port}/graphql  (store: {settings.store})")
     click.echo(
         f"gthread: {workers} worker(s) x {threads} threads; up to {max_streams} subscription streams per worker"
         f" ({workers * max_streams} in all), {threads - max_streams} threads each kept for queries and ingest"
     )
     # One projection worker process beside the server, so numbers are live with one command.
-    projection_worker = _start_projection_worker(settings)
+    projection_worker = _start_projection_worker(settings) if worker_beside else None
+    if projection_worker is None:
+        click.echo(f"no projection worker started for the {settings.store} store: run `pulse worker`", err=True)
     try:
         PulseServer().run()
     finally:
@@ -159,10 +160,7 @@ def _start_projection_worker(settings: Settings):
     import subprocess
     import sys
 
-    if settings.store != "sqlite":
-        click.echo("no projection worker started for the DynamoDB store: run `pulse worker` beside it", err=True)
-        return None
-    command = [sys.executable, "-m", "cli", "worker", "--store", "sqlite", "--db", settings.db]
+    command = [sys.executable, "-m", "cli", "worker", "--store", settings.store, "--db", settings.db]
     command += ["--parent-pid", str(os.getpid())]
     return subprocess.Popen(command)
 
@@ -209,55 +207,37 @@ def worker(
     rebuild_fence_seconds: float | None = None,
     rebuild_settle_seconds: float | None = None,
 ) -> None:
-    """Run one projection worker: events become counters and gauges, live."""
+    """Run one projection worker: every read model (counters, gauges, recent events), live."""
     import logging
     import signal
     import threading
 
+    from bootstrap import WorkerOptions, bootstrap
     from projections.buckets import Retention
-    from workers.sqlite_worker import open_sqlite_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pulse-worker %(levelname)s %(message)s")
-    retention = Retention(
-        minute_days=minute_retention_days or None,
-        hour_days=hour_retention_days or None,
-        day_days=day_retention_days or None,
+    options = WorkerOptions(
+        retention=Retention(
+            minute_days=minute_retention_days or None,
+            hour_days=hour_retention_days or None,
+            day_days=day_retention_days or None,
+        ),
+        batch_size=batch_size,
+        rebuild_fence_seconds=rebuild_fence_seconds,
+        rebuild_settle_seconds=rebuild_settle_seconds,
     )
-    if settings.store == "dynamodb":
-        _run_dynamodb_poller(settings, retention, batch_size, rebuild_fence_seconds, rebuild_settle_seconds)
-        return
     try:
-        projection_worker = open_sqlite_worker(settings, retention, batch_size=batch_size)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    projection_worker.run(stop, parent_pid=parent_pid)
-
-
-def _run_dynamodb_poller(
-    settings: Settings, retention, batch_size: int, fence_seconds: float | None, settle_seconds: float | None
-) -> None:
-    """`pulse worker` on DynamoDB: the Streams poller (workers/dynamodb_poller.py)."""
-    import signal
-    import threading
-
-    from workers.dynamodb_poller import open_dynamodb_poller
-    from workers.stream_projector import RebuildTiming
-
-    try:
-        timing = RebuildTiming.from_env(os.environ, fence_seconds=fence_seconds, settle_seconds=settle_seconds)
-        poller = open_dynamodb_poller(settings, retention, read_limit=min(batch_size, 1000), timing=timing)
+        pulse = bootstrap(settings)
+        projection_worker = pulse.worker(options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        poller.run(stop)
+        projection_worker.run(stop, parent_pid=parent_pid)
     finally:
-        poller.close()
+        pulse.close()
 
 
 @main.command()
@@ -329,16 +309,12 @@ def _demo_key(settings: Settings) -> str:
 
     from domain.keys import create_key
 
-    if settings.store != "sqlite":
-        raise click.ClickException(
-            "the server requires an API key: pass --key (create one with `pulse keys create --scope admin`)"
-        )
     store = _open_store(settings)
     try:
         key, secret = create_key(store, f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}", ["admin"])
     finally:
         store.close()
-    click.echo(f"the server requires an API key: created admin key {key.id} ({key.name}) in {settings.db}")
+    click.echo(f"the server requires an API key: created admin key {key.id} ({key.name}) in its store")
     click.echo("use it in GraphiQL's Headers tab (shown once; revoke with `pulse keys revoke " + key.id + "`):")
     click.echo(json.dumps({"Authorization": f"Bearer {secret}"}))
     return secret
@@ -353,7 +329,7 @@ def tables() -> None:
 @store_options
 def tables_create(settings: Settings) -> None:
     """Create the tables if they do not exist (idempotent)."""
-    from storage.tables import create_tables
+    from bootstrap import create_tables
 
     for name in create_tables(settings):
         click.echo(f"ready: {name}")
@@ -365,12 +341,10 @@ def keys() -> None:
 
 
 def _open_store(settings: Settings):
-    from storage.factory import open_event_store
-    from storage.tables import create_tables
+    """The event store of the configured backend (the embedded one creates its files)."""
+    from bootstrap import bootstrap
 
-    if settings.store == "sqlite":
-        create_tables(settings)
-    return open_event_store(settings)
+    return bootstrap(settings).store
 
 
 def _fail(exc: Exception) -> None:

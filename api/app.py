@@ -13,15 +13,13 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from api.auth import Forbidden, Unauthenticated
-from api.context import Pulse
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.ingest import ingest
 from api.rest import v1
+from bootstrap import Pulse, bootstrap
 from domain.errors import StoreUnavailable, ValidationError
-from domain.ports import EventStore
 from domain.settings import Settings
-from storage.factory import open_event_store
 
 log = logging.getLogger("pulse")
 
@@ -34,10 +32,15 @@ def openapi_document() -> dict:
     return yaml.safe_load(OPENAPI_YAML.read_text(encoding="utf-8"))
 
 
-def create_app(settings: Settings | None = None, store: EventStore | None = None) -> Flask:
-    settings = settings or Settings.from_env(os.environ)
+def create_app(settings: Settings | None = None, pulse: Pulse | None = None) -> Flask:
+    """The web app of ``pulse`` (bootstrapped from ``settings`` or the environment when not given)."""
+    if pulse is None:
+        pulse = bootstrap(settings or Settings.from_env(os.environ))
+    elif settings is not None and settings != pulse.settings:
+        pulse = pulse.with_settings(settings)
+    settings = pulse.settings
     app = Flask("pulse")
-    app.extensions["pulse"] = Pulse(settings=settings, store=store or open_event_store(settings))
+    app.extensions["pulse"] = pulse
     CORS(
         app,
         origins=list(settings.cors_origins),

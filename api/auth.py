@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,17 +91,9 @@ class KeyCache:
         return self._registry
 
 
-_caches: weakref.WeakKeyDictionary[EventStore, KeyCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
-
-
-def key_cache(store: EventStore) -> KeyCache:
-    """The one cache of this store's keys in this process."""
-    with _caches_lock:
-        cache = _caches.get(store)
-        if cache is None:
-            cache = _caches[store] = KeyCache(store)
-        return cache
+def key_cache(pulse: Pulse) -> KeyCache:
+    """The one cache of the keys of this Pulse's store."""
+    return pulse.cached("keys", lambda: KeyCache(pulse.store))
 
 
 def _presented_secret(req: Request) -> str | None:
@@ -131,7 +122,7 @@ def _token_principal(pulse: Pulse, token: str) -> Principal:
         key_id, scope = stream_tokens.verify(pulse, token)
     except stream_tokens.InvalidStreamToken as exc:
         raise Unauthenticated(str(exc)) from exc
-    key = key_cache(pulse.store).registry().keys.get(key_id)
+    key = key_cache(pulse).registry().keys.get(key_id)
     if key is None:
         raise Unauthenticated("the stream token names no known API key")
     if key.revoked:
@@ -148,7 +139,7 @@ def _resolve(req: Request, pulse: Pulse) -> Principal:
         if token is not None:
             return _token_principal(pulse, token)
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <api key>' or 'X-Api-Key: <api key>'")
-    key = key_cache(pulse.store).registry().authenticate(secret)
+    key = key_cache(pulse).registry().authenticate(secret)
     if key is None:
         raise Unauthenticated("unknown API key")
     if key.revoked:
@@ -175,7 +166,7 @@ def ensure_not_revoked(pulse: Pulse, principal: Principal) -> None:
     """For long-lived streams: raises ``Unauthenticated`` once the caller's key is revoked."""
     if principal.key_id is None:
         return
-    key = key_cache(pulse.store).registry().keys.get(principal.key_id)
+    key = key_cache(pulse).registry().keys.get(principal.key_id)
     if key is None or key.revoked:
         raise Unauthenticated(f"API key {principal.key_id} ({principal.name}) was revoked")
 

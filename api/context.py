@@ -1,14 +1,12 @@
-"""What a request handler needs, built once per app: settings and adapters."""
+"""What a request handler needs: the running Pulse that ``bootstrap`` built for this app."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import current_app
 
-from domain.ports import EventStore, ViewStore
-from domain.settings import Settings
+from bootstrap import Pulse
 
 try:
     VERSION = version("pulse")
@@ -16,13 +14,8 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     VERSION = "0.0.0+source"
 
 
-@dataclass
-class Pulse:
-    settings: Settings
-    store: EventStore
-    #: Read models; opened on first use (api.graphql_metrics.views_of) unless given.
-    views: ViewStore | None = None
-
-
 def current_pulse() -> Pulse:
     return current_app.extensions["pulse"]
+
+
+__all__ = ["VERSION", "Pulse", "current_pulse"]

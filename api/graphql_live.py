@@ -77,7 +77,7 @@ Slot = Callable[[float], tuple[int, float | None]]
 
 def live_watcher(pulse: Pulse) -> ChangeWatcher:
     """This process's change watcher of the app's view store."""
-    return watcher_for(views_of(pulse), pulse.settings.live_interval_seconds)
+    return watcher_for(pulse)
 
 
 def _never(now: float) -> tuple[int, float | None]:
@@ -195,7 +195,7 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return result
 
 
-async def _open(live: LiveValue[T]) -> AsyncGenerator[T, None]:
+async def open_stream(live: LiveValue[T]) -> AsyncGenerator[T, None]:
     first = live.current()  # bad arguments fail here, as the stream's only payload
     return live.stream(first)
 
@@ -212,7 +212,7 @@ def live_series(
     """``seriesUpdated``: the ``series`` query's answer, on the metric's change marker and
     the current bucket (the window slides with the clock)."""
     definition = _guarded(lambda: _resolve_metric(pulse, metric))
-    bucketing = _bucketing(pulse.settings.timezone)
+    bucketing = _bucketing(pulse)
 
     def slot(now: float) -> tuple[int, float | None]:
         bucket = bucketing.floor(resolution.value, now)
@@ -285,7 +285,7 @@ class LiveSubscription:
         last: int | None = None,
     ) -> AsyncGenerator[Series, None]:
         pulse, principal = _context(info)
-        return await _open(live_series(pulse, principal, metric, resolution, filter, last))
+        return await open_stream(live_series(pulse, principal, metric, resolution, filter, last))
 
     @strawberry.subscription(
         description="The `gauges` query, live: the readings, then again whenever one changes. Needs read."
@@ -294,14 +294,14 @@ class LiveSubscription:
         self, info: Info, name: str, keys: list[str] | None = None
     ) -> AsyncGenerator[list[GaugeReading], None]:
         pulse, principal = _context(info)
-        return await _open(live_gauge(pulse, principal, name, keys))
+        return await open_stream(live_gauge(pulse, principal, name, keys))
 
     @strawberry.subscription(
         description="The `projections` query, live: checkpoints, lag and throughput as workers move. Needs read."
     )
     async def projection_status(self, info: Info) -> AsyncGenerator[list[ProjectionStatus], None]:
         pulse, principal = _context(info)
-        return await _open(live_status(pulse, principal))
+        return await open_stream(live_status(pulse, principal))
 
 
 @strawberry.type

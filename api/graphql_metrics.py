@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
@@ -31,7 +30,6 @@ from domain.ports import EventStore, PositionedLog, ViewStore
 from projections import series as shaping
 from projections.buckets import Bucketing, from_epoch_micros
 from projections.counters import PROJECTION
-from storage.factory import open_view_store
 
 T = TypeVar("T")
 #: Events per second shown for a projection that has not written for this long: 0.
@@ -170,39 +168,34 @@ class ProjectionStatus:
 
 # --- Helpers -----------------------------------------------------------------------------
 
-_views_lock = threading.Lock()
-_catalogs: weakref.WeakKeyDictionary[EventStore, MetricCatalog] = weakref.WeakKeyDictionary()
-_catalogs_lock = threading.Lock()
-_bucketings: dict[str, Bucketing] = {}
-
-
 def views_of(pulse: Pulse) -> ViewStore:
-    """The app's view store, opened on first use."""
-    if pulse.views is None:
-        with _views_lock:
-            if pulse.views is None:
-                pulse.views = open_view_store(pulse.settings)
     return pulse.views
 
 
-def _catalog(store: EventStore) -> MetricCatalog:
-    """This process's catalog of the store, caught up (one indexed read) per call."""
-    with _catalogs_lock:
-        catalog = _catalogs.get(store)
-        if catalog is None:
-            catalog = _catalogs[store] = MetricCatalog()
-        catalog.refresh(store)
-        return MetricCatalog(dict(catalog.metrics), dict(catalog.gauges), dict(catalog.deleted), catalog.version)
+class CatalogCache:
+    """The process's catalog of the metric definitions, caught up (one indexed read) per call."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._catalog = MetricCatalog()
+        self._lock = threading.Lock()
+
+    def current(self) -> MetricCatalog:
+        with self._lock:
+            catalog = self._catalog
+            catalog.refresh(self.store)
+            return MetricCatalog(dict(catalog.metrics), dict(catalog.gauges), dict(catalog.deleted), catalog.version)
 
 
-def _bucketing(timezone: str) -> Bucketing:
-    found = _bucketings.get(timezone)
-    if found is None:
-        try:
-            found = _bucketings[timezone] = Bucketing(timezone)
-        except ValueError as exc:  # the server's setting, not the caller's input
-            raise GraphQLError(f"the server is misconfigured: {exc}", extensions={"code": "MISCONFIGURED"}) from exc
-    return found
+def _catalog(pulse: Pulse) -> MetricCatalog:
+    return pulse.cached("catalog", lambda: CatalogCache(pulse.store)).current()
+
+
+def _bucketing(pulse: Pulse) -> Bucketing:
+    try:
+        return pulse.bucketing
+    except ValueError as exc:  # the server's setting, not the caller's input
+        raise GraphQLError(f"the server is misconfigured: {exc}", extensions={"code": "MISCONFIGURED"}) from exc
 
 
 def _bad_input(exc: ValidationError) -> GraphQLError:
@@ -228,7 +221,7 @@ def _guarded(action: Callable[[], T]) -> T:
 
 
 def _resolve_metric(pulse: Pulse, name: str, field: str = "metric") -> MetricDefinition:
-    catalog = _catalog(pulse.store)
+    catalog = _catalog(pulse)
     found = catalog.metrics.get(name)
     if found is not None:
         return found
@@ -292,7 +285,7 @@ def series_of(
     views = views_of(pulse)
     definition = _resolve_metric(pulse, metric)
     where = shaping.where_of(definition, [(f.dimension, f.value) for f in filter or ()])
-    bucketing = _bucketing(pulse.settings.timezone)
+    bucketing = _bucketing(pulse)
     now = time.time() if now is None else now
     buckets = shaping.plan_buckets(bucketing, resolution.value, now, from_, to, last)
     points, previous = shaping.read_series(
@@ -316,7 +309,7 @@ def series_of(
 
 def gauge_readings_of(pulse: Pulse, name: str, keys: list[str] | None = None) -> list[GaugeReading]:
     """What the ``gauges`` query answers (and ``gaugeUpdated`` pushes)."""
-    if name not in _catalog(pulse.store).gauges:
+    if name not in _catalog(pulse).gauges:
         raise ValidationError([FieldError("name", f"unknown gauge {name!r}; defineGauge creates one")])
     return [
         GaugeReading(key=r.key, value=r.value, occurred_at=from_epoch_micros(r.occurred_at), event_id=r.event_id)
@@ -401,7 +394,7 @@ class MetricsQuery:
             views = views_of(pulse)
             definition = _resolve_metric(pulse, metric)
             chosen = (resolution or Resolution.DAY).value
-            bucketing = _bucketing(pulse.settings.timezone)
+            bucketing = _bucketing(pulse)
             span = last if last is not None or from_ is not None else 1
             buckets = shaping.plan_buckets(bucketing, chosen, time.time(), from_, to, span)
             rows = shaping.read_breakdown(
@@ -429,7 +422,7 @@ class MetricsQuery:
         pulse: Pulse = info.context["pulse"]
 
         def run() -> list[Metric]:
-            catalog = _catalog(pulse.store)
+            catalog = _catalog(pulse)
             defined = [_metric(m) for _, m in sorted(catalog.metrics.items())]
             builtin = [
                 _metric(MetricDefinition.builtin_count(t))
@@ -444,7 +437,7 @@ class MetricsQuery:
     def gauge_definitions(self, info: Info) -> list[Gauge]:
         require_scope(info, "read")
         pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: [_gauge(g) for _, g in sorted(_catalog(pulse.store).gauges.items())])
+        return _guarded(lambda: [_gauge(g) for _, g in sorted(_catalog(pulse).gauges.items())])
 
     @strawberry.field(description="Projection workers: checkpoint, lag, throughput.")
     def projections(self, info: Info) -> list[ProjectionStatus]:

@@ -14,6 +14,7 @@ from strawberry.types import ExecutionContext, Info
 from api.graphql_ingest import IngestMutation
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
+from api.graphql_recent import RecentQuery, RecentSubscription
 from api.health import health_report
 
 
@@ -33,9 +34,9 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery)
 MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription,)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

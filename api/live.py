@@ -28,14 +28,13 @@ import asyncio
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bootstrap import Pulse
 from domain.errors import StoreUnavailable
-from domain.ports import ViewStore
 
 log = logging.getLogger(__name__)
 
@@ -325,14 +324,8 @@ class ChangeWatcher:
             )
 
 
-_watchers: weakref.WeakKeyDictionary[ViewStore, ChangeWatcher] = weakref.WeakKeyDictionary()
-_watchers_lock = threading.Lock()
-
-
-def watcher_for(views: ViewStore, interval_seconds: float) -> ChangeWatcher:
-    """The one watcher of ``views`` in this process."""
-    with _watchers_lock:
-        watcher = _watchers.get(views)
-        if watcher is None:
-            watcher = _watchers[views] = ChangeWatcher(views.change_markers, interval_seconds)
-        return watcher
+def watcher_for(pulse: Pulse) -> ChangeWatcher:
+    """The one watcher of this Pulse's change markers (one per process)."""
+    return pulse.cached(
+        "watcher", lambda: ChangeWatcher(pulse.views.change_markers, pulse.settings.live_interval_seconds)
+    )

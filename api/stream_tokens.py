@@ -11,25 +11,19 @@ process and machine on that store.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from datetime import UTC, datetime
 
 import jwt
 
 from api.context import Pulse
 from domain.errors import PulseError
-from domain.ports import EventStore
 from domain.token_secret import load_or_create_secret
 
 TTL_SECONDS = 300
 AUDIENCE = "pulse:stream"
 SCOPE = "read"
 _ALGORITHM = "HS256"
-
-_secrets: weakref.WeakKeyDictionary[EventStore, bytes] = weakref.WeakKeyDictionary()
-_secrets_lock = threading.Lock()
 
 
 class InvalidStreamToken(PulseError):
@@ -39,11 +33,7 @@ class InvalidStreamToken(PulseError):
 def signing_secret(pulse: Pulse) -> bytes:
     if pulse.settings.token_secret:
         return pulse.settings.token_secret.encode()
-    with _secrets_lock:
-        found = _secrets.get(pulse.store)
-        if found is None:
-            found = _secrets[pulse.store] = load_or_create_secret(pulse.store)
-        return found
+    return pulse.cached("stream-token-secret", lambda: load_or_create_secret(pulse.store))
 
 
 def issue(pulse: Pulse, key_id: str | None, now: float | None = None) -> tuple[str, datetime]:

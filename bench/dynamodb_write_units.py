@@ -48,6 +48,7 @@ from projections.buckets import Bucketing, Retention  # noqa: E402
 from storage.dynamodb import DynamoEventStore, create_tables, drop_tables  # noqa: E402
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord  # noqa: E402
 from storage.dynamodb_views import DynamoViewStore  # noqa: E402
+from workers.dynamodb_poller import feed_batch  # noqa: E402
 from workers.stream_projector import RebuildTiming, StreamProjector, run_pending_rebuild  # noqa: E402
 
 REVENUE = defs.validate_metric("revenue", "sale", "sum", "amount", ["category", "store"])
@@ -113,7 +114,7 @@ def run(endpoint: str, events: list[Event], batch: int) -> Meter:
         views.meter = meter  # from here on: only what projecting the facts writes
         (shard_id,) = {s.shard_id for s in feed.shards()}
         for start in range(0, len(records), batch):
-            projector.apply(shard_id, records[start : start + batch])
+            projector.apply(feed_batch(shard_id, records[start : start + batch]))
     finally:
         feed.close()
         views.close()

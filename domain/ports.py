@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from domain.errors import PulseError
 from domain.events import Event, FactPage, IngestResult, RecordedEvent
+
+C_co = TypeVar("C_co", covariant=True)
+C_contra = TypeVar("C_contra", contravariant=True)
 
 
 @runtime_checkable
@@ -45,10 +48,11 @@ class EventStore(Protocol):
 
 
 # --- Read models -------------------------------------------------------------------------
-# The view store holds what projections compute: counters, gauges, the event types seen,
-# and each projection's checkpoint. Projections (pure, in ``projections/``) turn a batch
-# of facts into ``ViewChanges``; a worker hands them to ``ViewStore.apply`` together with
-# the checkpoint move, and the store makes both visible at once or not at all.
+# A read model is a pure ``Projection`` (in ``projections/``: a batch of facts in, changes
+# out) plus the store that applies those changes together with the projection's
+# checkpoint, at once or not at all. ``services.engine`` runs every projection over one
+# feed; readers use the small ports below (``CounterReader``, ``Checkpoints``,
+# ``ChangeMarkers``, ``RecentEventsReader``).
 
 #: ``(metric key, resolution, bucket start in epoch seconds, dimension values)``; the
 #: resolution is ``"minute"``, ``"hour"`` or ``"day"``; dimension values are strings, one
@@ -141,15 +145,81 @@ class CheckpointConflict(PulseError):
         super().__init__(f"checkpoint of {where}: {message}")
 
 
+# --- Read-model ports, each what one kind of user needs ---------------------------------
+
+
 @runtime_checkable
-class ViewStore(Protocol):
-    """Read models (counters, gauges, event types) and projection checkpoints."""
+class Checkpoints(Protocol):
+    """Where each projection is in each partition of the log (status, drivers)."""
 
     def checkpoint(self, projection: str, partition: str = "") -> Checkpoint:
         """The stored checkpoint; position 0 and definitions version 0 when none."""
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every stored checkpoint (for status)."""
+
+
+@runtime_checkable
+class ChangeMarkers(Protocol):
+    """What live subscriptions poll to learn which read models changed."""
+
+    def change_markers(self) -> dict[str, int]:
+        """Every change marker written so far, ``{marker key: version}``, in ONE cheap read.
+
+        Live subscriptions poll this every ~100 ms per server process (``api.live``) and
+        recompute only what changed, so its contract is exact:
+
+        - Keys (see ``marker_keys``): ``metric:<counter key>`` for a metric's counters
+          (the ``CounterKey`` metric: a defined metric's name, ``type:<event type>`` for a
+          built-in count), ``gauge:<name>`` for a gauge's readings, ``projections`` for
+          the checkpoints, ``recent:<type>`` and ``recent:*`` for the recent-events feed.
+          A key never written is absent (read it as version 0).
+        - A committed write that changes the data behind a key makes that key's version
+          strictly greater than before, across processes and restarts. Versions are
+          opaque integers: compare them, never derive positions from them.
+        - Never ahead of the data: once a reader sees version v, the changes that
+          produced v are visible to its later reads of that key's data (SQLite: the bump
+          is in the same transaction; a store without cross-item transactions bumps
+          after the data writes succeeded, and reads the markers strongly consistent).
+        - Keys whose data a write did not touch keep their version (subscribers of
+          other metrics are not woken). An extra bump with no visible change is allowed
+          (it costs a recomputation); a missed bump is not. A write that commits nothing
+          (``apply`` returning False, a failed or aborted ``rebuild``) bumps nothing.
+        - Cheap to write: one increment per distinct key per batch, not per event.
+        """
+
+
+@runtime_checkable
+class CounterReader(Protocol):
+    """Counters, gauges and event types, as queries read them."""
+
+    def read_counters(
+        self,
+        metric: str,
+        resolution: str,
+        start: int,
+        end: int,
+        where: Mapping[int, str] | None = None,
+        group_by: int | None = None,
+    ) -> list[CounterCell]:
+        """Cells with ``start <= bucket < end`` summed over dimension tuples, keeping
+        those whose dimension ``i`` equals ``where[i]``, one row per bucket (and per value
+        of dimension ``group_by`` when given), ordered by bucket."""
+
+    def read_gauges(self, name: str, keys: Sequence[str] | None = None) -> list[GaugeReading]:
+        """Readings of one gauge, all keys or the given ones, ordered by key."""
+
+    def event_types(self) -> dict[str, int]:
+        """Every event type projected so far, with its count of facts."""
+
+
+@runtime_checkable
+class CounterWriter(Protocol):
+    """How the counters projection writes on a log with one global order (SQLite, memory).
+
+    DynamoDB Streams have no global order: its counters are written per shard with item
+    guards by ``storage.dynamodb_views`` and the stream projector instead.
+    """
 
     def apply(
         self,
@@ -188,55 +258,71 @@ class ViewStore(Protocol):
         commits everything at once, an exception leaves the store as it was.
         """
 
-    def read_counters(
-        self,
-        metric: str,
-        resolution: str,
-        start: int,
-        end: int,
-        where: Mapping[int, str] | None = None,
-        group_by: int | None = None,
-    ) -> list[CounterCell]:
-        """Cells with ``start <= bucket < end`` summed over dimension tuples, keeping
-        those whose dimension ``i`` equals ``where[i]``, one row per bucket (and per value
-        of dimension ``group_by`` when given), ordered by bucket."""
-
-    def read_gauges(self, name: str, keys: Sequence[str] | None = None) -> list[GaugeReading]:
-        """Readings of one gauge, all keys or the given ones, ordered by key."""
-
-    def event_types(self) -> dict[str, int]:
-        """Every event type projected so far, with its count of facts."""
-
     def prune(self, resolution: str, before: int) -> int:
         """Delete counter cells of ``resolution`` with bucket < ``before``; returns how many."""
 
-    def change_markers(self) -> dict[str, int]:
-        """Every change marker written so far, ``{marker key: version}``, in ONE cheap read.
 
-        Live subscriptions poll this every ~100 ms per server process (``api.live``) and
-        recompute only what changed, so its contract is exact:
-
-        - Keys (see ``marker_keys``): ``metric:<counter key>`` for a metric's counters
-          (the ``CounterKey`` metric: a defined metric's name, ``type:<event type>`` for a
-          built-in count), ``gauge:<name>`` for a gauge's readings, ``projections`` for
-          the checkpoints. A key never written is absent (read it as version 0).
-        - A committed ``apply``, ``rebuild``, ``prune`` (or any reset of the views) that
-          changes the data behind a key makes that key's version strictly greater than
-          before, across processes and restarts. Versions are opaque integers: compare
-          them, never derive positions from them.
-        - Never ahead of the data: once a reader sees version v, the changes that
-          produced v are visible to its later reads of that key's data (SQLite: the bump
-          is in the same transaction; a store without cross-item transactions bumps
-          after the data writes succeeded, and reads the markers strongly consistent).
-        - Keys whose data a write did not touch keep their version (subscribers of
-          other metrics are not woken). An extra bump with no visible change is allowed
-          (it costs a recomputation); a missed bump is not. A write that commits nothing
-          (``apply`` returning False, a failed or aborted ``rebuild``) bumps nothing.
-        - Cheap to write: one increment per distinct key per batch, not per event.
-        """
+@runtime_checkable
+class ViewStore(Checkpoints, ChangeMarkers, CounterReader, Protocol):
+    """The counters' read models as the API reads them: what one backend opens."""
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class PositionedViewStore(ViewStore, CounterWriter, Protocol):
+    """A view store written through a log with one global order (SQLite, memory)."""
+
+
+# --- Recent events -----------------------------------------------------------------------
+
+#: How many facts the recent-events read model keeps per event type and overall.
+RECENT_KEEP = 1000
+#: The ``type`` under which the newest facts of every type are kept.
+ALL_TYPES = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class RecentChanges:
+    """What one batch adds to the recent-events feed: for each scope (an event type, or
+    ``ALL_TYPES``), the batch's newest facts, newest first, at most ``RECENT_KEEP``."""
+
+    scopes: Mapping[str, Sequence[RecordedEvent]]
+    events: int
+    watermark: int | None
+
+
+@runtime_checkable
+class RecentEventsReader(Protocol):
+    def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
+        """The newest facts (of one type, or of all), newest ``occurredAt`` first, then id."""
+
+
+@runtime_checkable
+class ProjectionStore(Protocol[C_contra]):
+    """The writing side of a simple read model: changes and checkpoint, all or nothing."""
+
+    def position(self, projection: str, partition: str) -> int:
+        """The checkpoint's position (0: nothing applied yet)."""
+
+    def apply(self, projection: str, partition: str, changes: C_contra, after: int, upto: int) -> bool:
+        """Apply ``changes`` of the records in ``(after, upto]`` and move the checkpoint to
+        ``upto``. Returns False, writing nothing, when the checkpoint is already at or
+        past ``upto`` (a redelivery). Bumps the change markers of what it changed."""
+
+
+@runtime_checkable
+class Projection(Protocol[C_co]):
+    """A read model's pure half: a name, a version, the event types it wants (None: every
+    fact), and a function from a batch of facts to the changes its store applies."""
+
+    name: str
+    version: int
+    event_types: frozenset[str] | None
+
+    def project(self, events: Sequence[RecordedEvent]) -> C_co:
+        """The changes of these facts (in log order); no I/O."""
 
 
 #: The change marker of the checkpoints (projection status).
@@ -251,6 +337,11 @@ def metric_marker(counter_key: str) -> str:
 def gauge_marker(name: str) -> str:
     """The change marker of one gauge's readings."""
     return f"gauge:{name}"
+
+
+def recent_marker(scope: str) -> str:
+    """The change marker of the recent-events feed of one type (or ``ALL_TYPES``)."""
+    return f"recent:{scope}"
 
 
 def marker_keys(changes: ViewChanges) -> set[str]:

@@ -83,7 +83,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -471,6 +471,10 @@ class DynamoViewStore:
             if code in ("ValidationException", "ConditionalCheckFailedException"):
                 raise
             raise StoreUnavailable(f"DynamoDB table {self.table_name}: {action} failed: {exc}") from exc
+
+    def errors(self, action: str) -> AbstractContextManager[None]:
+        """Map DynamoDB errors to ``StoreUnavailable`` (other read models of the table use it)."""
+        return self._errors(action)
 
     def _metered(self, kind: str, item: Mapping[str, Any] | None) -> None:
         if self.meter is not None:

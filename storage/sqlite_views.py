@@ -133,6 +133,35 @@ def _now_micros() -> int:
     return time.time_ns() // 1000
 
 
+def read_checkpoint(conn: sqlite3.Connection, projection: str, partition: str) -> Checkpoint:
+    row = conn.execute(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE projection = ? AND partition = ?",
+        (projection, partition),
+    ).fetchone()
+    return Checkpoint(*row) if row else Checkpoint(projection, partition)
+
+
+def save_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            checkpoint.projection,
+            checkpoint.partition,
+            checkpoint.position,
+            checkpoint.definitions_version,
+            checkpoint.watermark,
+            checkpoint.updated_at,
+            checkpoint.events_total,
+            checkpoint.events_per_second,
+        ),
+    )
+
+
+def bump_markers(conn: sqlite3.Connection, keys: set[str]) -> None:
+    """Move the change markers of ``keys``; inside the caller's write transaction."""
+    conn.executemany(_BUMP_MARKER, ((key,) for key in sorted(keys)))
+
+
 def _counter_rows(changes: ViewChanges) -> list[tuple]:
     rows = []
     append = rows.append
@@ -164,6 +193,10 @@ class SqliteViewStore:
         """The view store of the event db at ``db``."""
         return cls(views_path(db))
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to the views file (other read models share the file)."""
+        return self._conn()
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -178,36 +211,12 @@ class SqliteViewStore:
 
     # --- Checkpoints -------------------------------------------------------------------
 
-    @staticmethod
-    def _read_checkpoint(conn: sqlite3.Connection, projection: str, partition: str) -> Checkpoint:
-        row = conn.execute(
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE projection = ? AND partition = ?",
-            (projection, partition),
-        ).fetchone()
-        return Checkpoint(*row) if row else Checkpoint(projection, partition)
-
     def checkpoint(self, projection: str, partition: str = "") -> Checkpoint:
-        return self._read_checkpoint(self._conn(), projection, partition)
+        return read_checkpoint(self._conn(), projection, partition)
 
     def checkpoints(self) -> list[Checkpoint]:
         rows = self._conn().execute(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY projection, partition")
         return [Checkpoint(*row) for row in rows]
-
-    @staticmethod
-    def _save_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
-        conn.execute(
-            f"INSERT OR REPLACE INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                checkpoint.projection,
-                checkpoint.partition,
-                checkpoint.position,
-                checkpoint.definitions_version,
-                checkpoint.watermark,
-                checkpoint.updated_at,
-                checkpoint.events_total,
-                checkpoint.events_per_second,
-            ),
-        )
 
     # --- Writes ------------------------------------------------------------------------
 
@@ -223,11 +232,6 @@ class SqliteViewStore:
         if changes.event_types:
             conn.executemany(_UPSERT_TYPE, changes.event_types.items())
 
-    @staticmethod
-    def _bump(conn: sqlite3.Connection, keys: set[str]) -> None:
-        """Move the change markers of ``keys``; inside the caller's write transaction."""
-        conn.executemany(_BUMP_MARKER, ((key,) for key in sorted(keys)))
-
     def apply(
         self,
         projection: str,
@@ -241,7 +245,7 @@ class SqliteViewStore:
         conn = self._conn()
         try:
             with write_transaction(conn):
-                current = self._read_checkpoint(conn, projection, partition)
+                current = read_checkpoint(conn, projection, partition)
                 if current.position == upto and upto != after:
                     return False
                 if current.position != after:
@@ -256,11 +260,11 @@ class SqliteViewStore:
                         f" the batch was projected with {definitions_version}",
                     )
                 self._write(conn, changes)
-                self._bump(conn, marker_keys(changes))
+                bump_markers(conn, marker_keys(changes))
                 watermark = current.watermark
                 if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
                     watermark = changes.watermark
-                self._save_checkpoint(
+                save_checkpoint(
                     conn,
                     Checkpoint(
                         projection=projection,
@@ -291,7 +295,7 @@ class SqliteViewStore:
         # One write transaction for the whole rebuild: the checkpoint cannot move meanwhile,
         # and readers see the old counters until the new ones are complete.
         with write_transaction(conn):
-            current = self._read_checkpoint(conn, projection, partition)
+            current = read_checkpoint(conn, projection, partition)
             if current.position != at_position:
                 raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
             conn.executemany("DELETE FROM counters WHERE metric = ?", [(name,) for name in metrics])
@@ -303,8 +307,8 @@ class SqliteViewStore:
                 touched.update(marker_keys(changes))
 
             yield add
-            self._bump(conn, touched)
-            self._save_checkpoint(
+            bump_markers(conn, touched)
+            save_checkpoint(
                 conn,
                 Checkpoint(
                     projection=projection,
@@ -337,7 +341,7 @@ class SqliteViewStore:
                 metric = conn.execute(
                     "SELECT metric FROM counters WHERE metric > ? ORDER BY metric LIMIT 1", metric
                 ).fetchone()
-            self._bump(conn, pruned)
+            bump_markers(conn, pruned)
         return deleted
 
     def reset_if_timezone_changed(self, timezone: str) -> bool:

@@ -5,15 +5,19 @@ Each step lists the shards (every ``shard_refresh_seconds``, and whenever a shar
 read to its end), and reads once from every shard that is ready: not finished, and its
 parent finished or no longer listed (trimmed after 24 hours), so a child shard is read
 only after its parent, which keeps each item's records in order. Each read (up to
-``read_limit`` records) is projected and applied by ``StreamProjector``; the checkpoint
-per shard lives in the views table. A closed shard read to its end is marked finished.
+``read_limit`` records) is handed to the projection engine, whose projections keep a
+checkpoint per shard in the views table. A closed shard read to its end is marked finished.
 
-Restarts resume from the stored checkpoints; a batch applied but not checkpointed is
-read again and changes nothing (the items' guards). An expired shard iterator (they
-live 15 minutes) is renewed from the checkpoint by ``ShardReader``. When nothing is
-new the worker sleeps ``idle_seconds``. A second thread runs rebuilds for metrics
-defined after events exist (``run_pending_rebuild``), woken when the stream carries a
-change of the definitions. SIGTERM or Ctrl-C stop it after the batch in hand.
+Restarts resume from the lowest stored checkpoint of the shard; a batch applied but not
+checkpointed is read again and changes nothing (the counters' item guards, the other
+read models' checkpoints). A projection that fails a batch makes the shard's reader
+resume from the lowest checkpoint, so the batch is read again for it while the others
+skip what they have. An expired shard iterator (they live 15 minutes) is renewed from
+the checkpoint by ``ShardReader``. When nothing is new the worker sleeps
+``idle_seconds``. Background tasks of the backend (the counters' rebuilds for metrics
+defined after events exist, ``run_pending_rebuild``) run on their own threads, woken
+when the stream carries a change of the definitions. SIGTERM or Ctrl-C stop it after
+the batch in hand.
 """
 
 from __future__ import annotations
@@ -22,25 +26,46 @@ import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 from domain.errors import StoreUnavailable
-from domain.ports import CheckpointConflict, EventStore
-from domain.settings import Settings
-from projections.buckets import Bucketing, Retention
-from storage.dynamodb_feed import ChangeFeed, FeedTrimmed, Shard, ShardReader
-from storage.dynamodb_views import DynamoViewStore
-from workers.projection_runner import Rebuilt
-from workers.stream_projector import RebuildTiming, StreamProjector, run_pending_rebuild
+from domain.events import FACTS_STREAM
+from domain.metrics import DEFINITIONS_STREAM
+from domain.ports import CheckpointConflict
+from services.engine import FeedBatch, ProjectionEngine
+from storage.dynamodb_feed import ChangeFeed, ChangeRecord, FeedTrimmed, Shard, ShardReader
 
 log = logging.getLogger(__name__)
 
 READ_LIMIT = 1000  # GetRecords' maximum
 IDLE_SECONDS = 0.5
 SHARD_REFRESH_SECONDS = 10.0
-REBUILD_CHECK_SECONDS = 5.0
 RETRY_SECONDS = 1.0
+
+#: A task run beside the poller on its own thread until the event is set; the second
+#: event is set when the stream carries a change of the metric definitions.
+BackgroundTask = Callable[[threading.Event, threading.Event], None]
+
+
+class ShardLog(Protocol):
+    """Which shards were read to their end (the poller's own bookkeeping)."""
+
+    def finished_partitions(self) -> Collection[str]: ...
+
+    def mark_finished(self, partition: str) -> None: ...
+
+
+def feed_batch(partition: str, records: Sequence[ChangeRecord]) -> FeedBatch:
+    """The engine's batch of one shard's records: the events of its inserts (a MODIFY is
+    a racing resend, a REMOVE an expiry: neither is a new event)."""
+    sequences = [int(record.sequence_number) for record in records]
+    events = [r.event for r in records if r.event_name == "INSERT" and r.event is not None]
+    return FeedBatch(partition, min(sequences), max(sequences), events)
+
+
+def changes_definitions(batch: FeedBatch) -> bool:
+    return any(event.stream_id == DEFINITIONS_STREAM for event in batch.events if event.stream_id != FACTS_STREAM)
 
 
 def ready_shards(shards: Sequence[Shard], finished: Collection[str]) -> list[Shard]:
@@ -58,30 +83,28 @@ def ready_shards(shards: Sequence[Shard], finished: Collection[str]) -> list[Sha
 class DynamoPoller:
     def __init__(
         self,
-        events: EventStore,
-        views: DynamoViewStore,
+        engine: ProjectionEngine,
         feed: ChangeFeed,
-        bucketing: Bucketing,
+        shard_log: ShardLog,
         *,
         read_limit: int = READ_LIMIT,
         idle_seconds: float = IDLE_SECONDS,
         shard_refresh_seconds: float = SHARD_REFRESH_SECONDS,
-        timing: RebuildTiming | None = None,
+        background: Sequence[BackgroundTask] = (),
+        closers: Sequence[Callable[[], None]] = (),
     ) -> None:
-        self.events = events
-        self.views = views
+        self.engine = engine
         self.feed = feed
-        self.bucketing = bucketing
+        self.shard_log = shard_log
         self.read_limit = min(read_limit, READ_LIMIT)
         self.idle_seconds = idle_seconds
         self.shard_refresh_seconds = shard_refresh_seconds
-        self.timing = timing or RebuildTiming()
-        self.owner = f"poller-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.projector = StreamProjector(events, views, bucketing)
+        self.background = list(background)
+        self.closers = list(closers)
         self._readers: dict[str, ShardReader] = {}
         self._shards: list[Shard] | None = None
         self._listed_at = 0.0
-        self._finished: set[str] = set(views.finished_partitions(self.projector.projection_name))
+        self._finished: set[str] = set(shard_log.finished_partitions())
         self.definitions_seen = threading.Event()
 
     # --- one pass ------------------------------------------------------------------------
@@ -95,8 +118,8 @@ class DynamoPoller:
     def _reader(self, shard_id: str) -> ShardReader:
         reader = self._readers.get(shard_id)
         if reader is None:
-            checkpoint = self.views.checkpoint(self.projector.projection_name, shard_id)
-            reader = self._readers[shard_id] = self.feed.reader(shard_id, checkpoint.position or None)
+            position = self.engine.lowest(shard_id)
+            reader = self._readers[shard_id] = self.feed.reader(shard_id, position or None)
         return reader
 
     def step(self) -> tuple[int, bool]:
@@ -108,64 +131,56 @@ class DynamoPoller:
             try:
                 records = reader.read(self.read_limit)
                 if records:
-                    result = self.projector.apply(shard.shard_id, records)
-                    applied += result.records
-                    if result.definitions_changed:
+                    batch = feed_batch(shard.shard_id, records)
+                    if changes_definitions(batch):
                         self.definitions_seen.set()
+                    handled = self.engine.handle(batch)
+                    applied += len(records)
+                    if handled.failed:
+                        # Read the batch again for the projections that failed it.
+                        self._readers.pop(shard.shard_id, None)
             except BaseException:
                 # The reader moved past records that may not be applied: resume from the checkpoint.
                 self._readers.pop(shard.shard_id, None)
                 raise
             if reader.finished:
-                self.views.mark_finished(self.projector.projection_name, shard.shard_id)
+                self.shard_log.mark_finished(shard.shard_id)
                 self._finished.add(shard.shard_id)
                 self._readers.pop(shard.shard_id, None)
-                self.projector.forget_finished()
+                self.engine.prepare()
                 self._shards = None  # list again: its children are ready now
                 finished_any = True
         return applied, finished_any
 
-    def rebuild(self, stop: threading.Event | None = None) -> Rebuilt | None:
-        return run_pending_rebuild(
-            self.events, self.views, self.bucketing, self.projector.history, self.owner, self.timing, stop
-        )
-
-    def catch_up(self, rebuild: bool = True) -> int:
-        """Apply everything there is (and run pending rebuilds); returns records applied."""
+    def catch_up(self) -> int:
+        """Apply everything there is; returns records read."""
         total = 0
         while True:
             applied, finished = self.step()
             total += applied
-            if applied or finished:
-                continue
-            if rebuild and self.rebuild() is not None:
-                continue
-            return total
+            if not applied and not finished:
+                return total
 
     # --- the worker ----------------------------------------------------------------------
 
-    def _rebuild_loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.rebuild(stop)
-            except Exception:
-                if stop.is_set():
-                    return
-                log.exception("rebuild failed; retrying in %.0f s", REBUILD_CHECK_SECONDS)
-            deadline = time.monotonic() + REBUILD_CHECK_SECONDS
-            while not stop.is_set() and not self.definitions_seen.is_set() and time.monotonic() < deadline:
-                stop.wait(0.2)
-            self.definitions_seen.clear()
-
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Poll until ``stop`` is set; rebuilds run on a second thread meanwhile."""
+    def run(self, stop: threading.Event | None = None, parent_pid: int | None = None) -> None:
+        """Poll until ``stop`` is set (or the process ``parent_pid`` is gone); background
+        tasks run on their own threads meanwhile."""
         stop = stop or threading.Event()
-        rebuilder = threading.Thread(target=self._rebuild_loop, args=(stop,), name="pulse-rebuild", daemon=True)
-        rebuilder.start()
+        threads = [
+            threading.Thread(target=task, args=(stop, self.definitions_seen), name="pulse-background", daemon=True)
+            for task in self.background
+        ]
+        for thread in threads:
+            thread.start()
         log.info("DynamoDB Streams poller started on %s", self.feed.table_name)
         try:
             while not stop.is_set():
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    log.info("parent process %d is gone; stopping", parent_pid)
+                    return
                 try:
+                    self.engine.prepare()
                     applied, finished = self.step()
                     if not applied and not finished:
                         stop.wait(self.idle_seconds)
@@ -187,31 +202,11 @@ class DynamoPoller:
                     stop.wait(RETRY_SECONDS)
         finally:
             stop.set()
-            rebuilder.join(timeout=30)
+            for thread in threads:
+                thread.join(timeout=30)
             log.info("DynamoDB Streams poller stopped")
 
     def close(self) -> None:
         self.feed.close()
-        self.views.close()
-        self.events.close()
-
-
-def open_dynamodb_poller(
-    settings: Settings,
-    retention: Retention | None = None,
-    read_limit: int = READ_LIMIT,
-    timing: RebuildTiming | None = None,
-) -> DynamoPoller:
-    """The poller for ``settings`` (store dynamodb); ``pulse tables create`` made its tables."""
-    from storage.dynamodb import DynamoEventStore
-
-    timing = timing or RebuildTiming.from_env(os.environ)
-    views = DynamoViewStore.from_settings(settings, retention, fence_seconds=timing.fence_seconds)
-    return DynamoPoller(
-        DynamoEventStore.from_settings(settings),
-        views,
-        ChangeFeed.from_settings(settings),
-        Bucketing(settings.timezone),
-        read_limit=read_limit,
-        timing=timing,
-    )
+        for close in self.closers:
+            close()

@@ -1,7 +1,7 @@
 """Lambda handlers, deployed with the API by Zappa (see docs/aws.md).
 
 ``on_event_stream(event, context)``: the DynamoDB Streams event source of the events
-table. It runs the same projection code as the poller (``StreamProjector``) and answers
+table. It runs the same projection engine as the poller (every read model) and answers
 ``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`` (the mapping must
 have ``FunctionResponseTypes: ReportBatchItemFailures``; `pulse deploy wire-streams`
 sets it). Records are applied in order; on a failure the response names the first
@@ -37,11 +37,12 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from bootstrap import Pulse, bootstrap
 from domain.settings import Settings
-from projections.buckets import Bucketing
+from services.engine import ProjectionEngine
 from storage.dynamodb_feed import ChangeRecord, Shard, decode_record, list_shards, sequence_number
-from storage.dynamodb_views import DynamoViewStore
-from workers.stream_projector import RebuildInterrupted, RebuildTiming, StreamProjector, run_pending_rebuild
+from workers.dynamodb_poller import feed_batch
+from workers.stream_projector import RebuildInterrupted, run_pending_rebuild
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)
@@ -112,21 +113,22 @@ class ShardLocator:
 class Runtime:
     """What one Lambda container keeps between invocations."""
 
-    settings: Settings
-    projector: StreamProjector
+    pulse: Pulse
+    engine: ProjectionEngine
     locator: ShardLocator
-    timing: RebuildTiming
     marked_parents: set[str]
+
+    @property
+    def settings(self) -> Settings:
+        return self.pulse.settings
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Runtime:
-        from storage.dynamodb import DynamoEventStore, make_client
+        from storage.dynamodb import make_client
 
-        settings = Settings.from_env(env)
-        timing = RebuildTiming.from_env(env)
-        views = DynamoViewStore.from_settings(settings, fence_seconds=timing.fence_seconds)
-        projector = StreamProjector(DynamoEventStore.from_settings(settings), views, Bucketing(settings.timezone))
-        return cls(settings, projector, ShardLocator(make_client(settings, "dynamodbstreams")), timing, set())
+        pulse = bootstrap(Settings.from_env(env))
+        locator = ShardLocator(make_client(pulse.settings, "dynamodbstreams"))
+        return cls(pulse, pulse.engine(), locator, set())
 
 
 _runtime: Runtime | None = None
@@ -159,10 +161,11 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
         # Lambda reads a child only once its parent is done: the parent is finished.
         listed = {s.shard_id for s in state.locator.shards(stream_arn)}
         if parent in listed:
-            state.projector.views.mark_finished(state.projector.projection_name, parent)
-            state.projector.forget_finished()
+            state.pulse.backend.counters().mark_finished(parent)
         state.marked_parents.add(parent)
-    state.projector.apply(shard.shard_id, records)
+    handled = state.engine.handle(feed_batch(shard.shard_id, records))
+    if handled.failed:
+        raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")
 
 
 def on_event_stream(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
@@ -205,7 +208,7 @@ def run_rebuilds(event: Mapping[str, Any] | None = None, context: Any = None) ->
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is not None:
         deadline = time.time() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS
-    projector = state.projector
+    projector = state.pulse.backend.counters()
     try:
         rebuilt = run_pending_rebuild(
             projector.events,
@@ -213,7 +216,7 @@ def run_rebuilds(event: Mapping[str, Any] | None = None, context: Any = None) ->
             projector.bucketing,
             projector.history,
             owner,
-            state.timing,
+            state.pulse.backend.timing,
             deadline=deadline,
         )
     except RebuildInterrupted as exc:

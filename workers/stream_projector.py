@@ -44,7 +44,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
@@ -52,9 +52,9 @@ from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, M
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from projections.buckets import Bucketing, epoch_micros
 from projections.counters import PROJECTION, MetricsProjection, merge
-from storage.dynamodb_feed import ChangeRecord
+from services.counters import Rebuilt
+from services.engine import FeedBatch, RateMeter
 from storage.dynamodb_views import DefinitionsState, DynamoViewStore, GenerationChanges, GenerationWriter
-from workers.projection_runner import RateMeter, Rebuilt
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ SETTLE_SECONDS = 120.0
 RETIRE_AFTER_SECONDS = 3600.0
 _FINISHED_CACHE_SECONDS = 60.0
 REBUILD_PAGE = 1000
+REBUILD_CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,6 @@ class ProjectionPlan:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    records: int
     facts: int
     definitions_changed: bool
 
@@ -219,22 +219,47 @@ class StreamProjector:
     def forget_finished(self) -> None:
         self._finished = None
 
+    def finished_partitions(self) -> Collection[str]:
+        return set(self.views.finished_partitions(self.projection_name))
+
+    def mark_finished(self, partition: str) -> None:
+        self.views.mark_finished(self.projection_name, partition)
+        self.forget_finished()
+
     def _retired(self) -> Collection[str]:
         horizon = time.time_ns() // 1000 - int(self.retire_after_seconds * 1e6)
         return {shard for shard, at in self.finished().items() if at <= horizon}
 
-    def apply(self, partition: str, records: Sequence[ChangeRecord]) -> Applied:
-        """Project and apply one batch of shard ``partition``; a redelivery changes nothing."""
-        if not records:
-            return Applied(0, 0, False)
+    # --- as the engine's handler of the counters read model -----------------------------
+
+    @property
+    def name(self) -> str:
+        return self.projection_name
+
+    def position(self, partition: str) -> int:
+        return self.views.checkpoint(self.projection_name, partition).position
+
+    def prepare(self) -> None:
+        return None  # rebuilds run beside the feed (``run_pending_rebuild``)
+
+    def maintain(self, now: float) -> None:
+        return None  # retention is the items' TTL
+
+    def forget(self) -> None:
+        self.forget_finished()
+
+    def handle(self, batch: FeedBatch) -> bool:
+        """Project and apply records ``batch.first..batch.upto`` of one shard; a
+        redelivery, whole or cut elsewhere, changes nothing (the items' guards)."""
+        return self.apply(batch).facts > 0
+
+    def apply(self, batch: FeedBatch) -> Applied:
+        partition = batch.partition
         facts: list[tuple[int, RecordedEvent]] = []
         definitions_changed = False
-        for record in records:
-            event = record.event
-            if record.event_name != "INSERT" or event is None:
-                continue
+        for event in batch.events:
             if event.stream_id == FACTS_STREAM:
-                facts.append((int(record.sequence_number), event))
+                facts.append((event.position or 0, event))
             elif event.stream_id == DEFINITIONS_STREAM:
                 definitions_changed = True
         if definitions_changed:
@@ -242,8 +267,7 @@ class StreamProjector:
         # Read after the records were fetched: see "Rebuilds" in the module docstring.
         state = self.views.definitions_state()
         plan = self._plan(state)
-        positions = [int(record.sequence_number) for record in records]
-        first, last = min(positions), max(positions)
+        first, last = batch.first, batch.upto
         chosen = [event for _, event in facts]
         parts = plan.project(chosen)
         changed: set[str] = set()
@@ -268,7 +292,31 @@ class StreamProjector:
             changed.add(PROJECTIONS_MARKER)
         # After the data: live subscriptions of what this batch changed wake up.
         self.views.bump_markers(changed)
-        return Applied(len(records), len(facts), definitions_changed)
+        return Applied(len(facts), definitions_changed)
+
+
+def rebuild_task(
+    projector: StreamProjector, timing: RebuildTiming, owner: str, check_seconds: float = REBUILD_CHECK_SECONDS
+) -> Callable[[threading.Event, threading.Event], None]:
+    """The poller's background task: run pending rebuilds, every ``check_seconds`` and
+    whenever the stream carried a change of the definitions."""
+
+    def task(stop: threading.Event, definitions_seen: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                run_pending_rebuild(
+                    projector.events, projector.views, projector.bucketing, projector.history, owner, timing, stop
+                )
+            except Exception:
+                if stop.is_set():
+                    return
+                log.exception("rebuild failed; retrying in %.0f s", check_seconds)
+            deadline = time.monotonic() + check_seconds
+            while not stop.is_set() and not definitions_seen.is_set() and time.monotonic() < deadline:
+                stop.wait(0.2)
+            definitions_seen.clear()
+
+    return task
 
 
 class RebuildInterrupted(Exception):

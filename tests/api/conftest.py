@@ -10,11 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from bootstrap import Pulse, bootstrap, drop_tables
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
-from storage.factory import open_event_store
-from storage.tables import create_tables, drop_tables
 from tests.support import all_facts  # noqa: F401 - re-exported for the tests here
 
 # For tests of the HTTP layer alone (parsing, limits, content types): the store does not
@@ -24,12 +23,16 @@ http_layer_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[EventStore]:
-    create_tables(settings)
-    store = open_event_store(settings)
-    yield store
-    store.close()
+def pulse(settings: Settings) -> Iterator[Pulse]:
+    pulse = bootstrap(settings, create=True)
+    yield pulse
+    pulse.close()
     drop_tables(settings)
+
+
+@pytest.fixture
+def store(pulse: Pulse) -> EventStore:
+    return pulse.store
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,8 @@ def keys(store: EventStore) -> Keys:
 
 
 @pytest.fixture
-def app(settings: Settings, store: EventStore, keys: Keys) -> Flask:
-    return create_app(settings, store)
+def app(settings: Settings, pulse: Pulse, keys: Keys) -> Flask:
+    return create_app(settings, pulse)
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
+from bootstrap import Pulse, drop_tables
 from domain.ports import EventStore
 from domain.settings import Settings
-from storage.tables import drop_tables
 from tests.api.conftest import Keys, all_facts, bearer, http_layer_only, sale
 
 JSON = {"Content-Type": "application/json"}
@@ -218,25 +218,25 @@ def test_key_without_ingest_scope_is_403(client: FlaskClient, keys: Keys, store:
 
 
 def test_auth_off_lets_anyone_ingest_and_says_so_loudly(
-    settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture
+    settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture
 ) -> None:
     from dataclasses import replace
 
     from api.app import create_app
 
     with caplog.at_level(logging.WARNING):
-        client = create_app(replace(settings, auth=False), store).test_client()
+        client = create_app(replace(settings, auth=False), pulse).test_client()
     assert any(r.levelno == logging.WARNING and "AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 202
 
 
-def test_auth_is_on_unless_asked(settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_auth_is_on_unless_asked(settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture) -> None:
     from api.app import create_app
 
     assert Settings.from_env({}).auth is True
     assert Settings.from_env({"PULSE_AUTH": "off"}).auth is False
     with caplog.at_level(logging.WARNING):
-        client = create_app(settings, store).test_client()
+        client = create_app(settings, pulse).test_client()
     assert not any("AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 401
 

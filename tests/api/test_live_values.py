@@ -15,34 +15,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.auth import OPEN_ACCESS
-from api.context import Pulse
 from api.graphql_live import live_series, live_watcher
 from api.graphql_metrics import Resolution
+from bootstrap import Pulse, bootstrap
+from bootstrap import Worker as SqliteWorker
 from domain.events import Event
 from domain.settings import Settings
-from storage.factory import open_event_store
-from storage.tables import create_tables
-from workers.sqlite_worker import SqliteWorker, open_sqlite_worker
 
 
 @pytest.fixture
 def pulse(sqlite_settings: Settings) -> Iterator[Pulse]:
     settings = Settings(store="sqlite", db=sqlite_settings.db, live_interval_seconds=0.02)
-    create_tables(settings)
-    pulse = Pulse(settings=settings, store=open_event_store(settings))
+    pulse = bootstrap(settings)
     yield pulse
-    live_watcher(pulse).stop()
-    pulse.store.close()
-    if pulse.views is not None:
-        pulse.views.close()
+    pulse.close()
 
 
 @pytest.fixture
 def worker(pulse: Pulse) -> Iterator[SqliteWorker]:
-    worker = open_sqlite_worker(pulse.settings)
-    yield worker
-    worker.events.close()
-    worker.views.close()
+    # A worker process of its own, as `pulse serve` runs beside the server.
+    own = bootstrap(pulse.settings)
+    yield own.worker()
+    own.close()
 
 
 def sale(i: int, at: float) -> Event:

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import OPENAPI_YAML, create_app, openapi_document
+from bootstrap import bootstrap, drop_tables
 from domain.settings import Settings
-from storage.tables import drop_tables
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
 from tests.api.test_ingest import store_outage
 
@@ -144,14 +144,11 @@ def test_documented_response_is_what_the_server_sends(
 @pytest.fixture
 def fuzz_target(sqlite_settings: Settings) -> Iterator[tuple[Flask, str]]:
     from domain.keys import create_key
-    from storage.factory import open_event_store
-    from storage.tables import create_tables
 
-    create_tables(sqlite_settings)
-    store = open_event_store(sqlite_settings)
-    _, secret = create_key(store, "fuzzer", ["ingest"])
-    yield create_app(sqlite_settings, store), secret
-    store.close()
+    pulse = bootstrap(sqlite_settings, create=True)
+    _, secret = create_key(pulse.store, "fuzzer", ["ingest"])
+    yield create_app(pulse=pulse), secret
+    pulse.close()
 
 
 @schemathesis.serializer("application/x-ndjson")

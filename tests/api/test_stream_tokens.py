@@ -12,15 +12,14 @@ import jwt
 import pytest
 
 from api import stream_tokens
-from api.context import Pulse
+from bootstrap import Pulse, bootstrap
 from domain.ports import EventStore
 from domain.settings import Settings
 from domain.token_secret import TOKEN_SECRET_STREAM, load_or_create_secret
-from storage.factory import open_event_store
 
 
 def test_processes_racing_to_create_the_secret_all_get_the_first_writers(settings: Settings, store: EventStore) -> None:
-    others = [open_event_store(settings) for _ in range(4)]  # as other processes would
+    others = [bootstrap(settings).store for _ in range(4)]  # as other processes would
     found: list[bytes] = []
     barrier = threading.Barrier(len(others))
 
@@ -41,8 +40,7 @@ def test_processes_racing_to_create_the_secret_all_get_the_first_writers(setting
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
-def test_tokens_verify_until_they_expire_and_only_with_the_secret(settings: Settings, store: EventStore) -> None:
-    pulse = Pulse(settings=settings, store=store)
+def test_tokens_verify_until_they_expire_and_only_with_the_secret(settings: Settings, pulse: Pulse) -> None:
     token, expires = stream_tokens.issue(pulse, "0123456789abcdef")
     assert stream_tokens.verify(pulse, token) == ("0123456789abcdef", "read")
     assert abs(expires.timestamp() - time.time() - stream_tokens.TTL_SECONDS) < 5
@@ -63,7 +61,7 @@ def test_tokens_verify_until_they_expire_and_only_with_the_secret(settings: Sett
             stream_tokens.verify(pulse, forged)
 
     # PULSE_TOKEN_SECRET wins over the stored secret: tokens of one do not verify with the other.
-    configured = Pulse(settings=replace(settings, token_secret="s" * 40), store=store)
+    configured = pulse.with_settings(replace(settings, token_secret="s" * 40))
     with pytest.raises(stream_tokens.InvalidStreamToken):
         stream_tokens.verify(configured, token)
     assert stream_tokens.verify(configured, stream_tokens.issue(configured, "k")[0]) == ("k", "read")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from dynamodb_local import free_port  # scripts/, put on sys.path by tests/conftest.py
 
+from bootstrap import create_tables, drop_tables
 from domain.errors import ConcurrencyError, StoreUnavailable, ValidationError
 from domain.events import Event
 from domain.settings import Settings
 from storage.dynamodb import MAX_FACT_ID_BYTES, DynamoEventStore
-from storage.tables import create_tables, drop_tables
 
 
 @pytest.fixture

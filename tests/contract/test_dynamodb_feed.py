@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
+from bootstrap import create_tables, drop_tables
 from domain.events import FACTS_STREAM, Event
 from domain.settings import Settings
 from storage.dynamodb import DynamoEventStore, make_client
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord, decode_record
-from storage.tables import create_tables, drop_tables
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+from bootstrap import drop_tables
 from cli import main
 from domain.settings import Settings
 from storage.dynamodb import make_client
-from storage.tables import drop_tables
 
 
 @pytest.fixture

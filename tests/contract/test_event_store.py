@@ -8,21 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from bootstrap import bootstrap, drop_tables
 from domain.errors import ConcurrencyError, EventTooLarge
 from domain.events import Event
 from domain.ports import EventStore
 from domain.settings import Settings
-from storage.factory import open_event_store
-from storage.tables import create_tables, drop_tables
 from tests.support import all_facts
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[EventStore]:
-    create_tables(settings)
-    store = open_event_store(settings)
-    yield store
-    store.close()
+    pulse = bootstrap(settings, create=True)
+    yield pulse.store
+    pulse.close()
     drop_tables(settings)
 
 

@@ -8,14 +8,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from bootstrap import create_tables, drop_tables
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
+from projections.recent import RecentEventsProjection
+from services.counters import Rebuilt
+from services.engine import ProjectionEngine, ReadModelHandler
 from storage.dynamodb import DynamoEventStore
-from storage.dynamodb_feed import ChangeFeed
+from storage.dynamodb_feed import ChangeFeed, ChangeRecord
+from storage.dynamodb_recent import DynamoRecentEvents
 from storage.dynamodb_views import DynamoViewStore
-from storage.tables import create_tables, drop_tables
-from workers.dynamodb_poller import DynamoPoller
-from workers.stream_projector import RebuildTiming
+from workers.dynamodb_poller import DynamoPoller, feed_batch
+from workers.stream_projector import Applied, RebuildTiming, StreamProjector, run_pending_rebuild
 
 KEEP_ALL = Retention(minute_days=None, hour_days=None, day_days=None)
 #: Rebuilds in tests: one process, one clock, sequential ingest; no need to wait long.
@@ -29,14 +33,45 @@ class DynamoRig:
     views: DynamoViewStore
     feed: ChangeFeed
 
-    def poller(self, timezone: str | None = None, **options) -> DynamoPoller:
-        bucketing = Bucketing(timezone or self.settings.timezone)
-        return DynamoPoller(self.events, self.views, self.feed, bucketing, timing=QUICK, **options)
+    def poller(self, timezone: str | None = None, **options) -> RigPoller:
+        return RigPoller(self, Bucketing(timezone or self.settings.timezone), **options)
 
     def close(self) -> None:
         self.feed.close()
         self.views.close()
         self.events.close()
+
+
+class RigPoller:
+    """The poller as `pulse worker` builds it (every read model on one engine), plus the
+    counters' rebuilds run in line, as the worker's background thread would."""
+
+    def __init__(self, rig: DynamoRig, bucketing: Bucketing, **options) -> None:
+        self.rig = rig
+        self.projector = StreamProjector(rig.events, rig.views, bucketing)
+        self.recent = DynamoRecentEvents.from_settings(rig.settings, rig.views)
+        self.engine = ProjectionEngine([self.projector, ReadModelHandler(RecentEventsProjection(), self.recent)])
+        self.poller = DynamoPoller(self.engine, rig.feed, self.projector, **options)
+
+    def __getattr__(self, name: str):
+        return getattr(self.poller, name)
+
+    def apply(self, shard_id: str, records: list[ChangeRecord]) -> Applied:
+        """The counters of one batch of records, as the engine hands them over."""
+        return self.projector.apply(feed_batch(shard_id, records))
+
+    def rebuild(self, stop=None) -> Rebuilt | None:
+        return run_pending_rebuild(
+            self.rig.events, self.rig.views, self.projector.bucketing, self.projector.history, "rig", QUICK, stop
+        )
+
+    def catch_up(self, rebuild: bool = True) -> int:
+        total = 0
+        while True:
+            total += self.poller.catch_up()
+            if rebuild and self.rebuild() is not None:
+                continue
+            return total
 
 
 def open_rig(settings: Settings) -> DynamoRig:

@@ -127,7 +127,7 @@ def test_the_poller_renews_an_expired_iterator_and_counts_only_inserts_of_facts(
     records = [r for r in stream_records(rig) if r.event is not None and r.event.stream_id == "$facts"]
     before = stored_items(rig)
     rewritten = [r._replace(event_name="MODIFY") for r in records[-5:]]
-    poller.projector.apply(only.shard_id, rewritten)
-    poller.projector.apply(only.shard_id, [records[-1]._replace(event_name="REMOVE", event=None)])
+    poller.apply(only.shard_id, rewritten)
+    poller.apply(only.shard_id, [records[-1]._replace(event_name="REMOVE", event=None)])
     assert stored_items(rig) == before
     assert_views_match_facts(rig.views, rig.events, [], [], "UTC")

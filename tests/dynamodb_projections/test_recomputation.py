@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from domain import metrics as defs
 from projections.buckets import Bucketing
+from services.counters import Rebuilt
 from storage.dynamodb import make_client
 from tests.dynamodb_projections.conftest import DynamoRig
 from tests.dynamodb_projections.test_view_store import stream_records
@@ -33,7 +34,6 @@ from tests.projections.test_recomputation import (
     ingest_in_batches,
     to_event,
 )
-from workers.projection_runner import Rebuilt
 from workers.stream_projector import RebuildTiming, run_pending_rebuild
 
 
@@ -85,7 +85,7 @@ def test_read_models_equal_a_recomputation(
     records = stream_records(rig)
     start = again[0] % len(records)
     (shard,) = rig.feed.shards()
-    poller.projector.apply(shard.shard_id, records[start : start + again[1]])
+    poller.apply(shard.shard_id, records[start : start + again[1]])
     stored = assert_views_match_facts(rig.views, rig.events, metrics, [STOCK, ANY_STOCK], timezone)
     assert len(stored) == len({e.id for e in events})
     for resolution in ("minute", "hour", "day"):

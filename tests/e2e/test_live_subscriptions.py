@@ -461,3 +461,40 @@ def test_beyond_the_per_process_limit_a_stream_is_refused_with_503_json(tmp_path
         for stream in streams:
             stream.close()
         small.stop()
+
+
+def test_a_posted_sale_is_in_recent_events_and_its_open_stream_within_a_second(
+    server: Server, streams: list[Stream]
+) -> None:
+    query = 'subscription { recentEventsUpdated(type: "feed_sale", limit: 3) { id type properties } }'
+    server.post(event("feed_sale", 1, amount=4.5), event("feed_visit", 1))
+    wait_until(
+        lambda: [e["id"] for e in server.graphql('{ recentEvents(type: "feed_sale") { id } }')["data"]["recentEvents"]]
+        == ["feed_sale-1"],
+        "the first sale in the feed",
+    )
+    stream = Stream(server, query)
+    streams.append(stream)
+    first = stream.next()["data"]["recentEventsUpdated"]
+    assert [e["id"] for e in first] == ["feed_sale-1"]  # the visit is in its own feed
+
+    posted = server.post(event("feed_sale", 2, amount=12.5))
+    pushed = stream.until(lambda p: len(p["data"]["recentEventsUpdated"]) == 2, timeout=PUSH_DEADLINE + 0.5)
+    assert time.monotonic() - posted <= PUSH_DEADLINE
+    assert pushed["data"]["recentEventsUpdated"][0] == {
+        "id": "feed_sale-2",
+        "type": "feed_sale",
+        "properties": {"amount": 12.5},
+    }
+    query_answer = server.graphql('{ recentEvents(type: "feed_sale", limit: 3) { id } }')["data"]["recentEvents"]
+    assert [e["id"] for e in query_answer] == ["feed_sale-2", "feed_sale-1"]
+    every_type = server.graphql("{ recentEvents(limit: 500) { id } }")["data"]["recentEvents"]
+    assert {"feed_sale-2", "feed_sale-1", "feed_visit-1"} <= {e["id"] for e in every_type}
+
+
+def test_recent_events_arguments_are_checked(server: Server) -> None:
+    for arguments, field in (("limit: 501", "limit"), ("limit: 0", "limit"), ('type: "Not A Type"', "type")):
+        body = server.graphql(f"{{ recentEvents({arguments}) {{ id }} }}")
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["extensions"]["errors"][0]["field"] == field

@@ -18,9 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from domain.ports import EventStore, ViewStore
+from bootstrap import WorkerOptions, bootstrap
+from domain.ports import EventStore, PositionedViewStore, ViewStore
 from domain.settings import Settings
-from workers.sqlite_worker import SqliteWorker, open_sqlite_worker
+from projections.buckets import Bucketing, Retention
+from projections.recent import RecentEventsProjection
+from services.counters import PositionedCounters
+from services.engine import ProjectionEngine, ReadModelHandler
+from storage.sqlite_recent import SqliteRecentEvents
+from workers.log_tail import LogTail, PositionedEventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,14 +51,29 @@ class ProjectionRig:
             close()
 
 
+def log_tail(
+    events: PositionedEventStore,
+    views: PositionedViewStore,
+    timezone: str,
+    retention: Retention | None = None,
+    batch_size: int = 5000,
+    idle_seconds: float = 0.02,
+) -> LogTail:
+    """A worker as `pulse worker` builds it on the embedded store (counters and recent events)."""
+    counters = PositionedCounters(events, views, Bucketing(timezone), retention, batch_size)
+    recent = ReadModelHandler(RecentEventsProjection(), SqliteRecentEvents(views))  # type: ignore[arg-type]
+    return LogTail(events, ProjectionEngine([counters, recent]), batch_size=batch_size, idle_seconds=idle_seconds)
+
+
 def sqlite_rig(directory: Path, timezone: str) -> ProjectionRig:
     settings = Settings(store="sqlite", db=str(directory / "pulse.db"), timezone=timezone)
-    worker = open_sqlite_worker(settings)
+    pulse = bootstrap(settings)
+    pulse.worker(WorkerOptions())  # what a worker does on start (e.g. the time-zone check)
+    backend = pulse.backend
 
     def catch_up(batch_size: int) -> int:
         # A fresh worker each time, as after a restart: it must resume from the stored checkpoint.
-        fresh = SqliteWorker(worker.events, worker.views, worker.runner.bucketing, batch_size=batch_size)
-        return fresh.catch_up()
+        return log_tail(backend.events, backend.views, timezone, batch_size=batch_size).catch_up()  # type: ignore[arg-type]
 
     def command() -> list[str]:
         return [sys.executable, "-m", "cli", "worker", "--db", settings.db, "--batch-size", "400"]
@@ -60,12 +81,12 @@ def sqlite_rig(directory: Path, timezone: str) -> ProjectionRig:
     return ProjectionRig(
         backend="sqlite",
         settings=settings,
-        events=worker.events,
-        views=worker.views,
+        events=backend.events,
+        views=backend.views,
         catch_up=catch_up,
         worker_command=command,
         env={"PULSE_STORE": "sqlite", "PULSE_TIMEZONE": timezone, "PYTHONPATH": str(ROOT)},
-        closers=[worker.events.close, worker.views.close],
+        closers=[pulse.close],
     )
 
 

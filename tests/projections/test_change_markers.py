@@ -14,7 +14,7 @@ import pytest
 
 from domain import metrics as defs
 from domain.events import Event
-from domain.ports import PROJECTIONS_MARKER, CheckpointConflict, gauge_marker, metric_marker
+from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, CheckpointConflict, gauge_marker, metric_marker, recent_marker
 from projections.counters import PROJECTION
 from tests.projections.conftest import ProjectionRig
 from tests.projections.test_exactly_once import runner_for
@@ -62,7 +62,8 @@ def test_a_batch_moves_exactly_the_keys_it_changes(make_rig: Callable[..., Proje
     rig.events.ingest([sale(2), sale(3)])
     rig.catch_up(100)
     second = rig.views.change_markers()
-    assert moved(first, second) == {SALE, PROJECTIONS_MARKER}  # visit's subscribers are not woken
+    # visit's subscribers are not woken; the feeds of sales and of every type are
+    assert moved(first, second) == {SALE, PROJECTIONS_MARKER, recent_marker("sale"), recent_marker(ALL_TYPES)}
     assert second[SALE] > first[SALE]
 
 

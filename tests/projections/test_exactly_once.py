@@ -19,10 +19,9 @@ from domain.events import Event
 from domain.ports import CheckpointConflict, ViewStore
 from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION
-from tests.projections.conftest import ProjectionRig, worker_env
+from services.counters import PositionedCounters, ProjectionRunner
+from tests.projections.conftest import ProjectionRig, log_tail, worker_env
 from tests.projections.oracle import EVERYTHING, all_facts, assert_views_match_facts
-from workers.projection_runner import ProjectionRunner
-from workers.sqlite_worker import SqliteWorker
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 REVENUE = defs.validate_metric("revenue", "sale", "sum", "amount", ["category", "store"])
@@ -122,7 +121,7 @@ def test_metrics_defined_later_are_backfilled_once_while_workers_race(
         pytest.skip("racing in-process tailers is the embedded setup")
     stop = threading.Event()
     workers = [
-        SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), batch_size=size, idle_seconds=0.001)
+        log_tail(rig.events, rig.views, rig.timezone, batch_size=size, idle_seconds=0.001)  # type: ignore[arg-type]
         for size in (7, 50)
     ]
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
@@ -231,8 +230,8 @@ def test_retention_prunes_old_cells_per_resolution(make_rig: Callable[..., Proje
         [Event(id=name, type="sale", occurred_at=now - age, properties={"amount": 1}) for name, age in ages.items()]
     )
     rig.catch_up(10)
-    worker = SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), Retention())
-    assert worker.prune() > 0
+    counters = PositionedCounters(rig.events, rig.views, Bucketing(rig.timezone), Retention())  # type: ignore[arg-type]
+    assert counters.prune(time.time()) > 0
 
     def counted(resolution: str) -> int:
         return sum(c.count for c in rig.views.read_counters("type:sale", resolution, *EVERYTHING))

@@ -1,5 +1,5 @@
-"""The store-agnostic body of a projection worker, shared by the SQLite tailer and the
-DynamoDB Streams poller / Lambda handler.
+"""The counters and gauges read model on a log with one global order (SQLite, memory),
+as the projection engine drives it (``PositionedCounters``).
 
 A runner holds the metric catalog (the fold of the ``metric-definitions`` stream) and
 the pure ``MetricsProjection`` built from it. For each batch of facts it projects, then
@@ -34,35 +34,17 @@ queries keep reading the old counters until it commits.
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
-from domain.metrics import MetricCatalog
-from domain.ports import Checkpoint, EventStore, ViewStore
-from projections.buckets import Bucketing
+from domain.metrics import RESOLUTIONS, MetricCatalog
+from domain.ports import Checkpoint, EventStore, PositionedViewStore
+from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION, MetricsProjection
+from services.engine import FeedBatch, RateMeter
 
 log = logging.getLogger(__name__)
-
-
-class RateMeter:
-    """Events per second over a sliding window."""
-
-    def __init__(self, window_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window_seconds
-        self._clock = clock
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def add(self, events: int) -> float:
-        now = self._clock()
-        self._samples.append((now, events))
-        while self._samples and now - self._samples[0][0] > self.window:
-            self._samples.popleft()
-        span = max(now - self._samples[0][0], 1.0) if len(self._samples) > 1 else 1.0
-        return sum(n for _, n in self._samples) / span
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +61,7 @@ class ProjectionRunner:
     def __init__(
         self,
         events: EventStore,
-        views: ViewStore,
+        views: PositionedViewStore,
         bucketing: Bucketing,
         partition: str = "",
         projection: str = PROJECTION,
@@ -165,3 +147,79 @@ class ProjectionRunner:
             self.catalog.version,
         )
         return Rebuilt(metrics, gauges, facts, self.catalog.version)
+
+
+class PositionedCounters:
+    """The engine's handler of the counters read model on a positioned log: syncs the
+    metric definitions before each step (rebuilding what changed), projects each batch
+    past its checkpoint, and prunes by the retention."""
+
+    name = PROJECTION
+
+    def __init__(
+        self,
+        events: EventStore,
+        views: PositionedViewStore,
+        bucketing: Bucketing,
+        retention: Retention | None = None,
+        page_size: int = 5000,
+    ) -> None:
+        self.runner = ProjectionRunner(events, views, bucketing)
+        self.events = events
+        self.views = views
+        self.retention = retention or Retention()
+        self.page_size = page_size
+        self._checkpoint: Checkpoint | None = None
+
+    @property
+    def bucketing(self) -> Bucketing:
+        return self.runner.bucketing
+
+    def _current(self) -> Checkpoint:
+        if self._checkpoint is None:
+            self._checkpoint = self.runner.checkpoint()
+        return self._checkpoint
+
+    def position(self, partition: str) -> int:
+        return self._current().position
+
+    def _history(self, upto: int) -> Iterator[Sequence[RecordedEvent]]:
+        """Facts at positions ``<= upto``, in pages."""
+        cursor = None
+        while True:
+            page = self.events.read_facts(cursor, limit=self.page_size)
+            facts = [event for event in page.events if event.position is not None and event.position <= upto]
+            if facts:
+                yield facts
+            if len(facts) < len(page.events) or not page.events:
+                return
+            cursor = page.cursor
+
+    def prepare(self) -> None:
+        if self.runner.sync_definitions(self._current(), self._history) is not None:
+            self._checkpoint = None
+
+    def handle(self, batch: FeedBatch) -> bool:
+        own = self.position(batch.partition)
+        if batch.upto <= own:
+            return False
+        applied = self.runner.process(batch.facts_after(own), after=own, upto=batch.upto)
+        self._checkpoint = None
+        return applied
+
+    def maintain(self, now: float) -> None:
+        deleted = self.prune(now)
+        if deleted:
+            log.info("retention: deleted %d counter cells", deleted)
+
+    def prune(self, now: float) -> int:
+        """Delete the cells older than the retention at epoch second ``now``; how many."""
+        deleted = 0
+        for resolution in RESOLUTIONS:
+            horizon = self.retention.horizon(resolution, now)
+            if horizon is not None:
+                deleted += self.views.prune(resolution, horizon)
+        return deleted
+
+    def forget(self) -> None:
+        self._checkpoint = None

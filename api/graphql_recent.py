@@ -1,0 +1,82 @@
+"""GraphQL for the recent-events feed: ``recentEvents`` and ``recentEventsUpdated``.
+
+Both need the ``read`` scope. The subscription is the query, live, on the feed's change
+marker (``recent:<type>`` or ``recent:*``), through the same machinery as
+``seriesUpdated``: identical subscribers share one read per change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.auth import require_scope
+from api.graphql_live import LiveValue, open_stream
+from api.graphql_metrics import _guarded
+from domain.events import RecordedEvent as Recorded
+from services import recent as feed
+
+
+@strawberry.type(description="A stored fact.")
+class RecordedEvent:
+    id: str
+    type: str
+    occurred_at: datetime
+    received_at: datetime
+    source: str | None
+    properties: JSON
+
+    @classmethod
+    def of(cls, event: Recorded) -> RecordedEvent:
+        return cls(
+            id=event.id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            source=event.source,
+            properties=json.loads(json.dumps(dict(event.properties))),
+        )
+
+
+def _recent(info: Info, event_type: str | None, limit: int) -> list[RecordedEvent]:
+    pulse = info.context["pulse"]
+    return [RecordedEvent.of(e) for e in _guarded(lambda: feed.recent_events(pulse.recent, event_type, limit))]
+
+
+@strawberry.type
+class RecentQuery:
+    @strawberry.field(
+        description="The newest facts (of one type, or of every type), newest occurredAt first, then id;"
+        f" at most {feed.MAX_LIMIT}. Needs the read scope."
+    )
+    def recent_events(self, info: Info, type: str | None = None, limit: int = 50) -> list[RecordedEvent]:
+        require_scope(info, "read")
+        return _recent(info, type, limit)
+
+
+@strawberry.type
+class RecentSubscription:
+    @strawberry.subscription(
+        description="The `recentEvents` query, live: the feed, then again whenever a new fact enters it."
+        " Needs the read scope."
+    )
+    async def recent_events_updated(
+        self, info: Info, type: str | None = None, limit: int = 50
+    ) -> AsyncGenerator[list[RecordedEvent], None]:
+        principal = require_scope(info, "read")
+        pulse = info.context["pulse"]
+        _guarded(lambda: feed.check(type, limit))
+        live = LiveValue(
+            pulse,
+            principal,
+            ("recent", type, limit),
+            frozenset({feed.marker(type)}),
+            lambda now: [RecordedEvent.of(e) for e in feed.recent_events(pulse.recent, type, limit)],
+            same=lambda a, b: [e.id for e in a] == [e.id for e in b],
+        )
+        return await open_stream(live)

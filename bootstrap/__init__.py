@@ -1,0 +1,168 @@
+"""The one wiring point: builds a running Pulse from ``Settings``.
+
+``bootstrap(settings)`` opens the configured backend (the only place that reads
+``settings.store``), and the returned ``Pulse`` owns everything built from it: the event
+store, the read models, the projection engine and its feed driver, and what must be
+cached per process (it is built once per process and handed to Flask's app factory, the
+CLI, the Lambda handlers and the benches).
+
+Each backend module (``bootstrap.sqlite``, ``bootstrap.dynamodb``) exposes one factory,
+``open_backend(settings)``, returning a ``Backend``: its stores, its projection handlers,
+its feed driver, its tables. To add a read model, add its handler to both backends'
+``handlers``; no driver changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain.ports import EventStore, RecentEventsReader, ViewStore
+from domain.settings import Settings
+from projections.buckets import Bucketing, Retention
+from services.engine import ProjectionEngine, ProjectionHandler
+
+#: ``settings.store`` → the module whose ``open_backend`` builds that backend.
+BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb"}
+
+
+class Worker(Protocol):
+    """A feed driver running the engine (the SQLite log tail, the Streams poller)."""
+
+    def run(self, stop: threading.Event | None = None, parent_pid: int | None = None) -> None: ...
+
+    def catch_up(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    retention: Retention = field(default_factory=Retention)
+    batch_size: int = 5000
+    #: DynamoDB: bounds of clock skew and write latency for backfills (None: settings/env).
+    rebuild_fence_seconds: float | None = None
+    rebuild_settle_seconds: float | None = None
+
+
+class Backend(Protocol):
+    """What a backend module opens from the settings."""
+
+    name: str
+    settings: Settings
+    events: EventStore
+    views: ViewStore
+    recent: RecentEventsReader
+    #: Whether `pulse serve` runs a projection worker beside the web server by default.
+    worker_beside_server: bool
+
+    def handlers(self, options: WorkerOptions) -> list[ProjectionHandler]:
+        """Every read model of this backend, as the engine drives them."""
+
+    def worker(self, engine: ProjectionEngine, options: WorkerOptions) -> Worker:
+        """The feed driver of this backend, feeding ``engine``."""
+
+    def create_tables(self) -> list[str]:
+        """Create what the backend needs, idempotently; returns what now exists."""
+
+    def close(self) -> None: ...
+
+
+def backend_module(settings: Settings) -> Any:
+    try:
+        return importlib.import_module(BACKENDS[settings.store])
+    except KeyError:
+        raise ValueError(f"unknown store {settings.store!r}; one of {', '.join(BACKENDS)}") from None
+
+
+def create_tables(settings: Settings) -> list[str]:
+    """Create the configured backend's tables (idempotent): `pulse tables create`."""
+    return backend_module(settings).create_tables(settings)
+
+
+def drop_tables(settings: Settings) -> None:
+    """Delete every table of the configured backend, data and all."""
+    backend_module(settings).drop_tables(settings)
+
+
+@dataclass
+class Pulse:
+    """A running Pulse: the backend's stores, the engine, and per-process state."""
+
+    settings: Settings
+    backend: Backend
+    clock: Callable[[], float]
+    #: Caches that live as long as this Pulse (one per process), keyed by their user.
+    caches: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def store(self) -> EventStore:
+        """The event store."""
+        return self.backend.events
+
+    @property
+    def views(self) -> ViewStore:
+        """The counters' read models, checkpoints and change markers."""
+        return self.backend.views
+
+    @property
+    def recent(self) -> RecentEventsReader:
+        return self.backend.recent
+
+    @property
+    def bucketing(self) -> Bucketing:
+        return self.cached("bucketing", lambda: Bucketing(self.settings.timezone))
+
+    def cached(self, name: str, build: Callable[[], Any]) -> Any:
+        """The per-process object ``name``, built once by ``build``."""
+        found = self.caches.get(name)
+        if found is None:
+            with self._lock:
+                found = self.caches.get(name)
+                if found is None:
+                    found = self.caches[name] = build()
+        return found
+
+    def with_settings(self, settings: Settings) -> Pulse:
+        """This Pulse's backend under other settings (auth, limits), with its own caches."""
+        return Pulse(settings=settings, backend=self.backend, clock=self.clock)
+
+    def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
+        """Every read model of the backend, on one engine."""
+        return ProjectionEngine(self.backend.handlers(options or WorkerOptions()))
+
+    def worker(self, options: WorkerOptions | None = None) -> Worker:
+        """The backend's feed driver running every read model."""
+        options = options or WorkerOptions()
+        return self.backend.worker(self.engine(options), options)
+
+    def close(self) -> None:
+        for value in self.caches.values():
+            stop = getattr(value, "stop", None)
+            if callable(stop):
+                stop()
+        self.backend.close()
+
+
+def bootstrap(
+    settings: Settings,
+    clock: Callable[[], float] | None = None,
+    create: bool = False,
+) -> Pulse:
+    """Open the backend ``settings`` name and return the running Pulse built on it.
+
+    ``create``: create the backend's tables first (idempotent); the embedded store always
+    creates its files.
+    """
+    import time
+
+    module = backend_module(settings)
+    if create:
+        module.create_tables(settings)
+    backend = module.open_backend(settings)
+    return Pulse(settings=settings, backend=backend, clock=clock or time.time)
+
+
+__all__ = ["BACKENDS", "Backend", "Pulse", "WorkerOptions", "bootstrap", "create_tables", "drop_tables"]

@@ -1,0 +1,233 @@
+"""The projection engine: runs every read model over one feed of the event store.
+
+A feed driver (the SQLite log tail, the DynamoDB Streams poller, the Lambda handler)
+reads batches of recorded events and hands each one to ``ProjectionEngine.handle``. The
+engine gives the batch to every projection handler; each keeps its own checkpoint per
+partition, skips what it has applied already, and applies its changes with the
+checkpoint move at once (exactly once, whatever the redelivery). An error in one handler
+is logged and retried after ``retry_seconds``; the others go on. A store outage
+(``StoreUnavailable``) is not a handler's fault: it stops the batch for everyone, and the
+driver retries it.
+
+A new read model is a pure ``Projection`` plus a ``ProjectionStore``: wrap them in a
+``ReadModelHandler`` and list it in the backend's handlers (see ``bootstrap``); no
+driver changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from domain.errors import StoreUnavailable
+from domain.events import FACTS_STREAM, RecordedEvent
+from domain.ports import CheckpointConflict, Projection, ProjectionStore
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Records ``first..upto`` of one partition of the log, in order.
+
+    ``events`` are the stored events among them (facts and aggregate events), each with
+    its ``position`` set (a SQLite position or a DynamoDB Streams sequence number). A
+    batch may hold no events at all and still move the checkpoints past ``upto`` (e.g.
+    records that are not inserts).
+    """
+
+    partition: str
+    first: int
+    upto: int
+    events: Sequence[RecordedEvent]
+
+    def facts_after(self, position: int, types: frozenset[str] | None = None) -> list[RecordedEvent]:
+        """The batch's facts past ``position`` (of ``types``, when given)."""
+        return [
+            event
+            for event in self.events
+            if event.stream_id == FACTS_STREAM
+            and (event.position or 0) > position
+            and (types is None or event.type in types)
+        ]
+
+
+class ProjectionHandler(Protocol):
+    """One read model as the engine drives it."""
+
+    name: str
+
+    def position(self, partition: str) -> int:
+        """The last position applied in ``partition`` (0: none)."""
+
+    def prepare(self) -> None:
+        """Before each step of a driver: catch up with anything outside the feed (e.g.
+        metric definitions changed since the read model was built)."""
+
+    def handle(self, batch: FeedBatch) -> bool:
+        """Apply what of ``batch`` is past this handler's checkpoint; False: nothing new."""
+
+    def maintain(self, now: float) -> None:
+        """Periodic housekeeping at epoch second ``now`` (retention), outside batches."""
+
+    def forget(self) -> None:
+        """Drop cached checkpoints: another writer moved them."""
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window_seconds
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, events: int) -> float:
+        now = self._clock()
+        self._samples.append((now, events))
+        while self._samples and now - self._samples[0][0] > self.window:
+            self._samples.popleft()
+        span = max(now - self._samples[0][0], 1.0) if len(self._samples) > 1 else 1.0
+        return sum(n for _, n in self._samples) / span
+
+
+class ReadModelHandler:
+    """A pure projection and its store, driven by the engine: the usual read model."""
+
+    def __init__(self, projection: Projection[Any], store: ProjectionStore[Any]) -> None:
+        self.projection = projection
+        self.store = store
+        self.name = projection.name
+        self._positions: dict[str, int] = {}
+
+    def position(self, partition: str) -> int:
+        found = self._positions.get(partition)
+        if found is None:
+            found = self._positions[partition] = self.store.position(self.name, partition)
+        return found
+
+    def prepare(self) -> None:
+        return None
+
+    def handle(self, batch: FeedBatch) -> bool:
+        own = self.position(batch.partition)
+        if batch.upto <= own:
+            return False
+        changes = self.projection.project(batch.facts_after(own, self.projection.event_types))
+        applied = self.store.apply(self.name, batch.partition, changes, own, batch.upto)
+        self._positions[batch.partition] = batch.upto
+        return applied
+
+    def maintain(self, now: float) -> None:
+        return None
+
+    def forget(self) -> None:
+        self._positions.clear()
+
+
+@dataclass(slots=True)
+class HandlerState:
+    handler: ProjectionHandler
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What one batch did: handlers that applied something, and those that failed."""
+
+    applied: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+@dataclass
+class ProjectionEngine:
+    """Runs every handler over the batches a driver reads; see the module docstring."""
+
+    handlers: Sequence[ProjectionHandler]
+    retry_seconds: float = RETRY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _states: list[HandlerState] = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        names = [handler.name for handler in self.handlers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique, got {names}")
+        self._states = [HandlerState(handler) for handler in self.handlers]
+
+    @property
+    def names(self) -> list[str]:
+        return [handler.name for handler in self.handlers]
+
+    def _ready(self) -> list[HandlerState]:
+        now = self.clock()
+        return [state for state in self._states if state.retry_at <= now]
+
+    def _failed(self, state: HandlerState, exc: Exception) -> None:
+        state.failures += 1
+        state.last_error = f"{type(exc).__name__}: {exc}"
+        state.retry_at = self.clock() + self.retry_seconds
+        state.handler.forget()
+        if isinstance(exc, CheckpointConflict):
+            log.warning("%s; re-reading it", exc)
+        else:
+            log.exception("projection %s failed; retrying in %.0f s", state.handler.name, self.retry_seconds)
+
+    def prepare(self) -> None:
+        for state in self._ready():
+            try:
+                state.handler.prepare()
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                self._failed(state, exc)
+
+    def start(self, partition: str) -> int:
+        """Where a driver reads from: the lowest checkpoint of the handlers ready to run
+        (a handler backing off after an error does not hold the others back)."""
+        ready = self._ready() or self._states
+        return min(state.handler.position(partition) for state in ready)
+
+    def lowest(self, partition: str) -> int:
+        """The lowest checkpoint of every handler, whether or not it is backing off."""
+        return min(state.handler.position(partition) for state in self._states)
+
+    def handle(self, batch: FeedBatch) -> Handled:
+        applied: list[str] = []
+        failed: list[str] = []
+        for state in self._ready():
+            try:
+                if state.handler.handle(batch):
+                    applied.append(state.handler.name)
+                state.failures = 0
+                state.last_error = None
+            except StoreUnavailable:
+                for each in self._states:
+                    each.handler.forget()
+                raise
+            except Exception as exc:
+                self._failed(state, exc)
+                failed.append(state.handler.name)
+        return Handled(tuple(applied), tuple(failed))
+
+    def maintain(self, now: float) -> None:
+        for state in self._states:
+            try:
+                state.handler.maintain(now)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("housekeeping of projection %s failed", state.handler.name)
+
+    def errors(self) -> dict[str, str]:
+        """The last error of each handler that is failing now."""
+        return {s.handler.name: s.last_error for s in self._states if s.last_error is not None}

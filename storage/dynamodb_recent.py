@@ -1,0 +1,158 @@
+"""The recent-events feed on DynamoDB: items in the views table.
+
+Item layout: pk ``R#<scope>`` (an event type, or ``*`` for every type), sk
+``<occurredAt in epoch µs + 10^18, 19 digits>#<event id>``, so a Query in descending key
+order reads the newest first, then by id; ``e`` holds the event as JSON text
+(``storage.codec``). A put is idempotent (same key, same bytes), so a redelivered or
+overlapping batch changes nothing, and the checkpoint per shard (as every projection's,
+``CP`` items) only saves work on restart.
+
+Each scope keeps the newest ``keep`` items: a trim (a keys-only Query past the newest
+``keep``, then BatchWriteItem deletes) runs once ``trim_every`` items were written to the
+scope by this process, and on the scope's first write in the process. Reads are
+bounded by their ``Limit``, so items awaiting a trim never show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from domain.events import FACTS_STREAM, RecordedEvent
+from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, recent_marker
+from domain.settings import Settings
+from storage.codec import dumps, from_micros, loads, to_micros
+from storage.dynamodb import make_client
+from storage.dynamodb_views import DynamoViewStore
+
+PK_PREFIX = "R#"
+_OFFSET = 10**18
+TRIM_EVERY = 100
+
+
+def sort_key(event: RecordedEvent) -> str:
+    return f"{to_micros(event.occurred_at) + _OFFSET:019d}#{event.id}"
+
+
+def encode(event: RecordedEvent) -> str:
+    return dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "o": to_micros(event.occurred_at),
+            "r": to_micros(event.received_at),
+            "src": event.source,
+            "p": dict(event.properties),
+            "pos": None if event.position is None else str(event.position),
+        }
+    )
+
+
+def decode(text: str) -> RecordedEvent:
+    raw = loads(text)
+    return RecordedEvent(
+        id=raw["id"],
+        type=raw["type"],
+        occurred_at=from_micros(raw["o"]),
+        properties=raw["p"],
+        source=raw["src"],
+        stream_id=FACTS_STREAM,
+        version=None,
+        position=None if raw["pos"] is None else int(raw["pos"]),
+        received_at=from_micros(raw["r"]),
+    )
+
+
+class DynamoRecentEvents:
+    """``ProjectionStore[RecentChanges]`` and ``RecentEventsReader`` in the views table."""
+
+    def __init__(
+        self, client: Any, views: DynamoViewStore, keep: int = RECENT_KEEP, trim_every: int = TRIM_EVERY
+    ) -> None:
+        self._client = client
+        self.views = views
+        self.table_name = views.table_name
+        self.keep = keep
+        self.trim_every = trim_every
+        self._written: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, views: DynamoViewStore) -> DynamoRecentEvents:
+        return cls(make_client(settings), views)
+
+    def position(self, projection: str, partition: str) -> int:
+        return self.views.checkpoint(projection, partition).position
+
+    def _put(self, items: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(items), 25):
+            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            self._batch_write(requests, "writing recent events")
+
+    def _batch_write(self, requests: list[dict[str, Any]], action: str) -> None:
+        with self.views.errors(action):
+            pending = {self.table_name: requests}
+            while pending:
+                response = self._client.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+
+    def _trim(self, scope: str) -> None:
+        """Delete the scope's items past the newest ``keep``."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": PK_PREFIX + scope}},
+            "ProjectionExpression": "pk, sk",
+            "ScanIndexForward": False,
+        }
+        seen = 0
+        doomed: list[dict[str, Any]] = []
+        with self.views.errors("trimming recent events"):
+            while True:
+                response = self._client.query(**request)
+                for item in response.get("Items", []):
+                    seen += 1
+                    if seen > self.keep:
+                        doomed.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        for start in range(0, len(doomed), 25):
+            self._batch_write(doomed[start : start + 25], "trimming recent events")
+
+    def apply(self, projection: str, partition: str, changes: RecentChanges, after: int, upto: int) -> bool:
+        current = self.views.checkpoint(projection, partition)
+        if current.position >= upto:
+            return False
+        touched = {PROJECTIONS_MARKER}
+        items: list[dict[str, Any]] = []
+        for scope, events in changes.scopes.items():
+            touched.add(recent_marker(scope))
+            items.extend(
+                {"pk": {"S": PK_PREFIX + scope}, "sk": {"S": sort_key(event)}, "e": {"S": encode(event)}}
+                for event in events
+            )
+        self._put(items)
+        for scope, events in changes.scopes.items():
+            written = self._written.get(scope)
+            total = len(events) + (written or 0)
+            if written is None or total >= self.trim_every:
+                self._trim(scope)
+                total = 0
+            self._written[scope] = total
+        watermark = max(filter(None, (current.watermark, changes.watermark)), default=None)
+        self.views.save_checkpoint(projection, partition, upto, watermark, changes.events)
+        # After the data: subscribers of the feed wake up.
+        self.views.bump_markers(touched)
+        return True
+
+    def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
+        with self.views.errors("reading recent events"):
+            response = self._client.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": PK_PREFIX + (event_type or ALL_TYPES)}},
+                ScanIndexForward=False,
+                Limit=limit,
+                ConsistentRead=True,
+            )
+        return [decode(item["e"]["S"]) for item in response.get("Items", [])]

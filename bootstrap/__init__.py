@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
@@ -60,7 +61,7 @@ class Backend(Protocol):
     def handlers(self, options: WorkerOptions) -> list[ProjectionHandler]:
         """Every read model of this backend, as the engine drives them."""
 
-    def worker(self, engine: ProjectionEngine, options: WorkerOptions) -> Worker:
+    def worker(self, engine: ProjectionEngine, options: WorkerOptions, clock: Clock) -> Worker:
         """The feed driver of this backend, feeding ``engine``."""
 
     def create_tables(self) -> list[str]:
@@ -92,7 +93,8 @@ class Pulse:
 
     settings: Settings
     backend: Backend
-    clock: Callable[[], float]
+    #: What "now" is for results that depend on it (series ranges, retention, stream tokens).
+    clock: Clock
     #: Caches that live as long as this Pulse (one per process), keyed by their user.
     caches: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -125,9 +127,9 @@ class Pulse:
                     found = self.caches[name] = build()
         return found
 
-    def with_settings(self, settings: Settings) -> Pulse:
-        """This Pulse's backend under other settings (auth, limits), with its own caches."""
-        return Pulse(settings=settings, backend=self.backend, clock=self.clock)
+    def with_settings(self, settings: Settings, clock: Clock | None = None) -> Pulse:
+        """This Pulse's backend under other settings (auth, limits) or clock, with its own caches."""
+        return Pulse(settings=settings, backend=self.backend, clock=clock or self.clock)
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""
@@ -136,7 +138,7 @@ class Pulse:
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """The backend's feed driver running every read model."""
         options = options or WorkerOptions()
-        return self.backend.worker(self.engine(options), options)
+        return self.backend.worker(self.engine(options), options, self.clock)
 
     def close(self) -> None:
         for value in self.caches.values():
@@ -148,7 +150,7 @@ class Pulse:
 
 def bootstrap(
     settings: Settings,
-    clock: Callable[[], float] | None = None,
+    clock: Clock | None = None,
     create: bool = False,
 ) -> Pulse:
     """Open the backend ``settings`` name and return the running Pulse built on it.
@@ -156,13 +158,11 @@ def bootstrap(
     ``create``: create the backend's tables first (idempotent); the embedded store always
     creates its files.
     """
-    import time
-
     module = backend_module(settings)
     if create:
         module.create_tables(settings)
     backend = module.open_backend(settings)
-    return Pulse(settings=settings, backend=backend, clock=clock or time.time)
+    return Pulse(settings=settings, backend=backend, clock=clock or SYSTEM_CLOCK)
 
 
 __all__ = ["BACKENDS", "Backend", "Pulse", "WorkerOptions", "bootstrap", "create_tables", "drop_tables"]

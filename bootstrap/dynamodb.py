@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
 from projections.recent import RecentEventsProjection
@@ -47,7 +48,7 @@ class DynamoBackend:
     def handlers(self, options=None) -> list[ProjectionHandler]:
         return [self.counters(), ReadModelHandler(RecentEventsProjection(), self.recent)]
 
-    def worker(self, engine: ProjectionEngine, options) -> DynamoPoller:
+    def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> DynamoPoller:
         timing = RebuildTiming.from_env(
             os.environ, fence_seconds=options.rebuild_fence_seconds, settle_seconds=options.rebuild_settle_seconds
         )

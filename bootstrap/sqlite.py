@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
 from projections.recent import RecentEventsProjection
@@ -43,10 +44,10 @@ class SqliteBackend:
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
 
-    def worker(self, engine: ProjectionEngine, options) -> LogTail:
+    def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):
             log.warning("day time zone is now %s: recomputing every read model from the log", self.settings.timezone)
-        return LogTail(self.events, engine, batch_size=options.batch_size)
+        return LogTail(self.events, engine, batch_size=options.batch_size, clock=clock)
 
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)

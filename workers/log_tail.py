@@ -19,9 +19,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.errors import StoreUnavailable
 from domain.ports import EventStore, PositionedLog
 from services.engine import FeedBatch, ProjectionEngine
@@ -46,7 +46,7 @@ class LogTail:
         batch_size: int = BATCH_SIZE,
         idle_seconds: float = IDLE_SECONDS,
         maintain_seconds: float = MAINTAIN_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.events = events
         self.engine = engine
@@ -85,7 +85,7 @@ class LogTail:
             total += read
 
     def maintain(self) -> None:
-        self.engine.maintain(self.clock())
+        self.engine.maintain(self.clock.now())
         self._maintained_at = time.monotonic()
 
     def _maybe_maintain(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap import WorkerOptions, bootstrap
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import EventStore, PositionedViewStore, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
@@ -58,11 +59,13 @@ def log_tail(
     retention: Retention | None = None,
     batch_size: int = 5000,
     idle_seconds: float = 0.02,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> LogTail:
     """A worker as `pulse worker` builds it on the embedded store (counters and recent events)."""
     counters = PositionedCounters(events, views, Bucketing(timezone), retention, batch_size)
     recent = ReadModelHandler(RecentEventsProjection(), SqliteRecentEvents(views))  # type: ignore[arg-type]
-    return LogTail(events, ProjectionEngine([counters, recent]), batch_size=batch_size, idle_seconds=idle_seconds)
+    engine = ProjectionEngine([counters, recent])
+    return LogTail(events, engine, batch_size=batch_size, idle_seconds=idle_seconds, clock=clock)
 
 
 def sqlite_rig(directory: Path, timezone: str) -> ProjectionRig:

@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
 from api.graphql_ingest import IngestMutation
+from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
@@ -67,4 +68,6 @@ schema = PulseSchema(
     subscription=Subscription,
     # Renders a live push once for every subscriber with the same operation (api/graphql_live.py).
     execution_context_class=SharedRenderExecutionContext,
+    # Refuses over-budget documents and, per PULSE_INTROSPECTION, introspection, before they run.
+    extensions=[RequestGuard],
 )

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from functools import cached_property
@@ -25,8 +26,10 @@ from typing import Any
 from cross_web import HTTPException
 from flask import Request, Response, jsonify, request
 from strawberry.flask.views import AsyncGraphQLView
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.streaming import HTTPStreamTransport, MultipartSubscriptionTransport, SSETransport
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
+from strawberry.types import ExecutionResult
 from werkzeug.local import LocalProxy
 
 from api.context import current_pulse
@@ -107,11 +110,34 @@ class PulseGraphQLView(AsyncGraphQLView):
         return {"request": request, "response": response, "pulse": current_pulse()}
 
     def decode_json(self, data: str | bytes) -> object:
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise HTTPException(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
         try:
-            return super().decode_json(data)
+            decoded = json.loads(data, parse_int=_parse_int)
         except RecursionError:
             # Absurdly deep nesting is a malformed request (400), not a server fault.
             raise json.JSONDecodeError("nested too deeply", "", 0) from None
+        if _TooManyDigits.seen(decoded):
+            raise HTTPException(400, _TooManyDigits.message(decoded))
+        return decoded
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        for error in response.get("errors") or ():
+            extensions = error.setdefault("extensions", {}) if isinstance(error, dict) else None
+            if extensions is not None and "code" not in extensions:
+                extensions["code"] = _code_of(error)
+        return response
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        # Nothing ran (the document does not parse, fails validation or is over budget):
+        # the request itself is wrong, as the GraphQL-over-HTTP spec answers it (400).
+        if isinstance(response_data, dict) and _refused_before_execution(response_data):
+            sub_response.status_code = 400
+        return super().create_response(response_data, sub_response)
 
     def dispatch_request(self) -> Response:  # type: ignore[override]
         # Reading more answers 413 through the app's JSON error handler.
@@ -162,6 +188,73 @@ class PulseGraphQLView(AsyncGraphQLView):
         response = Response(body, status=sub_response.status_code, headers={**dict(sub_response.headers), **headers})
         response.is_pulse_stream = True  # type: ignore[attr-defined]
         return response
+
+
+#: Codes of errors raised before anything executes; the rest are answered 200 with data.
+PRE_EXECUTION_CODES = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "QUERY_TOO_COSTLY", "INTROSPECTION_DISABLED"}
+)
+
+
+def _code_of(error: Mapping[str, Any]) -> str:
+    """The code of a GraphQL error that graphql-core or strawberry raised without one:
+    a document that does not parse or validate (no path: nothing executed), else a fault."""
+    if "path" not in error or error["path"] is None:
+        if str(error.get("message", "")).startswith("Syntax Error"):
+            return "GRAPHQL_PARSE_FAILED"
+        return "GRAPHQL_VALIDATION_FAILED"
+    return "INTERNAL_SERVER_ERROR"
+
+
+def _refused_before_execution(response: Mapping[str, Any]) -> bool:
+    errors = response.get("errors")
+    return (
+        bool(errors)
+        and response.get("data") is None
+        and all(
+            isinstance(error, dict) and error.get("extensions", {}).get("code") in PRE_EXECUTION_CODES
+            for error in errors
+        )
+    )
+
+
+class _TooManyDigits:
+    """An integer in a JSON body longer than Python converts (4,300 digits): kept as this
+    marker while decoding, so the 400 can name where it was."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    @classmethod
+    def seen(cls, value: object) -> bool:
+        return cls._find(value, "") is not None
+
+    @classmethod
+    def message(cls, value: object) -> str:
+        path, marker = cls._find(value, "")  # type: ignore[misc]
+        return (
+            f"{path or 'the body'}: an integer of {marker.digits} digits; numbers of at most"
+            f" {sys.get_int_max_str_digits()} digits are accepted"
+        )
+
+    @classmethod
+    def _find(cls, value: object, path: str) -> tuple[str, _TooManyDigits] | None:
+        if isinstance(value, cls):
+            return path, value
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(item, dict | list | cls):
+                found = cls._find(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}".lstrip("."))
+                if found is not None:
+                    return found
+        return None
+
+
+def _parse_int(text: str) -> int | _TooManyDigits:
+    digits = len(text.lstrip("-"))
+    if digits > sys.get_int_max_str_digits() > 0:
+        return _TooManyDigits(digits)
+    return int(text)
 
 
 class StreamBody:

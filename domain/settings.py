@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 STORES = ("sqlite", "dynamodb")
+INTROSPECTION_MODES = ("auto", "on", "off")
 
 
 def _bool(text: str) -> bool:
@@ -44,12 +45,31 @@ class Settings:
     live_interval_seconds: float = 0.1
     # Signs stream tokens (?token= for EventSource); unset: one secret kept in the event store.
     token_secret: str | None = None
+    # How far back occurredAt may be, in days (0: no bound beyond year 1).
+    max_past_days: int = 3660
+    # Introspection (__schema, __type) and so GraphiQL's docs: on, off, or auto (callers
+    # with the read scope). See api/graphql_limits.py for the limits below.
+    introspection: str = "auto"
+    # What one GraphQL request may ask for; a 30-chart dashboard uses a fraction of each.
+    max_query_fields: int = 2000
+    max_query_depth: int = 12
+    max_query_points: int = 100_000
+    max_list_items: int = 1000
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
             raise ValueError(f"PULSE_STORE must be one of {', '.join(STORES)}, got {self.store!r}")
         if not 0 < self.live_interval_seconds <= 10:
             raise ValueError(f"PULSE_LIVE_INTERVAL_SECONDS must be in (0, 10], got {self.live_interval_seconds}")
+        if self.introspection not in INTROSPECTION_MODES:
+            raise ValueError(
+                f"PULSE_INTROSPECTION must be one of {', '.join(INTROSPECTION_MODES)}, got {self.introspection!r}"
+            )
+        for name in ("max_past_days", "max_query_fields", "max_query_depth", "max_query_points", "max_list_items"):
+            if getattr(self, name) < 0 or (name != "max_past_days" and getattr(self, name) == 0):
+                raise ValueError(
+                    f"PULSE_{name.upper()} must be {'0 or more' if name == 'max_past_days' else 'at least 1'}"
+                )
         if self.max_streams < 0:
             raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
 

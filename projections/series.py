@@ -114,12 +114,18 @@ def plan_buckets(
         if start_ts is None:
             n = last if last is not None else DEFAULT_LAST[resolution]
             anchor = bucketing.floor(resolution, end_ts - 1e-6 if end_ts is not None else now)
-            return bucketing.buckets(resolution, bucketing.shift(resolution, anchor, 1 - n), n)
+            return _representable(
+                bucketing, resolution, bucketing.buckets(resolution, bucketing.shift(resolution, anchor, 1 - n), n)
+            )
         first = bucketing.floor(resolution, start_ts)
         stop = end_ts if end_ts is not None else bucketing.end(resolution, bucketing.floor(resolution, now))
         n = bucketing.count(resolution, first, math.ceil(stop))
-    except (OverflowError, ValueError, OSError) as exc:
-        raise ValidationError([FieldError("from" if start is not None else "to", f"is out of range: {exc}")]) from exc
+    except _OUT_OF_RANGE as exc:
+        # Dates reach from year 1 to 9999: a range (or its last bucket's end) past either end.
+        field = "from" if start is not None else "to" if end is not None else "last"
+        raise ValidationError([FieldError(field, f"the range is out of bounds (years 1 to 9999): {exc}")]) from exc
+    if n < 1:
+        raise ValidationError([FieldError("from", f"is after the current {resolution} bucket: give a later `to` too")])
     if n > MAX_POINTS:
         raise ValidationError(
             [
@@ -130,7 +136,23 @@ def plan_buckets(
                 )
             ]
         )
-    return bucketing.buckets(resolution, first, n)
+    try:
+        return _representable(bucketing, resolution, bucketing.buckets(resolution, first, n))
+    except _OUT_OF_RANGE as exc:
+        field = "to" if end is not None else "from"
+        raise ValidationError([FieldError(field, f"the range is out of bounds (years 1 to 9999): {exc}")]) from exc
+
+
+#: What date arithmetic raises past year 1 or 9999.
+_OUT_OF_RANGE = (OverflowError, ValueError, OSError)
+
+
+def _representable(bucketing: Bucketing, resolution: str, buckets: list[int]) -> list[int]:
+    """``buckets``, once sure that their range and its end can be shown as dates (raises
+    one of ``_OUT_OF_RANGE`` otherwise)."""
+    bucketing.to_datetime(resolution, buckets[0])
+    bucketing.to_datetime(resolution, bucketing.end(resolution, buckets[-1]))
+    return buckets
 
 
 def current_bucket(bucketing: Bucketing, resolution: str, now: float) -> int:
@@ -154,13 +176,19 @@ def _point(bucket: int, totals: Totals, aggregation: str, partial: bool) -> Poin
 
 
 def previous_buckets(bucketing: Bucketing, resolution: str, buckets: list[int], comparison: str) -> list[int]:
-    """The bucket each of ``buckets`` is compared with."""
-    if comparison == PREVIOUS_PERIOD:
-        return [bucketing.shift(resolution, b, -len(buckets)) for b in buckets]
-    if comparison == SAME_PERIOD_LAST_WEEK:
-        return [bucketing.week_before(resolution, b) for b in buckets]
-    if comparison == SAME_PERIOD_LAST_YEAR:
-        return [bucketing.year_before(resolution, b) for b in buckets]
+    """The bucket each of ``buckets`` is compared with, or ``ValidationError`` naming
+    ``compareTo`` when that reaches before year 1."""
+    try:
+        if comparison == PREVIOUS_PERIOD:
+            return _representable(
+                bucketing, resolution, [bucketing.shift(resolution, b, -len(buckets)) for b in buckets]
+            )
+        if comparison == SAME_PERIOD_LAST_WEEK:
+            return _representable(bucketing, resolution, [bucketing.week_before(resolution, b) for b in buckets])
+        if comparison == SAME_PERIOD_LAST_YEAR:
+            return _representable(bucketing, resolution, [bucketing.year_before(resolution, b) for b in buckets])
+    except _OUT_OF_RANGE as exc:
+        raise ValidationError([FieldError("compareTo", f"the period compared with is before year 1: {exc}")]) from exc
     raise ValidationError([FieldError("compareTo", f"must be one of {', '.join(c.upper() for c in COMPARISONS)}")])
 
 

@@ -46,8 +46,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from domain.errors import ConcurrencyError, EventTooLarge, FieldError, StoreUnavailable, ValidationError
 from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
+from domain.micros import epoch_micros, from_epoch_micros
 from domain.settings import Settings
-from storage.codec import dumps, from_micros, loads, to_micros
+from storage.codec import dumps, loads
 
 Item = dict[str, dict[str, str]]
 Chunk = TypeVar("Chunk")
@@ -229,7 +230,7 @@ def encode_item(
     received_micros: int,
 ) -> Item:
     """The stored form of one event; ``decode_item`` reads it back."""
-    occurred = to_micros(event.occurred_at)
+    occurred = epoch_micros(event.occurred_at)
     item: Item = {
         "pk": {"S": pk},
         "sk": {"S": sk},
@@ -258,13 +259,13 @@ def decode_item(item: Mapping[str, Mapping[str, Any]], position: int | None = No
     return RecordedEvent(
         id=item["id"]["S"],
         type=item["type"]["S"],
-        occurred_at=from_micros(int(item["occurredAt"]["N"])),
+        occurred_at=from_epoch_micros(int(item["occurredAt"]["N"])),
         properties=loads(item["properties"]["S"]),
         source=None if source is None else source["S"],
         stream_id=item["streamId"]["S"],
         version=None if version is None else int(version["N"]),
         position=position,
-        received_at=from_micros(int(item["receivedAt"]["N"])),
+        received_at=from_epoch_micros(int(item["receivedAt"]["N"])),
     )
 
 
@@ -410,7 +411,7 @@ class DynamoEventStore:
 
     def _fact_items(self, events: Sequence[Event]) -> list[Item]:
         """Every item of the batch, checked; raises before anything is written."""
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         items: list[Item] = []
         problems: list[FieldError] = []
         for index, event in enumerate(events):
@@ -548,7 +549,7 @@ class DynamoEventStore:
         start, end = start.astimezone(UTC), end.astimezone(UTC)
         if start >= end:
             return []
-        low, high = f"{to_micros(start):0{MICROS_DIGITS}d}", f"{to_micros(end):0{MICROS_DIGITS}d}"
+        low, high = f"{epoch_micros(start):0{MICROS_DIGITS}d}", f"{epoch_micros(end):0{MICROS_DIGITS}d}"
         found: list[RecordedEvent] = []
         day = datetime(start.year, start.month, start.day, tzinfo=UTC)
         while day < end:
@@ -618,7 +619,7 @@ class DynamoEventStore:
                 f"cannot append {len(events)} events at once: one DynamoDB transaction holds at most"
                 f" {MAX_TRANSACTION_ITEMS - check} events here; append them in smaller groups"
             )
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         actions: list[dict[str, Any]] = []
         total = 0
         for index, event in enumerate(events):

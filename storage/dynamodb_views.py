@@ -95,6 +95,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from domain.errors import StoreUnavailable
 from domain.events import RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, HOUR, MINUTE, RESOLUTIONS
+from domain.micros import epoch_micros, later, now_micros
 from domain.ports import (
     PROJECTIONS_MARKER,
     Checkpoint,
@@ -108,7 +109,7 @@ from domain.ports import (
     metric_marker,
 )
 from domain.settings import Settings
-from projections.buckets import Retention, epoch_micros
+from projections.buckets import Retention
 from projections.counters import combine
 from storage.dynamodb import (
     BATCH_GET_KEYS,
@@ -288,10 +289,6 @@ def _expires_at(retention: Retention, resolution: str, bucket: int) -> int | Non
     # The same horizon as SQLite's prune (Retention.horizon), measured from the bucket.
     horizon = retention.horizon(resolution, 0)
     return None if horizon is None else bucket - horizon
-
-
-def _now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 # ------------------------------------------------------------------- state and changes
@@ -607,7 +604,7 @@ class DynamoViewStore:
         owner's rebuild holds an unexpired lease, or the state changed meanwhile.
         """
         state = self.definitions_state()
-        now = _now_micros()
+        now = now_micros()
         if version <= state.version:
             raise CheckpointConflict("definitions", "", f"views already reflect version {state.version}")
         if state.build is not None and state.build.owner != owner and state.build.lease > now:
@@ -676,7 +673,7 @@ class DynamoViewStore:
     def renew_build(self, build: Build, until: float | None = None) -> Build:
         """Extend the lease (to ``until``, epoch seconds, if given); ``CheckpointConflict``
         when the rebuild was taken over."""
-        lease = int(until * 1e6) if until is not None else _now_micros() + int(self.lease_seconds * 1e6)
+        lease = int(until * 1e6) if until is not None else now_micros() + int(self.lease_seconds * 1e6)
         if not self._update_build(
             build, "SET #build.#lease = :lease", {"#lease": "lease"}, {":lease": {"N": str(lease)}}
         ):
@@ -803,7 +800,7 @@ class DynamoViewStore:
                 Key={"pk": {"S": CHECKPOINT_PK}, "sk": {"S": f"{projection}#{partition}"}},
                 UpdateExpression="SET #fin = if_not_exists(#fin, :now)",
                 ExpressionAttributeNames={"#fin": "fin"},
-                ExpressionAttributeValues={":now": {"N": str(_now_micros())}},
+                ExpressionAttributeValues={":now": {"N": str(now_micros())}},
             )
 
     def save_checkpoint(
@@ -819,7 +816,7 @@ class DynamoViewStore:
         names = {"#pos": "pos", "#at": "at", "#eps": "eps", "#total": "total"}
         values: dict[str, Any] = {
             ":pos": {"S": seq_key(position)},
-            ":at": {"N": str(_now_micros())},
+            ":at": {"N": str(now_micros())},
             ":eps": {"N": repr(float(events_per_second))},
             ":events": {"N": str(events)},
         }
@@ -1158,9 +1155,7 @@ class DynamoViewStore:
         changed: set[str] = set()
         if upto > after:
             changed = self.write_batch(partition, after + 1, upto, [GenerationChanges(changes, generations)])
-        watermark = current.watermark
-        if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
-            watermark = changes.watermark
+        watermark = later(current.watermark, changes.watermark)
         if self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second):
             changed.add(PROJECTIONS_MARKER)
         self.bump_markers(changed)
@@ -1402,7 +1397,7 @@ class GenerationWriter:
 
     def renew(self, until: float | None = None) -> None:
         """Keep the lease: extend it when half of it is gone, or to ``until`` (epoch s)."""
-        if until is not None or self.build.lease - _now_micros() < self._store.lease_seconds * 1e6 / 2:
+        if until is not None or self.build.lease - now_micros() < self._store.lease_seconds * 1e6 / 2:
             self.build = self._store.renew_build(self.build, until)
 
     def __call__(self, changes: ViewChanges) -> None:

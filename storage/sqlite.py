@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 from domain.errors import ConcurrencyError, EventTooLarge, StoreUnavailable
 from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
-from storage.codec import dumps, from_micros, loads, to_micros
+from domain.micros import epoch_micros, from_epoch_micros
+from storage.codec import dumps, loads
 
 # Beside the database: ingest writers of every process take turns on it (see _writer_turn).
 WRITER_LOCK_SUFFIX = "-writer.lock"
@@ -74,13 +75,13 @@ def _rows_to_events(rows: list[tuple]) -> list[RecordedEvent]:
         RecordedEvent(
             id=event_id,
             type=type_,
-            occurred_at=from_micros(occurred),
+            occurred_at=from_epoch_micros(occurred),
             properties=properties,
             source=source,
             stream_id=stream_id,
             version=version,
             position=position,
-            received_at=from_micros(received),
+            received_at=from_epoch_micros(received),
         )
         for (position, event_id, stream_id, version, type_, occurred, source, _, received), properties in zip(
             rows, all_properties, strict=True
@@ -149,7 +150,7 @@ class SqliteEventStore:
         return conn
 
     def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None):
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         rows = []
         for index, event in enumerate(events):
             props = dumps(dict(event.properties))
@@ -163,7 +164,7 @@ class SqliteEventStore:
                     stream_id,
                     version,
                     event.type,
-                    to_micros(event.occurred_at),
+                    epoch_micros(event.occurred_at),
                     event.source,
                     props,
                     received,

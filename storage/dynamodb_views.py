@@ -111,6 +111,8 @@ from domain.ports import (
 from domain.settings import Settings
 from projections.buckets import Retention
 from projections.counters import combine
+from projections.gauges import newer
+from projections.series import aggregate_cells
 from storage.dynamodb import (
     BATCH_GET_KEYS,
     BATCH_WRITE_ITEMS,
@@ -275,6 +277,19 @@ def _bucket_of(sk: str) -> int:
 def _dims_of(item: Mapping[str, Any]) -> list[str]:
     tail = item["sk"]["S"][BUCKET_DIGITS + 1 :]
     return json.loads(item["d"]["S"] if tail.startswith("~") else tail)
+
+
+def _counter_cell(item: Mapping[str, Any]) -> tuple[int, tuple[str, ...], CounterDelta]:
+    """``(bucket, dimension values, delta)`` of a stored counter cell."""
+    total = math.inf if "ovf" in item else float(Decimal(item["s"]["N"])) if "s" in item else 0.0
+    delta = CounterDelta(
+        int(item["n"]["N"]),
+        total,
+        unsortable(item["lo"]["S"]) if "lo" in item else None,
+        unsortable(item["hi"]["S"]) if "hi" in item else None,
+    )
+    # Missing dimensions read as "", as SQLite's padded columns do.
+    return _bucket_of(item["sk"]["S"]), (*_dims_of(item), "", "", ""), delta
 
 
 def gauge_key(name: str, generation: int, key: str) -> Item:
@@ -904,11 +919,7 @@ class DynamoViewStore:
                 if gen is None:
                     log.warning("no generation for gauge %r: its readings are not written", name)
                     continue
-                current = gauges.get((name, key, gen))
-                if current is None or (reading.occurred_at, reading.event_id) > (
-                    current.occurred_at,
-                    current.event_id,
-                ):
+                if newer(reading, gauges.get((name, key, gen))):
                     gauges[(name, key, gen)] = reading
         return counters, types, gauges
 
@@ -1294,31 +1305,10 @@ class DynamoViewStore:
         gen = self._generation(metric)
         if gen is None or start >= end:
             return []
-        wanted = sorted((where or {}).items())
-        cells: dict[tuple[int, str | None], CounterDelta] = {}
         # Cells past their retention stay readable until TTL deletes them (within days),
         # as SQLite's stay until its next prune.
-        for item in self._counter_items(metric, gen, resolution, start, end):
-            bucket = _bucket_of(item["sk"]["S"])
-            if not start <= bucket < end:
-                continue
-            # Missing dimensions read as "", as SQLite's padded columns do.
-            dims = [*_dims_of(item), "", "", ""]
-            if any(dims[index] != value for index, value in wanted):
-                continue
-            group = None if group_by is None else dims[group_by]
-            total = math.inf if "ovf" in item else float(Decimal(item["s"]["N"])) if "s" in item else 0.0
-            delta = CounterDelta(
-                int(item["n"]["N"]),
-                total,
-                unsortable(item["lo"]["S"]) if "lo" in item else None,
-                unsortable(item["hi"]["S"]) if "hi" in item else None,
-            )
-            cells[(bucket, group)] = combine(cells.get((bucket, group)), delta)
-        return [
-            CounterCell(bucket, group, delta.count, delta.sum, delta.min, delta.max)
-            for (bucket, group), delta in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
-        ]
+        items = self._counter_items(metric, gen, resolution, start, end)
+        return aggregate_cells((cell for cell in map(_counter_cell, items) if start <= cell[0] < end), where, group_by)
 
     def read_gauges(self, name: str, keys: Sequence[str] | None = None) -> list[GaugeReading]:
         state = self.definitions_state(consistent=False)

@@ -8,9 +8,9 @@ Layout of the events table (keys ``pk``/``sk``, both strings):
 - an aggregate event: pk ``S#<stream id>``, sk ``v#<version, 10 digits>``; one partition per
   aggregate, versions in key order.
 
-Facts also carry ``gpk``/``gsk`` for the sparse GSI ``by_type_time`` (type and UTC day /
-occurredAt and id), which makes them readable by type and time range. The table streams
-NEW_IMAGE records to the projection workers (``storage/dynamodb_feed.py``).
+The table has no secondary index: facts are read back in Scan order (``read_facts``,
+for rebuilds and replay) and as NEW_IMAGE records of its stream, which feeds the
+projection workers (``storage/dynamodb_feed.py``).
 
 Every attribute is a string or a number: ``properties`` is JSON text written by
 ``storage.codec`` so ints, floats, bools, None and unicode round-trip exactly (DynamoDB's
@@ -36,7 +36,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import boto3
@@ -66,11 +65,8 @@ BATCH_WRITE_ITEMS = 25
 FACT_SHARDS = 16
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _RETRYABLE_CANCELLATIONS = {"None", "TransactionConflict", "ThrottlingError"}
-BY_TYPE_TIME = "by_type_time"
 TTL_ATTRIBUTE = "expiresAt"  # reserved: no event sets it yet; a retention policy would
-MICROS_DIGITS = 20  # zero-padded occurredAt in gsk so string order is time order
-MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES - MICROS_DIGITS - 1  # gsk = "<micros>#<id>"
-MAX_TYPE_BYTES = MAX_PARTITION_KEY_BYTES - len("#YYYY-MM-DD")
+MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES  # a fact's sk is its id
 
 # Writer threads per store: DynamoDB Local does ~650 puts/s on a stream table when fed
 # by 8 concurrent BatchWriteItem calls (2 cores), several times what one caller gets.
@@ -117,18 +113,7 @@ def events_table_definition(table_name: str) -> dict[str, Any]:
     return {
         "TableName": table_name,
         "KeySchema": _key_schema("pk", "sk"),
-        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "gsk")],
-        # Facts by type and time. One GSI partition holds one type's day, so a very busy
-        # type (over ~1,000 writes/s) makes it hot; the remedy is a suffix shard,
-        # gpk = "<type>#<day>#<n>" with n = hash(id) % N, and reads querying all N.
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": BY_TYPE_TIME,
-                "KeySchema": _key_schema("gpk", "gsk"),
-                # ALL: a range read needs whole events; KEYS_ONLY would add a BatchGet per page.
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
         "BillingMode": "PAY_PER_REQUEST",
         # Projection workers consume the stream; they only need the item as written.
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
@@ -212,14 +197,6 @@ def version_key(version: int) -> str:
     return f"v#{version:010d}"
 
 
-def type_day_key(event_type: str, moment: datetime) -> str:
-    return f"{event_type}#{moment.astimezone(UTC):%Y-%m-%d}"
-
-
-def time_id_key(micros: int, event_id: str) -> str:
-    return f"{micros:0{MICROS_DIGITS}d}#{event_id}"
-
-
 def encode_item(
     event: Event,
     *,
@@ -230,24 +207,19 @@ def encode_item(
     received_micros: int,
 ) -> Item:
     """The stored form of one event; ``decode_item`` reads it back."""
-    occurred = epoch_micros(event.occurred_at)
     item: Item = {
         "pk": {"S": pk},
         "sk": {"S": sk},
         "id": {"S": event.id},
         "type": {"S": event.type},
-        "occurredAt": {"N": str(occurred)},
+        "occurredAt": {"N": str(epoch_micros(event.occurred_at))},
         "receivedAt": {"N": str(received_micros)},
         "properties": {"S": dumps(dict(event.properties))},
         "streamId": {"S": stream_id},
     }
     if event.source is not None:
         item["source"] = {"S": event.source}
-    if version is None:
-        # Only facts are indexed by type and time (a sparse GSI).
-        item["gpk"] = {"S": type_day_key(event.type, event.occurred_at)}
-        item["gsk"] = {"S": time_id_key(occurred, event.id)}
-    else:
+    if version is not None:
         item["version"] = {"N": str(version)}
     return item
 
@@ -422,11 +394,6 @@ class DynamoEventStore:
                 problems.append(
                     FieldError("id", f"is {id_bytes} bytes; at most {MAX_FACT_ID_BYTES} bytes (UTF-8)", index)
                 )
-            type_bytes = _utf8_len(event.type)
-            if type_bytes > MAX_TYPE_BYTES:
-                problems.append(
-                    FieldError("type", f"is {type_bytes} bytes; at most {MAX_TYPE_BYTES} bytes (UTF-8)", index)
-                )
             item = encode_item(
                 event,
                 pk=fact_partition(event.id),
@@ -538,36 +505,6 @@ class DynamoEventStore:
             start = last
         events = tuple(decode_item(item) for item in items)
         return FactPage(events, None if start is None else json.dumps(start, separators=(",", ":")))
-
-    def read_facts_by_type(self, event_type: str, start: datetime, end: datetime) -> list[RecordedEvent]:
-        """Facts of ``event_type`` with ``start <= occurredAt < end``, in (occurredAt, id) order.
-
-        One paginated GSI query per UTC day in the range (GSI reads are eventually consistent).
-        """
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        start, end = start.astimezone(UTC), end.astimezone(UTC)
-        if start >= end:
-            return []
-        low, high = f"{epoch_micros(start):0{MICROS_DIGITS}d}", f"{epoch_micros(end):0{MICROS_DIGITS}d}"
-        found: list[RecordedEvent] = []
-        day = datetime(start.year, start.month, start.day, tzinfo=UTC)
-        while day < end:
-            # BETWEEN is inclusive, but no gsk equals `high` exactly ("<micros>#<id>" sorts
-            # after it), so this is start <= occurredAt < end.
-            request: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": BY_TYPE_TIME,
-                "KeyConditionExpression": "gpk = :day AND gsk BETWEEN :low AND :high",
-                "ExpressionAttributeValues": {
-                    ":day": {"S": type_day_key(event_type, day)},
-                    ":low": {"S": low},
-                    ":high": {"S": high},
-                },
-            }
-            found.extend(decode_item(item) for item in self._query_all(request, "reading facts by type"))
-            day += timedelta(days=1)
-        return found
 
     # -- aggregates
 

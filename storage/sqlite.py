@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at INTEGER NOT NULL,
     UNIQUE (stream_id, version)
 );
-CREATE INDEX IF NOT EXISTS events_by_type_time ON events (type, occurred_at);
+-- An index by (type, occurred_at) that nothing read; files made before it was dropped lose it here.
+DROP INDEX IF EXISTS events_by_type_time;
 """
 
 _COLUMNS = "position, id, stream_id, version, type, occurred_at, source, properties, received_at"

@@ -113,7 +113,7 @@ from projections.buckets import Retention
 from projections.counters import combine
 from projections.gauges import newer
 from projections.series import aggregate_cells
-from storage.dynamodb import (
+from storage.dynamodb_base import (
     BATCH_GET_KEYS,
     BATCH_WRITE_ITEMS,
     MAX_SORT_KEY_BYTES,

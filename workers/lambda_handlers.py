@@ -120,7 +120,8 @@ class Runtime:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Runtime:
-        from storage.dynamodb import DynamoEventStore, make_client
+        from storage.dynamodb import DynamoEventStore
+        from storage.dynamodb_base import make_client
 
         settings = Settings.from_env(env)
         timing = RebuildTiming.from_env(env)

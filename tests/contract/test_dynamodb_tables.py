@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli import main
 from domain.settings import Settings
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 from storage.tables import drop_tables
 
 

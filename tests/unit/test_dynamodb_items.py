@@ -10,15 +10,8 @@ from botocore.exceptions import ClientError
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, Event
-from storage.dynamodb import (
-    FACT_SHARDS,
-    MAX_EVENT_BYTES,
-    decode_item,
-    encode_item,
-    fact_partition,
-    item_size,
-    retry_unprocessed,
-)
+from storage.dynamodb import FACT_SHARDS, MAX_EVENT_BYTES, decode_item, encode_item, fact_partition
+from storage.dynamodb_base import item_size, retry_unprocessed
 
 
 def test_a_fact_partition_depends_on_the_id_only_and_is_stable() -> None:

@@ -468,7 +468,7 @@ def deploy_wire_streams(
 
     import boto3
 
-    from storage.dynamodb import TTL_ATTRIBUTE, make_client
+    from storage.dynamodb_base import TTL_ATTRIBUTE, make_client
     from storage.dynamodb_feed import latest_stream_arn
     from workers import wiring
 

@@ -26,9 +26,10 @@ from domain import metrics as defs
 from domain.errors import ConcurrencyError, FieldError, NotFound, StoreUnavailable, ValidationError
 from domain.events import utc_now
 from domain.metrics import MetricCatalog, MetricDefinition
+from domain.micros import from_epoch_micros
 from domain.ports import EventStore, PositionedLog, ViewStore
 from projections import series as shaping
-from projections.buckets import Bucketing, from_epoch_micros
+from projections.buckets import Bucketing
 from projections.counters import PROJECTION
 
 T = TypeVar("T")

@@ -144,17 +144,4 @@ class Retention:
         return int(now) - (days + margin) * 86400
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def epoch_micros(moment: datetime) -> int:
-    """An aware datetime as integer epoch microseconds (exact, unlike ``timestamp()``)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_epoch_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-__all__ = ["FIXED_SECONDS", "RESOLUTIONS", "Bucketing", "Retention", "epoch_micros", "from_epoch_micros", "zone"]
+__all__ = ["FIXED_SECONDS", "RESOLUTIONS", "Bucketing", "Retention", "zone"]

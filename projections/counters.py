@@ -23,8 +23,9 @@ from datetime import datetime
 
 from domain.events import RecordedEvent
 from domain.metrics import COUNT, DAY, HOUR, MINUTE, GaugeDefinition, MetricDefinition, builtin_key, dimension_value
+from domain.micros import epoch_micros, later
 from domain.ports import CounterDelta, CounterKey, GaugeKey, GaugeValue, ViewChanges
-from projections.buckets import Bucketing, epoch_micros
+from projections.buckets import Bucketing
 from projections.gauges import compile_gauges, newer, project_gauges
 
 #: The name of the counters-and-gauges projection in checkpoints and status.
@@ -212,8 +213,7 @@ def merge(changes: Iterable[ViewChanges]) -> ViewChanges:
         for etype, n in change.event_types.items():
             types[etype] = types.get(etype, 0) + n
         events += change.events
-        if change.watermark is not None and (watermark is None or change.watermark > watermark):
-            watermark = change.watermark
+        watermark = later(watermark, change.watermark)
     return ViewChanges(counters=counters, gauges=gauges, event_types=types, events=events, watermark=watermark)
 
 

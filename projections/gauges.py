@@ -10,8 +10,8 @@ from collections.abc import Iterable, MutableMapping
 
 from domain.events import RecordedEvent
 from domain.metrics import MISSING, GaugeDefinition, dimension_value
+from domain.micros import epoch_micros
 from domain.ports import GaugeKey, GaugeValue
-from projections.buckets import epoch_micros
 
 #: Per event type: ``(gauge name, value property, key property or None)``.
 CompiledGauges = dict[str, list[tuple[str, str, str | None]]]

@@ -8,9 +8,9 @@ Layout of the events table (keys ``pk``/``sk``, both strings):
 - an aggregate event: pk ``S#<stream id>``, sk ``v#<version, 10 digits>``; one partition per
   aggregate, versions in key order.
 
-Facts also carry ``gpk``/``gsk`` for the sparse GSI ``by_type_time`` (type and UTC day /
-occurredAt and id), which makes them readable by type and time range. The table streams
-NEW_IMAGE records to the projection workers (``storage/dynamodb_feed.py``).
+The table has no secondary index: facts are read back in Scan order (``read_facts``,
+for rebuilds and replay) and as NEW_IMAGE records of its stream, which feeds the
+projection workers (``storage/dynamodb_feed.py``).
 
 Every attribute is a string or a number: ``properties`` is JSON text written by
 ``storage.codec`` so ints, floats, bools, None and unicode round-trip exactly (DynamoDB's
@@ -29,79 +29,49 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import boto3
 from botocore.client import BaseClient
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from domain.errors import ConcurrencyError, EventTooLarge, FieldError, StoreUnavailable, ValidationError
 from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
+from domain.micros import epoch_micros, from_epoch_micros
 from domain.settings import Settings
-from storage.codec import dumps, from_micros, loads, to_micros
+from storage.codec import dumps, loads
+from storage.dynamodb_base import (
+    BATCH_GET_KEYS,
+    BATCH_WRITE_ITEMS,
+    MAX_ITEM_BYTES,
+    MAX_PARTITION_KEY_BYTES,
+    MAX_SORT_KEY_BYTES,
+    TTL_ATTRIBUTE,
+    WRITE_DEADLINE_SECONDS,
+    Table,
+    WriterPool,
+    chunked,
+    error_code,
+    item_size,
+    make_client,
+)
 
 Item = dict[str, dict[str, str]]
-Chunk = TypeVar("Chunk")
-Result = TypeVar("Result")
 
-# DynamoDB's limits (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
-MAX_EVENT_BYTES = 400 * 1024  # one item, attribute names included
-MAX_PARTITION_KEY_BYTES = 2048
-MAX_SORT_KEY_BYTES = 1024
+MAX_EVENT_BYTES = MAX_ITEM_BYTES
 MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
-BATCH_GET_KEYS = 100
-BATCH_WRITE_ITEMS = 25
+MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES  # a fact's sk is its id
 
 FACT_SHARDS = 16
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 _RETRYABLE_CANCELLATIONS = {"None", "TransactionConflict", "ThrottlingError"}
-BY_TYPE_TIME = "by_type_time"
-TTL_ATTRIBUTE = "expiresAt"  # reserved: no event sets it yet; a retention policy would
-MICROS_DIGITS = 20  # zero-padded occurredAt in gsk so string order is time order
-MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES - MICROS_DIGITS - 1  # gsk = "<micros>#<id>"
-MAX_TYPE_BYTES = MAX_PARTITION_KEY_BYTES - len("#YYYY-MM-DD")
 
 # Writer threads per store: DynamoDB Local does ~650 puts/s on a stream table when fed
 # by 8 concurrent BatchWriteItem calls (2 cores), several times what one caller gets.
 WRITE_THREADS = 8
-# Room for the writer threads plus the request threads (gunicorn gthread) sharing a client.
-MAX_POOL_CONNECTIONS = 32
-WRITE_DEADLINE_SECONDS = 30.0
-
-
-def client_config() -> Config:
-    """botocore settings shared by the store and the change feed."""
-    return Config(
-        # standard mode retries throttling, 5xx and TransactionInProgress with backoff;
-        # 3 attempts keep a dead endpoint's answer (StoreUnavailable) within seconds.
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=10,
-        max_pool_connections=MAX_POOL_CONNECTIONS,
-        tcp_keepalive=True,
-    )
-
-
-def make_client(settings: Settings, service: str = "dynamodb") -> BaseClient:
-    """A low-level client for ``service``; credentials come from the default chain."""
-    # A session per client: boto3's default session is not safe to share across threads.
-    session = boto3.session.Session()
-    return session.client(
-        service,
-        region_name=settings.region,
-        endpoint_url=settings.dynamodb_endpoint,
-        config=client_config(),
-    )
 
 
 # ---------------------------------------------------------------------------- tables
@@ -116,18 +86,7 @@ def events_table_definition(table_name: str) -> dict[str, Any]:
     return {
         "TableName": table_name,
         "KeySchema": _key_schema("pk", "sk"),
-        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "gsk")],
-        # Facts by type and time. One GSI partition holds one type's day, so a very busy
-        # type (over ~1,000 writes/s) makes it hot; the remedy is a suffix shard,
-        # gpk = "<type>#<day>#<n>" with n = hash(id) % N, and reads querying all N.
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": BY_TYPE_TIME,
-                "KeySchema": _key_schema("gpk", "gsk"),
-                # ALL: a range read needs whole events; KEYS_ONLY would add a BatchGet per page.
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
         "BillingMode": "PAY_PER_REQUEST",
         # Projection workers consume the stream; they only need the item as written.
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
@@ -145,10 +104,6 @@ def views_table_definition(table_name: str) -> dict[str, Any]:
 
 
 _WAIT = {"Delay": 1, "MaxAttempts": 300}
-
-
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
 
 
 def _enable_ttl(client: BaseClient, table_name: str) -> None:
@@ -174,7 +129,7 @@ def create_tables(settings: Settings) -> list[str]:
                 client.create_table(**definition)
             except ClientError as exc:
                 # Existing tables (or a concurrent creator's) are left alone.
-                if _error_code(exc) != "ResourceInUseException":
+                if error_code(exc) != "ResourceInUseException":
                     raise
             client.get_waiter("table_exists").wait(TableName=definition["TableName"], WaiterConfig=_WAIT)
         for name in (settings.events_table, settings.views_table):
@@ -192,7 +147,7 @@ def drop_tables(settings: Settings) -> None:
             try:
                 client.delete_table(TableName=name)
             except ClientError as exc:
-                if _error_code(exc) != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
             client.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig=_WAIT)
     finally:
@@ -211,14 +166,6 @@ def version_key(version: int) -> str:
     return f"v#{version:010d}"
 
 
-def type_day_key(event_type: str, moment: datetime) -> str:
-    return f"{event_type}#{moment.astimezone(UTC):%Y-%m-%d}"
-
-
-def time_id_key(micros: int, event_id: str) -> str:
-    return f"{micros:0{MICROS_DIGITS}d}#{event_id}"
-
-
 def encode_item(
     event: Event,
     *,
@@ -229,24 +176,19 @@ def encode_item(
     received_micros: int,
 ) -> Item:
     """The stored form of one event; ``decode_item`` reads it back."""
-    occurred = to_micros(event.occurred_at)
     item: Item = {
         "pk": {"S": pk},
         "sk": {"S": sk},
         "id": {"S": event.id},
         "type": {"S": event.type},
-        "occurredAt": {"N": str(occurred)},
+        "occurredAt": {"N": str(epoch_micros(event.occurred_at))},
         "receivedAt": {"N": str(received_micros)},
         "properties": {"S": dumps(dict(event.properties))},
         "streamId": {"S": stream_id},
     }
     if event.source is not None:
         item["source"] = {"S": event.source}
-    if version is None:
-        # Only facts are indexed by type and time (a sparse GSI).
-        item["gpk"] = {"S": type_day_key(event.type, event.occurred_at)}
-        item["gsk"] = {"S": time_id_key(occurred, event.id)}
-    else:
+    if version is not None:
         item["version"] = {"N": str(version)}
     return item
 
@@ -258,84 +200,18 @@ def decode_item(item: Mapping[str, Mapping[str, Any]], position: int | None = No
     return RecordedEvent(
         id=item["id"]["S"],
         type=item["type"]["S"],
-        occurred_at=from_micros(int(item["occurredAt"]["N"])),
+        occurred_at=from_epoch_micros(int(item["occurredAt"]["N"])),
         properties=loads(item["properties"]["S"]),
         source=None if source is None else source["S"],
         stream_id=item["streamId"]["S"],
         version=None if version is None else int(version["N"]),
         position=position,
-        received_at=from_micros(int(item["receivedAt"]["N"])),
+        received_at=from_epoch_micros(int(item["receivedAt"]["N"])),
     )
-
-
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
-    # 1 byte per two significant digits plus 1; one more for a sign, to err on the safe side.
-    return (len(digits) + 1) // 2 + 1 + text.startswith("-")
-
-
-def item_size(item: Mapping[str, Mapping[str, str]]) -> int:
-    """Bytes DynamoDB counts against its 400 KB item limit: names plus values (S and N)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        ((kind, raw),) = value.items()
-        if kind == "S":
-            size += len(raw.encode())
-        elif kind == "N":
-            size += _number_size(raw)
-        else:
-            raise ValueError(f"attribute {name!r} has type {kind}; events are stored as S and N only")
-    return size
 
 
 def _utf8_len(text: str) -> int:
     return len(text.encode())
-
-
-# ----------------------------------------------------------------------------- retries
-
-
-def _pending(request: Mapping[str, Any]) -> int:
-    """Items or keys left in a BatchWriteItem / BatchGetItem request."""
-    return sum(len(value["Keys"]) if isinstance(value, Mapping) else len(value) for value in request.values())
-
-
-def retry_unprocessed(
-    send: Callable[[dict[str, Any]], Mapping[str, Any] | None],
-    request: dict[str, Any],
-    *,
-    what: str,
-    deadline_seconds: float = WRITE_DEADLINE_SECONDS,
-    base_delay: float = 0.05,
-    max_delay: float = 2.0,
-) -> None:
-    """Send ``request`` and then what ``send`` returns as unprocessed, until nothing is left.
-
-    A call refused outright for throttling counts as nothing processed. Waits between
-    rounds with exponential backoff and full jitter (AWS's advice for batch calls), and
-    raises ``StoreUnavailable`` once ``deadline_seconds`` have passed.
-    """
-    deadline = time.monotonic() + deadline_seconds
-    attempt = 0
-    pending: Mapping[str, Any] | None = request
-    while pending:
-        try:
-            pending = send(dict(pending))
-        except ClientError as exc:
-            if _error_code(exc) not in _THROTTLED:
-                raise
-            # botocore's own retries ran out while throttled: all of it is unprocessed.
-        if not pending:
-            return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise StoreUnavailable(
-                f"{what}: DynamoDB still left {_pending(pending)} items unprocessed after {deadline_seconds:g} s"
-                " (throttled); part of the batch may be stored, and sending the same batch again is safe"
-            )
-        time.sleep(min(left, random.uniform(0, min(max_delay, base_delay * 2**attempt))))
-        attempt += 1
 
 
 # ----------------------------------------------------------------------------- store
@@ -354,63 +230,19 @@ class DynamoEventStore:
         write_threads: int = WRITE_THREADS,
         write_deadline_seconds: float = WRITE_DEADLINE_SECONDS,
     ) -> None:
-        self._client = client
+        self._table = Table(client, table_name, write_deadline_seconds=write_deadline_seconds)
         self.table_name = table_name
-        self._write_threads = write_threads
-        self._write_deadline = write_deadline_seconds
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool = WriterPool(write_threads, "pulse-dynamodb")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DynamoEventStore:
         return cls(make_client(settings), settings.events_table)
 
-    # -- plumbing
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Maps what means "the store is not answering" to ``StoreUnavailable``."""
-        try:
-            yield
-        except BotoCoreError as exc:  # connection refused, timeouts, ...
-            raise StoreUnavailable(f"DynamoDB table {self.table_name}: {action} failed: {exc}") from exc
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code == "ResourceNotFoundException":
-                raise StoreUnavailable(
-                    f"DynamoDB table {self.table_name} does not exist; run `pulse tables create`"
-                ) from exc
-            if code == "ValidationException":
-                raise  # a request this module got wrong: a bug, not an outage
-            raise StoreUnavailable(f"DynamoDB table {self.table_name}: {action} failed: {exc}") from exc
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._write_threads, thread_name_prefix="pulse-dynamodb")
-            return self._pool
-
-    def _each(self, work: Callable[[Chunk], Result], chunks: Sequence[Chunk]) -> list[Result]:
-        """``work`` over ``chunks`` on the writer threads; waits for all before raising."""
-        if len(chunks) <= 1:
-            return [work(chunk) for chunk in chunks]
-        futures = [self._executor().submit(work, chunk) for chunk in chunks]
-        results: list[Result] = []
-        error: BaseException | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # re-raised below, once the other chunks are done
-                error = error or exc
-        if error is not None:
-            raise error
-        return results
-
     # -- facts
 
     def _fact_items(self, events: Sequence[Event]) -> list[Item]:
         """Every item of the batch, checked; raises before anything is written."""
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         items: list[Item] = []
         problems: list[FieldError] = []
         for index, event in enumerate(events):
@@ -420,11 +252,6 @@ class DynamoEventStore:
             elif id_bytes > MAX_FACT_ID_BYTES:
                 problems.append(
                     FieldError("id", f"is {id_bytes} bytes; at most {MAX_FACT_ID_BYTES} bytes (UTF-8)", index)
-                )
-            type_bytes = _utf8_len(event.type)
-            if type_bytes > MAX_TYPE_BYTES:
-                problems.append(
-                    FieldError("type", f"is {type_bytes} bytes; at most {MAX_TYPE_BYTES} bytes (UTF-8)", index)
                 )
             item = encode_item(
                 event,
@@ -443,39 +270,20 @@ class DynamoEventStore:
         return items
 
     def _existing_ids(self, keys: list[Item]) -> set[str]:
-        def fetch(chunk: list[Item]) -> set[str]:
-            found: set[str] = set()
+        def fetch(chunk: Sequence[Item]) -> set[str]:
+            # Consistent: a resend right after the first write must see it.
+            found = self._table.batch_get(
+                chunk, "checking for duplicates", ProjectionExpression="sk", ConsistentRead=True
+            )
+            return {item["sk"]["S"] for item in found}
 
-            def send(request: dict[str, Any]) -> Mapping[str, Any] | None:
-                response = self._client.batch_get_item(RequestItems=request)
-                found.update(item["sk"]["S"] for item in response["Responses"].get(self.table_name, []))
-                return response.get("UnprocessedKeys")
-
-            request = {
-                self.table_name: {
-                    "Keys": chunk,
-                    "ProjectionExpression": "sk",
-                    # A resend right after the first write must see it.
-                    "ConsistentRead": True,
-                }
-            }
-            with self._errors("reading ids"):
-                retry_unprocessed(send, request, what="checking for duplicates", deadline_seconds=self._write_deadline)
-            return found
-
-        chunks = [keys[i : i + BATCH_GET_KEYS] for i in range(0, len(keys), BATCH_GET_KEYS)]
-        return set().union(*self._each(fetch, chunks))
+        return set().union(*self._pool.each(fetch, chunked(keys, BATCH_GET_KEYS)))
 
     def _put_all(self, items: list[Item]) -> None:
-        def write(chunk: list[Item]) -> None:
-            def send(request: dict[str, Any]) -> Mapping[str, Any] | None:
-                return self._client.batch_write_item(RequestItems=request).get("UnprocessedItems")
+        def write(chunk: Sequence[Item]) -> None:
+            self._table.batch_write([{"PutRequest": {"Item": item}} for item in chunk], "writing facts")
 
-            request = {self.table_name: [{"PutRequest": {"Item": item}} for item in chunk]}
-            with self._errors("writing facts"):
-                retry_unprocessed(send, request, what="writing facts", deadline_seconds=self._write_deadline)
-
-        self._each(write, [items[i : i + BATCH_WRITE_ITEMS] for i in range(0, len(items), BATCH_WRITE_ITEMS)])
+        self._pool.each(write, chunked(items, BATCH_WRITE_ITEMS))
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
         """Store facts idempotently by id.
@@ -525,8 +333,8 @@ class DynamoEventStore:
             }
             if start is not None:
                 request["ExclusiveStartKey"] = start
-            with self._errors("reading facts"):
-                response = self._client.scan(**request)
+            with self._table.errors("reading facts"):
+                response = self._table.client.scan(**request)
             items.extend(response["Items"])
             last = response.get("LastEvaluatedKey")
             if last is None:
@@ -538,50 +346,11 @@ class DynamoEventStore:
         events = tuple(decode_item(item) for item in items)
         return FactPage(events, None if start is None else json.dumps(start, separators=(",", ":")))
 
-    def read_facts_by_type(self, event_type: str, start: datetime, end: datetime) -> list[RecordedEvent]:
-        """Facts of ``event_type`` with ``start <= occurredAt < end``, in (occurredAt, id) order.
-
-        One paginated GSI query per UTC day in the range (GSI reads are eventually consistent).
-        """
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        start, end = start.astimezone(UTC), end.astimezone(UTC)
-        if start >= end:
-            return []
-        low, high = f"{to_micros(start):0{MICROS_DIGITS}d}", f"{to_micros(end):0{MICROS_DIGITS}d}"
-        found: list[RecordedEvent] = []
-        day = datetime(start.year, start.month, start.day, tzinfo=UTC)
-        while day < end:
-            # BETWEEN is inclusive, but no gsk equals `high` exactly ("<micros>#<id>" sorts
-            # after it), so this is start <= occurredAt < end.
-            request: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": BY_TYPE_TIME,
-                "KeyConditionExpression": "gpk = :day AND gsk BETWEEN :low AND :high",
-                "ExpressionAttributeValues": {
-                    ":day": {"S": type_day_key(event_type, day)},
-                    ":low": {"S": low},
-                    ":high": {"S": high},
-                },
-            }
-            found.extend(decode_item(item) for item in self._query_all(request, "reading facts by type"))
-            day += timedelta(days=1)
-        return found
-
     # -- aggregates
 
-    def _query_all(self, request: dict[str, Any], action: str) -> Iterator[Mapping[str, Any]]:
-        while True:
-            with self._errors(action):
-                response = self._client.query(**request)
-            yield from response["Items"]
-            if "LastEvaluatedKey" not in response:
-                return
-            request = {**request, "ExclusiveStartKey": response["LastEvaluatedKey"]}
-
     def _current_version(self, stream_id: str) -> int:
-        with self._errors("reading a stream's version"):
-            response = self._client.query(
+        with self._table.errors("reading a stream's version"):
+            response = self._table.client.query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": _stream_key(stream_id)}},
@@ -618,7 +387,7 @@ class DynamoEventStore:
                 f"cannot append {len(events)} events at once: one DynamoDB transaction holds at most"
                 f" {MAX_TRANSACTION_ITEMS - check} events here; append them in smaller groups"
             )
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         actions: list[dict[str, Any]] = []
         total = 0
         for index, event in enumerate(events):
@@ -652,7 +421,7 @@ class DynamoEventStore:
         return expected_version + len(events)
 
     def _transact(self, actions: list[dict[str, Any]], stream_id: str, expected_version: int) -> None:
-        deadline = time.monotonic() + self._write_deadline
+        deadline = time.monotonic() + self._table.write_deadline_seconds
         attempt = 0
         while True:
             cancelled = self._try_transact(actions)
@@ -674,13 +443,13 @@ class DynamoEventStore:
 
     def _try_transact(self, actions: list[dict[str, Any]]) -> ClientError | None:
         """None when written; the TransactionCanceledException when DynamoDB cancelled it."""
-        with self._errors("appending"):
+        with self._table.errors("appending"):
             try:
                 # A fresh token per attempt: botocore's own resend of this request after a
                 # lost response is then a no-op, not a false conflict with our own write.
-                self._client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+                self._table.client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
             except ClientError as exc:
-                if _error_code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise
                 return exc
         return None
@@ -693,7 +462,6 @@ class DynamoEventStore:
 
     def read_stream(self, stream_id: str, after_version: int | None = None) -> list[RecordedEvent]:
         request = {
-            "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND sk > :after",
             "ExpressionAttributeValues": {
                 ":pk": {"S": _stream_key(stream_id)},
@@ -703,20 +471,17 @@ class DynamoEventStore:
             # Commands read an aggregate to decide what to append next: read its latest writes.
             "ConsistentRead": True,
         }
-        return [decode_item(item) for item in self._query_all(request, "reading a stream")]
+        return [decode_item(item) for item in self._table.query(request, "reading a stream")]
 
     # -- lifecycle
 
     def ping(self) -> None:
-        with self._errors("describing the table"):
-            self._client.describe_table(TableName=self.table_name)
+        with self._table.errors("describing the table"):
+            self._table.client.describe_table(TableName=self.table_name)
 
     def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-        self._client.close()
+        self._pool.close()
+        self._table.client.close()
 
 
 def _stream_key(stream_id: str) -> str:

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from botocore.client import BaseClient
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from domain.errors import PulseError, StoreUnavailable
 from domain.events import RecordedEvent
 from domain.settings import Settings
-from storage.dynamodb import decode_item, make_client
+from storage.dynamodb import decode_item
+from storage.dynamodb_base import error_code, make_client, unavailable
 
 EVENT_NAMES = ("INSERT", "MODIFY", "REMOVE")
 MAX_RECORDS_PER_READ = 1000  # GetRecords' own limit
@@ -117,19 +118,19 @@ def order_by_lineage(shards: Iterable[Shard]) -> list[Shard]:
     return ordered
 
 
+#: Re-raised as they are: the reader renews an expired iterator; a ValidationException is a bug.
+_PASS_THROUGH = frozenset({"ExpiredIteratorException", "ValidationException", "TrimmedDataAccessException"})
+
+
 @contextmanager
 def _feed_errors(action: str) -> Iterator[None]:
     try:
-        yield
-    except BotoCoreError as exc:
-        raise StoreUnavailable(f"DynamoDB Streams: {action} failed: {exc}") from exc
+        with unavailable("DynamoDB Streams", action, passthrough=_PASS_THROUGH):
+            yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "TrimmedDataAccessException":
+        if error_code(exc) == "TrimmedDataAccessException":
             raise FeedTrimmed(f"{action}: the checkpoint is older than the stream's 24 h retention") from exc
-        if code in ("ExpiredIteratorException", "ValidationException"):
-            raise
-        raise StoreUnavailable(f"DynamoDB Streams: {action} failed: {exc}") from exc
+        raise
 
 
 def latest_stream_arn(client: BaseClient, table_name: str) -> str:
@@ -210,7 +211,7 @@ class ShardReader:
         try:
             response = self._get_records(limit)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ExpiredIteratorException":
+            if error_code(exc) != "ExpiredIteratorException":
                 raise
             # Iterators expire after 15 minutes; resume from the checkpoint instead.
             self._iterator = self._new_iterator()

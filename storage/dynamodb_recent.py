@@ -22,7 +22,7 @@ from domain.events import FACTS_STREAM, RecordedEvent
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, recent_marker
 from domain.settings import Settings
 from storage.codec import dumps, from_micros, loads, to_micros
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 from storage.dynamodb_views import DynamoViewStore
 
 PK_PREFIX = "R#"

@@ -95,6 +95,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from domain.errors import StoreUnavailable
 from domain.events import RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, HOUR, MINUTE, RESOLUTIONS
+from domain.micros import epoch_micros, later, now_micros
 from domain.ports import (
     PROJECTIONS_MARKER,
     Checkpoint,
@@ -108,9 +109,11 @@ from domain.ports import (
     metric_marker,
 )
 from domain.settings import Settings
-from projections.buckets import Retention, epoch_micros
+from projections.buckets import Retention
 from projections.counters import combine
-from storage.dynamodb import (
+from projections.gauges import newer
+from projections.series import aggregate_cells
+from storage.dynamodb_base import (
     BATCH_GET_KEYS,
     BATCH_WRITE_ITEMS,
     MAX_SORT_KEY_BYTES,
@@ -276,6 +279,19 @@ def _dims_of(item: Mapping[str, Any]) -> list[str]:
     return json.loads(item["d"]["S"] if tail.startswith("~") else tail)
 
 
+def _counter_cell(item: Mapping[str, Any]) -> tuple[int, tuple[str, ...], CounterDelta]:
+    """``(bucket, dimension values, delta)`` of a stored counter cell."""
+    total = math.inf if "ovf" in item else float(Decimal(item["s"]["N"])) if "s" in item else 0.0
+    delta = CounterDelta(
+        int(item["n"]["N"]),
+        total,
+        unsortable(item["lo"]["S"]) if "lo" in item else None,
+        unsortable(item["hi"]["S"]) if "hi" in item else None,
+    )
+    # Missing dimensions read as "", as SQLite's padded columns do.
+    return _bucket_of(item["sk"]["S"]), (*_dims_of(item), "", "", ""), delta
+
+
 def gauge_key(name: str, generation: int, key: str) -> Item:
     item: Item = {"pk": {"S": f"{GAUGE_PREFIX}{name}#{generation}"}, "sk": {"S": key}}
     if len(key.encode()) > MAX_SORT_KEY_BYTES:
@@ -288,10 +304,6 @@ def _expires_at(retention: Retention, resolution: str, bucket: int) -> int | Non
     # The same horizon as SQLite's prune (Retention.horizon), measured from the bucket.
     horizon = retention.horizon(resolution, 0)
     return None if horizon is None else bucket - horizon
-
-
-def _now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 # ------------------------------------------------------------------- state and changes
@@ -611,7 +623,7 @@ class DynamoViewStore:
         owner's rebuild holds an unexpired lease, or the state changed meanwhile.
         """
         state = self.definitions_state()
-        now = _now_micros()
+        now = now_micros()
         if version <= state.version:
             raise CheckpointConflict("definitions", "", f"views already reflect version {state.version}")
         if state.build is not None and state.build.owner != owner and state.build.lease > now:
@@ -680,7 +692,7 @@ class DynamoViewStore:
     def renew_build(self, build: Build, until: float | None = None) -> Build:
         """Extend the lease (to ``until``, epoch seconds, if given); ``CheckpointConflict``
         when the rebuild was taken over."""
-        lease = int(until * 1e6) if until is not None else _now_micros() + int(self.lease_seconds * 1e6)
+        lease = int(until * 1e6) if until is not None else now_micros() + int(self.lease_seconds * 1e6)
         if not self._update_build(
             build, "SET #build.#lease = :lease", {"#lease": "lease"}, {":lease": {"N": str(lease)}}
         ):
@@ -807,7 +819,7 @@ class DynamoViewStore:
                 Key={"pk": {"S": CHECKPOINT_PK}, "sk": {"S": f"{projection}#{partition}"}},
                 UpdateExpression="SET #fin = if_not_exists(#fin, :now)",
                 ExpressionAttributeNames={"#fin": "fin"},
-                ExpressionAttributeValues={":now": {"N": str(_now_micros())}},
+                ExpressionAttributeValues={":now": {"N": str(now_micros())}},
             )
 
     def save_checkpoint(
@@ -823,7 +835,7 @@ class DynamoViewStore:
         names = {"#pos": "pos", "#at": "at", "#eps": "eps", "#total": "total"}
         values: dict[str, Any] = {
             ":pos": {"S": seq_key(position)},
-            ":at": {"N": str(_now_micros())},
+            ":at": {"N": str(now_micros())},
             ":eps": {"N": repr(float(events_per_second))},
             ":events": {"N": str(events)},
         }
@@ -911,11 +923,7 @@ class DynamoViewStore:
                 if gen is None:
                     log.warning("no generation for gauge %r: its readings are not written", name)
                     continue
-                current = gauges.get((name, key, gen))
-                if current is None or (reading.occurred_at, reading.event_id) > (
-                    current.occurred_at,
-                    current.event_id,
-                ):
+                if newer(reading, gauges.get((name, key, gen))):
                     gauges[(name, key, gen)] = reading
         return counters, types, gauges
 
@@ -1162,9 +1170,7 @@ class DynamoViewStore:
         changed: set[str] = set()
         if upto > after:
             changed = self.write_batch(partition, after + 1, upto, [GenerationChanges(changes, generations)])
-        watermark = current.watermark
-        if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
-            watermark = changes.watermark
+        watermark = later(current.watermark, changes.watermark)
         if self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second):
             changed.add(PROJECTIONS_MARKER)
         self.bump_markers(changed)
@@ -1303,31 +1309,10 @@ class DynamoViewStore:
         gen = self._generation(metric)
         if gen is None or start >= end:
             return []
-        wanted = sorted((where or {}).items())
-        cells: dict[tuple[int, str | None], CounterDelta] = {}
         # Cells past their retention stay readable until TTL deletes them (within days),
         # as SQLite's stay until its next prune.
-        for item in self._counter_items(metric, gen, resolution, start, end):
-            bucket = _bucket_of(item["sk"]["S"])
-            if not start <= bucket < end:
-                continue
-            # Missing dimensions read as "", as SQLite's padded columns do.
-            dims = [*_dims_of(item), "", "", ""]
-            if any(dims[index] != value for index, value in wanted):
-                continue
-            group = None if group_by is None else dims[group_by]
-            total = math.inf if "ovf" in item else float(Decimal(item["s"]["N"])) if "s" in item else 0.0
-            delta = CounterDelta(
-                int(item["n"]["N"]),
-                total,
-                unsortable(item["lo"]["S"]) if "lo" in item else None,
-                unsortable(item["hi"]["S"]) if "hi" in item else None,
-            )
-            cells[(bucket, group)] = combine(cells.get((bucket, group)), delta)
-        return [
-            CounterCell(bucket, group, delta.count, delta.sum, delta.min, delta.max)
-            for (bucket, group), delta in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
-        ]
+        items = self._counter_items(metric, gen, resolution, start, end)
+        return aggregate_cells((cell for cell in map(_counter_cell, items) if start <= cell[0] < end), where, group_by)
 
     def read_gauges(self, name: str, keys: Sequence[str] | None = None) -> list[GaugeReading]:
         state = self.definitions_state(consistent=False)
@@ -1406,7 +1391,7 @@ class GenerationWriter:
 
     def renew(self, until: float | None = None) -> None:
         """Keep the lease: extend it when half of it is gone, or to ``until`` (epoch s)."""
-        if until is not None or self.build.lease - _now_micros() < self._store.lease_seconds * 1e6 / 2:
+        if until is not None or self.build.lease - now_micros() < self._store.lease_seconds * 1e6 / 2:
             self.build = self._store.renew_build(self.build, until)
 
     def __call__(self, changes: ViewChanges) -> None:

@@ -16,7 +16,8 @@ from typing import BinaryIO
 
 from domain.errors import ConcurrencyError, EventTooLarge, StoreUnavailable
 from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
-from storage.codec import dumps, from_micros, loads, to_micros
+from domain.micros import epoch_micros, from_epoch_micros
+from storage.codec import dumps, loads
 
 # Beside the database: ingest writers of every process take turns on it (see _writer_turn).
 WRITER_LOCK_SUFFIX = "-writer.lock"
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at INTEGER NOT NULL,
     UNIQUE (stream_id, version)
 );
-CREATE INDEX IF NOT EXISTS events_by_type_time ON events (type, occurred_at);
+-- An index by (type, occurred_at) that nothing read; files made before it was dropped lose it here.
+DROP INDEX IF EXISTS events_by_type_time;
 """
 
 _COLUMNS = "position, id, stream_id, version, type, occurred_at, source, properties, received_at"
@@ -74,13 +76,13 @@ def _rows_to_events(rows: list[tuple]) -> list[RecordedEvent]:
         RecordedEvent(
             id=event_id,
             type=type_,
-            occurred_at=from_micros(occurred),
+            occurred_at=from_epoch_micros(occurred),
             properties=properties,
             source=source,
             stream_id=stream_id,
             version=version,
             position=position,
-            received_at=from_micros(received),
+            received_at=from_epoch_micros(received),
         )
         for (position, event_id, stream_id, version, type_, occurred, source, _, received), properties in zip(
             rows, all_properties, strict=True
@@ -149,7 +151,7 @@ class SqliteEventStore:
         return conn
 
     def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None):
-        received = to_micros(utc_now())
+        received = epoch_micros(utc_now())
         rows = []
         for index, event in enumerate(events):
             props = dumps(dict(event.properties))
@@ -163,7 +165,7 @@ class SqliteEventStore:
                     stream_id,
                     version,
                     event.type,
-                    to_micros(event.occurred_at),
+                    epoch_micros(event.occurred_at),
                     event.source,
                     props,
                     received,

@@ -9,10 +9,10 @@ and moves the projection's checkpoint.
 from __future__ import annotations
 
 import sqlite3
-import time
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
+from domain.micros import now_micros
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, Checkpoint, RecentChanges, recent_marker
 from storage.codec import dumps, from_micros, loads, to_micros
 from storage.sqlite import write_transaction
@@ -82,7 +82,7 @@ class SqliteRecentEvents:
                         partition=partition,
                         position=upto,
                         watermark=watermark,
-                        updated_at=time.time_ns() // 1000,
+                        updated_at=now_micros(),
                         events_total=current.events_total + changes.events,
                     ),
                 )

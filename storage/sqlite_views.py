@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from domain.errors import StoreUnavailable
+from domain.micros import later, now_micros
 from domain.ports import (
     PROJECTIONS_MARKER,
     Checkpoint,
@@ -127,10 +127,6 @@ def views_path(db: str) -> str:
         raise ValueError("the embedded view store needs a file: give --db a path, not :memory:")
     path = Path(db)
     return str(path.with_name(f"{path.stem}.views.db"))
-
-
-def _now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 def read_checkpoint(conn: sqlite3.Connection, projection: str, partition: str) -> Checkpoint:
@@ -261,9 +257,6 @@ class SqliteViewStore:
                     )
                 self._write(conn, changes)
                 bump_markers(conn, marker_keys(changes))
-                watermark = current.watermark
-                if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
-                    watermark = changes.watermark
                 save_checkpoint(
                     conn,
                     Checkpoint(
@@ -271,8 +264,8 @@ class SqliteViewStore:
                         partition=partition,
                         position=upto,
                         definitions_version=current.definitions_version,
-                        watermark=watermark,
-                        updated_at=_now_micros(),
+                        watermark=later(current.watermark, changes.watermark),
+                        updated_at=now_micros(),
                         events_total=current.events_total + changes.events,
                         events_per_second=events_per_second,
                     ),

@@ -124,7 +124,7 @@ class Runtime:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Runtime:
-        from storage.dynamodb import make_client
+        from storage.dynamodb_base import make_client
 
         pulse = bootstrap(Settings.from_env(env))
         locator = ShardLocator(make_client(pulse.settings, "dynamodbstreams"))

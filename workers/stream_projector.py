@@ -49,8 +49,9 @@ from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.micros import epoch_micros
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
-from projections.buckets import Bucketing, epoch_micros
+from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dynamodb_local import free_port  # scripts/, put on sys.path by tests/conftest.py
@@ -31,32 +31,6 @@ def at(day: int, hour: int, minute: int = 0, micro: int = 0) -> datetime:
 
 def event(event_id: str, when: datetime, event_type: str = "sale", **props: object) -> Event:
     return Event(id=event_id, type=event_type, occurred_at=when, properties=props or {"amount": 1})
-
-
-def test_facts_by_type_and_time_range_span_days_start_inclusive_end_exclusive(store: DynamoEventStore) -> None:
-    store.ingest(
-        [
-            event("before", at(22, 23, 59, 999_999)),
-            event("start", at(23, 0)),
-            event("noon-b", at(23, 12)),
-            event("noon-a", at(23, 12)),  # same instant: ordered by id
-            event("view", at(23, 13), "page_view"),
-            event("next-day", at(24, 6)),
-            event("last", at(25, 9, 59, 999_999)),
-            event("end", at(25, 10)),
-        ]
-    )
-    got = store.read_facts_by_type("sale", at(23, 0), at(25, 10))
-    assert [e.id for e in got] == ["start", "noon-a", "noon-b", "next-day", "last"]
-    assert got[0].properties == {"amount": 1} and got[0].occurred_at == at(23, 0)
-
-    # The same range in another offset means the same instants.
-    tokyo = timezone(timedelta(hours=9))
-    assert store.read_facts_by_type("sale", at(23, 0).astimezone(tokyo), at(25, 10).astimezone(tokyo)) == got
-    assert [e.id for e in store.read_facts_by_type("page_view", at(1, 0), at(30, 0))] == ["view"]
-    assert store.read_facts_by_type("sale", at(25, 10), at(23, 0)) == []
-    with pytest.raises(ValueError, match="timezone-aware"):
-        store.read_facts_by_type("sale", datetime(2026, 11, 23), at(24, 0))
 
 
 def test_facts_pages_skip_aggregate_items_without_coming_back_empty(store: DynamoEventStore) -> None:
@@ -102,7 +76,7 @@ def test_ids_that_cannot_be_a_key_are_refused_by_field_before_anything_is_writte
     assert store.read_facts().events == ()
     longest = "x" * MAX_FACT_ID_BYTES
     assert store.ingest([event(longest, at(23, 1))]).accepted == 1
-    assert [e.id for e in store.read_facts_by_type("sale", at(23, 0), at(24, 0))] == [longest]
+    assert [e.id for e in store.read_facts().events] == [longest]
 
 
 def test_an_append_larger_than_one_transaction_is_refused_whole(store: DynamoEventStore) -> None:

@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 from bootstrap import create_tables, drop_tables
 from domain.events import FACTS_STREAM, Event
 from domain.settings import Settings
-from storage.dynamodb import DynamoEventStore, make_client
+from storage.dynamodb import DynamoEventStore
+from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord, decode_record
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bootstrap import drop_tables
 from cli import main
 from domain.settings import Settings
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 
 
 @pytest.fixture
@@ -58,13 +58,8 @@ def test_tables_create_makes_both_tables_and_is_idempotent(tables: Settings) -> 
         assert events["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
         assert events["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
         assert events["LatestStreamArn"]
-        (index,) = events["GlobalSecondaryIndexes"]
-        assert index["IndexName"] == "by_type_time"
-        assert index["KeySchema"] == [
-            {"AttributeName": "gpk", "KeyType": "HASH"},
-            {"AttributeName": "gsk", "KeyType": "RANGE"},
-        ]
-        assert index["Projection"] == {"ProjectionType": "ALL"}
+        # No secondary index: one would only add write units to every fact.
+        assert "GlobalSecondaryIndexes" not in events
         for table in (tables.events_table, tables.views_table):
             ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
             assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}

@@ -1,7 +1,9 @@
-"""What only the SQLite adapter has to say: a broken database file is an outage, not a crash."""
+"""What only the SQLite adapter has to say: a broken database file is an outage, not a crash;
+the events table carries no index that nothing reads."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -83,3 +85,18 @@ def test_concurrent_batches_with_shared_ids_accept_each_id_exactly_once(tmp_path
     stored = [e.id for e in all_facts(store)]
     assert sorted(stored) == sorted(accepted)
     store.close()
+
+
+def test_a_file_made_with_the_old_type_time_index_loses_it_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "pulse.db"
+    SqliteEventStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE INDEX events_by_type_time ON events (type, occurred_at)")
+    conn.close()
+
+    SqliteEventStore(path).close()
+    conn = sqlite3.connect(path)
+    indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").fetchall()
+    conn.close()
+    # Only the ones the constraints make (id, (stream_id, version)): reads go by position and stream.
+    assert all(name.startswith("sqlite_autoindex_") for (name,) in indexes), indexes

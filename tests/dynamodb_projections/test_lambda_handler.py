@@ -15,7 +15,7 @@ import pytest
 from domain import metrics as defs
 from domain.events import Event
 from domain.metrics import MetricDefinition
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import Shard, sequence_number
 from tests.dynamodb_projections.conftest import DynamoRig
 from tests.dynamodb_projections.test_view_store import stored_items

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from domain import metrics as defs
 from projections.buckets import Bucketing
 from services.counters import Rebuilt
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 from tests.dynamodb_projections.conftest import DynamoRig
 from tests.dynamodb_projections.test_view_store import stream_records
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts

@@ -22,7 +22,7 @@ from domain.ports import (
 )
 from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION, MetricsProjection
-from storage.dynamodb import make_client
+from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import ChangeRecord
 from storage.dynamodb_views import GenerationChanges, seq_key, slices, sortable
 from tests.dynamodb_projections.conftest import DynamoRig

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, Event
-from storage.dynamodb import (
-    FACT_SHARDS,
-    MAX_EVENT_BYTES,
-    decode_item,
-    encode_item,
-    fact_partition,
-    item_size,
-    retry_unprocessed,
-    time_id_key,
-    type_day_key,
-)
+from storage.dynamodb import FACT_SHARDS, MAX_EVENT_BYTES, decode_item, encode_item, fact_partition
+from storage.dynamodb_base import item_size, retry_unprocessed
 
 
 def test_a_fact_partition_depends_on_the_id_only_and_is_stable() -> None:
@@ -33,14 +24,6 @@ def test_fact_partitions_spread_evenly() -> None:
     counts = Counter(fact_partition(f"order-{i}") for i in range(16_000))
     assert len(counts) == FACT_SHARDS
     assert max(counts.values()) < 1.1 * 1000 and min(counts.values()) > 0.9 * 1000
-
-
-def test_the_type_time_index_keys_sort_by_time_within_a_utc_day() -> None:
-    india = timezone(timedelta(hours=5, minutes=30))
-    # 02:00 in India is still the previous day in UTC.
-    assert type_day_key("sale", datetime(2026, 3, 2, 2, 0, tzinfo=india)) == "sale#2026-03-01"
-    earlier, later = time_id_key(999_999, "z"), time_id_key(1_000_000, "a")
-    assert earlier < later and len(earlier.split("#")[0]) == 20
 
 
 def test_item_size_counts_attribute_names_and_utf8_bytes() -> None:
@@ -74,11 +57,10 @@ def test_an_item_just_over_the_limit_is_measured_over_it() -> None:
     assert item_size(over) == MAX_EVENT_BYTES + 1
 
 
-def test_facts_are_indexed_by_type_and_time_and_aggregate_events_are_not() -> None:
+def test_facts_carry_no_index_keys_and_only_aggregate_events_a_version() -> None:
     event = sale(amount=1)
     fact = encode_item(event, pk="F#00", sk=event.id, stream_id=FACTS_STREAM, version=None, received_micros=5)
-    assert fact["gpk"] == {"S": "sale#2026-11-23"}
-    assert fact["gsk"]["S"].endswith("#e-1")
+    assert "gpk" not in fact and "gsk" not in fact
     assert "version" not in fact and "source" not in fact
     aggregate = encode_item(event, pk="S#dash-1", sk="v#0000000001", stream_id="dash-1", version=1, received_micros=5)
     assert "gpk" not in aggregate and "gsk" not in aggregate

@@ -11,8 +11,8 @@ import heapq
 from collections.abc import Iterable, Sequence
 
 from domain.events import RecordedEvent
+from domain.micros import epoch_micros
 from domain.ports import ALL_TYPES, RECENT_KEEP, RecentChanges
-from projections.buckets import epoch_micros
 
 PROJECTION = "recent-events"
 

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from domain.events import FACTS_STREAM, RecordedEvent
+from domain.micros import epoch_micros as to_micros
+from domain.micros import from_epoch_micros as from_micros
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, recent_marker
 from domain.settings import Settings
-from storage.codec import dumps, from_micros, loads, to_micros
+from storage.codec import dumps, loads
 from storage.dynamodb_base import make_client
 from storage.dynamodb_views import DynamoViewStore
 

@@ -12,9 +12,11 @@ import sqlite3
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
+from domain.micros import epoch_micros as to_micros
+from domain.micros import from_epoch_micros as from_micros
 from domain.micros import now_micros
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, Checkpoint, RecentChanges, recent_marker
-from storage.codec import dumps, from_micros, loads, to_micros
+from storage.codec import dumps, loads
 from storage.sqlite import write_transaction
 from storage.sqlite_views import SqliteViewStore, bump_markers, read_checkpoint, save_checkpoint
 

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from domain.ports import EventStore
+from bootstrap import Pulse
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only
 
@@ -83,7 +83,8 @@ def test_variables_and_ranges_count_too(client: FlaskClient, keys: Keys) -> None
 def test_a_subscription_is_held_to_the_same_budget(client: FlaskClient, keys: Keys) -> None:
     query = 'subscription { seriesUpdated(metric: "sale", resolution: MINUTE, last: 10000) { metric } }'
     app = client.application
-    small = create_app(replace(app.extensions["pulse"].settings, max_query_points=5000), app.extensions["pulse"].store)
+    pulse = app.extensions["pulse"]
+    small = create_app(replace(pulse.settings, max_query_points=5000), pulse)
     response = small.test_client().post(
         "/graphql",
         json={"query": query},
@@ -134,9 +135,9 @@ INTROSPECTION = "{ __schema { queryType { name } } }"
     ],
 )
 def test_introspection_follows_the_setting(
-    settings: Settings, store: EventStore, keys: Keys, mode: str, caller: str | None, allowed: bool
+    settings: Settings, pulse: Pulse, keys: Keys, mode: str, caller: str | None, allowed: bool
 ) -> None:
-    client = create_app(replace(settings, introspection=mode), store).test_client()
+    client = create_app(replace(settings, introspection=mode), pulse).test_client()
     response = _post(client, getattr(keys, caller) if caller else None, INTROSPECTION)
     if allowed:
         assert response.json["data"]["__schema"]["queryType"]["name"] == "Query"

@@ -11,7 +11,7 @@ records of the same sales, each on fresh tables:
 
 Write units are COMPUTED, not read from ReturnConsumedCapacity (DynamoDB Local misreports
 it): every write request the view store sends is metered with the size of the item it
-wrote (``storage.dynamodb.item_size``: attribute names plus values) and costs
+wrote (``storage.dynamodb_base.item_size``: attribute names plus values) and costs
 ceil(size / 1 KB) WCU, the standard (non-transactional) rate; a conditional write that
 fails still costs its item's size, at least 1 WCU. UpdateItem is charged on the larger
 of the item before and after; these updates only grow or keep an item, so the size after

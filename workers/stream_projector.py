@@ -55,7 +55,8 @@ from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
-from storage.dynamodb_views import DefinitionsState, DynamoViewStore, GenerationChanges, GenerationWriter
+from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
+from storage.dynamodb_views import DynamoViewStore
 
 log = logging.getLogger(__name__)
 

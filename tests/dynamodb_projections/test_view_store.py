@@ -24,7 +24,8 @@ from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION, MetricsProjection
 from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import ChangeRecord
-from storage.dynamodb_views import GenerationChanges, seq_key, slices, sortable
+from storage.dynamodb_generations import GenerationChanges
+from storage.dynamodb_view_items import seq_key, slices, sortable
 from tests.dynamodb_projections.conftest import DynamoRig
 from tests.projections.oracle import all_facts, assert_views_match_facts
 from tests.projections.test_exactly_once import ITEMS, REVENUE, STOCK, shop_events, snapshot

@@ -62,6 +62,7 @@ from storage.dynamodb_base import (
 Item = dict[str, dict[str, str]]
 
 MAX_EVENT_BYTES = MAX_ITEM_BYTES
+# DynamoDB's limits on one TransactWriteItems (the others are in storage.dynamodb_base).
 MAX_TRANSACTION_ITEMS = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 MAX_FACT_ID_BYTES = MAX_SORT_KEY_BYTES  # a fact's sk is its id

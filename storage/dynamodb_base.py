@@ -141,7 +141,7 @@ def item_size(item: Mapping[str, Mapping[str, str]]) -> int:
         elif kind == "N":
             size += _number_size(raw)
         else:
-            raise ValueError(f"attribute {name!r} has type {kind}; events are stored as S and N only")
+            raise ValueError(f"attribute {name!r} has type {kind}; only S and N attributes are measured")
     return size
 
 

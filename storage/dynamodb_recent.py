@@ -21,10 +21,11 @@ from typing import Any
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.micros import epoch_micros as to_micros
 from domain.micros import from_epoch_micros as from_micros
+from domain.micros import later
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, recent_marker
 from domain.settings import Settings
 from storage.codec import dumps, loads
-from storage.dynamodb_base import make_client
+from storage.dynamodb_base import BATCH_WRITE_ITEMS, Table, chunked, make_client
 from storage.dynamodb_views import DynamoViewStore
 
 PK_PREFIX = "R#"
@@ -71,7 +72,7 @@ class DynamoRecentEvents:
     def __init__(
         self, client: Any, views: DynamoViewStore, keep: int = RECENT_KEEP, trim_every: int = TRIM_EVERY
     ) -> None:
-        self._client = client
+        self._table = Table(client, views.table_name)
         self.views = views
         self.table_name = views.table_name
         self.keep = keep
@@ -86,40 +87,22 @@ class DynamoRecentEvents:
         return self.views.checkpoint(projection, partition).position
 
     def _put(self, items: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(items), 25):
-            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-            self._batch_write(requests, "writing recent events")
-
-    def _batch_write(self, requests: list[dict[str, Any]], action: str) -> None:
-        with self.views.errors(action):
-            pending = {self.table_name: requests}
-            while pending:
-                response = self._client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
+        for chunk in chunked(items, BATCH_WRITE_ITEMS):
+            self._table.batch_write([{"PutRequest": {"Item": item}} for item in chunk], "writing recent events")
 
     def _trim(self, scope: str) -> None:
         """Delete the scope's items past the newest ``keep``."""
-        request: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": PK_PREFIX + scope}},
-            "ProjectionExpression": "pk, sk",
-            "ScanIndexForward": False,
-        }
-        seen = 0
-        doomed: list[dict[str, Any]] = []
-        with self.views.errors("trimming recent events"):
-            while True:
-                response = self._client.query(**request)
-                for item in response.get("Items", []):
-                    seen += 1
-                    if seen > self.keep:
-                        doomed.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        for start in range(0, len(doomed), 25):
-            self._batch_write(doomed[start : start + 25], "trimming recent events")
+        newest_first = self._table.query(
+            {
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": PK_PREFIX + scope}},
+                "ProjectionExpression": "pk, sk",
+                "ScanIndexForward": False,
+            },
+            "trimming recent events",
+        )
+        doomed = [{"pk": item["pk"], "sk": item["sk"]} for seen, item in enumerate(newest_first) if seen >= self.keep]
+        self._table.delete_keys(doomed, "trimming recent events")
 
     def apply(self, projection: str, partition: str, changes: RecentChanges, after: int, upto: int) -> bool:
         current = self.views.checkpoint(projection, partition)
@@ -141,15 +124,15 @@ class DynamoRecentEvents:
                 self._trim(scope)
                 total = 0
             self._written[scope] = total
-        watermark = max(filter(None, (current.watermark, changes.watermark)), default=None)
+        watermark = later(current.watermark, changes.watermark)
         self.views.save_checkpoint(projection, partition, upto, watermark, changes.events)
         # After the data: subscribers of the feed wake up.
         self.views.bump_markers(touched)
         return True
 
     def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
-        with self.views.errors("reading recent events"):
-            response = self._client.query(
+        with self._table.errors("reading recent events"):
+            response = self._table.client.query(
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": PK_PREFIX + (event_type or ALL_TYPES)}},

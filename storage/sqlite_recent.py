@@ -14,7 +14,7 @@ from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.micros import epoch_micros as to_micros
 from domain.micros import from_epoch_micros as from_micros
-from domain.micros import now_micros
+from domain.micros import later, now_micros
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, Checkpoint, RecentChanges, recent_marker
 from storage.codec import dumps, loads
 from storage.sqlite import write_transaction
@@ -74,16 +74,13 @@ class SqliteRecentEvents:
                     conn.execute(_TRIM, (scope, self.keep))
                     touched.add(recent_marker(scope))
                 bump_markers(conn, touched)
-                watermark = current.watermark
-                if changes.watermark is not None and (watermark is None or changes.watermark > watermark):
-                    watermark = changes.watermark
                 save_checkpoint(
                     conn,
                     Checkpoint(
                         projection=projection,
                         partition=partition,
                         position=upto,
-                        watermark=watermark,
+                        watermark=later(current.watermark, changes.watermark),
                         updated_at=now_micros(),
                         events_total=current.events_total + changes.events,
                     ),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -122,10 +122,6 @@ class DynamoViewStore:
     @classmethod
     def from_settings(cls, settings: Settings, retention: Retention | None = None, **options: Any) -> DynamoViewStore:
         return cls(make_client(settings), settings.views_table, retention=retention, **options)
-
-    def errors(self, action: str) -> AbstractContextManager[None]:
-        """Map DynamoDB errors to ``StoreUnavailable`` (other read models of the table use it)."""
-        return self._table.errors(action)
 
     # --- settings the parts hold ---------------------------------------------------------
 

@@ -307,11 +307,11 @@ def _demo_key(settings: Settings) -> str:
     """An admin key created in the local store, printed for GraphiQL."""
     from datetime import UTC, datetime
 
-    from domain.keys import create_key
+    from services import keys as service
 
     store = _open_store(settings)
     try:
-        key, secret = create_key(store, f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}", ["admin"])
+        key, secret = service.create(store, f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}", ["admin"])
     finally:
         store.close()
     click.echo(f"the server requires an API key: created admin key {key.id} ({key.name}) in its store")
@@ -368,11 +368,11 @@ def _fail(exc: Exception) -> None:
 def keys_create(settings: Settings, name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print its secret once, alone on the last line."""
     from domain.errors import PulseError
-    from domain.keys import create_key
+    from services import keys as service
 
     store = _open_store(settings)
     try:
-        key, secret = create_key(store, name, scopes)
+        key, secret = service.create(store, name, scopes)
     except PulseError as exc:
         _fail(exc)
     finally:
@@ -386,18 +386,18 @@ def keys_create(settings: Settings, name: str, scopes: tuple[str, ...]) -> None:
 @store_options
 def keys_list(settings: Settings) -> None:
     """List keys (never their secrets)."""
-    from domain.keys import load_registry
+    from services import keys as service
 
     store = _open_store(settings)
     try:
-        registry = load_registry(store)
+        listed = service.listed(store)
     finally:
         store.close()
-    if not registry.keys:
+    if not listed:
         click.echo("no API keys yet: pulse keys create --name NAME --scope ingest")
         return
     click.echo(f"{'id':<16}  {'name':<24}  {'scopes':<20}  {'created (UTC)':<19}  status")
-    for key in sorted(registry.keys.values(), key=lambda k: k.created_at):
+    for key in listed:
         status = f"revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "active"
         click.echo(
             f"{key.id:<16}  {key.name:<24}  {','.join(sorted(key.scopes)):<20}"
@@ -411,11 +411,11 @@ def keys_list(settings: Settings) -> None:
 def keys_revoke(settings: Settings, key_id: str) -> None:
     """Revoke a key for good; servers refuse it within about a second."""
     from domain.errors import PulseError
-    from domain.keys import revoke_key
+    from services import keys as service
 
     store = _open_store(settings)
     try:
-        key = revoke_key(store, key_id)
+        key = service.revoke(store, key_id)
     except PulseError as exc:
         _fail(exc)
     finally:

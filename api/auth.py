@@ -1,13 +1,13 @@
 """Who is calling: API keys from ``Authorization: Bearer`` or ``X-Api-Key``, and scopes.
 
-The key registry is cached per store in the process and caught up by reading the
-``api-keys`` stream after the cached version at most once per ``REFRESH_SECONDS``: a new
-or revoked key takes effect within about a second, without a store read per request.
+The key registry is cached per Pulse (``services.keys.KeyCache``) and caught up by
+reading the ``api-keys`` stream at most once a second: a new or revoked key takes effect
+within about a second, without a store read per request.
 The principal is resolved once per request and kept in the WSGI environ, which REST
 handlers and GraphQL resolvers of the same request share.
 
-REST handlers use ``@requires_scope("ingest")``; GraphQL resolvers call
-``require_scope(info, "read")``.
+REST handlers use ``@requires_scope("ingest")``; GraphQL resolvers take ``caller(info)``
+and hand the principal to a service, which checks the scope (``domain.access.require``).
 
 Browsers' ``EventSource`` cannot send headers: on ``GET /graphql`` only, a short-lived
 stream token (``?token=``, see ``api.stream_tokens``) stands for its key with the
@@ -18,10 +18,7 @@ stream token (``?token=``, see ``api.stream_tokens``) stands for its key with th
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Request, request
@@ -30,65 +27,11 @@ from strawberry.types import Info
 
 from api import stream_tokens
 from api.context import Pulse, current_pulse
-from domain.errors import PulseError
-from domain.keys import KEYS_STREAM, SCOPES, KeyRegistry, scopes_allow
-from domain.ports import EventStore
+from domain.access import OPEN_ACCESS, Forbidden, Principal, Unauthenticated, require
+from domain.keys import SCOPES
+from services.keys import KeyCache
 
-REFRESH_SECONDS = 1.0
 _ENVIRON_KEY = "pulse.principal"
-_CHALLENGE = 'Bearer realm="pulse"'
-
-
-class Unauthenticated(PulseError):
-    """No usable API key: missing, unknown or revoked (HTTP 401)."""
-
-    challenge = _CHALLENGE
-
-
-class Forbidden(PulseError):
-    """The key is valid but lacks the scope (HTTP 403)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The caller of one request. ``key_id`` is None when auth is off."""
-
-    key_id: str | None
-    name: str
-    scopes: frozenset[str]
-
-    def allows(self, scope: str) -> bool:
-        return scopes_allow(self.scopes, scope)
-
-
-OPEN_ACCESS = Principal(key_id=None, name="anyone (auth is off)", scopes=frozenset({"admin"}))
-
-
-class KeyCache:
-    """The key registry of one store, refreshed from the stream at most every ``refresh_seconds``."""
-
-    def __init__(
-        self,
-        store: EventStore,
-        refresh_seconds: float = REFRESH_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._refresh_seconds = refresh_seconds
-        self._clock = clock
-        self._registry = KeyRegistry()
-        self._checked_at: float | None = None
-        self._lock = threading.Lock()
-
-    def registry(self) -> KeyRegistry:
-        now = self._clock()
-        if self._checked_at is None or now - self._checked_at >= self._refresh_seconds:
-            with self._lock:
-                # Another thread may have refreshed while this one waited for the lock.
-                if self._checked_at is None or now - self._checked_at >= self._refresh_seconds:
-                    self._registry.apply(self._store.read_stream(KEYS_STREAM, after_version=self._registry.version))
-                    self._checked_at = now
-        return self._registry
 
 
 def key_cache(pulse: Pulse) -> KeyCache:
@@ -175,13 +118,7 @@ def authorize(req: Request, pulse: Pulse, scope: str) -> Principal:
     """The principal if it may use ``scope``; raises ``Unauthenticated`` or ``Forbidden``."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
-    principal = principal_of(req, pulse)
-    if not principal.allows(scope):
-        raise Forbidden(
-            f"API key {principal.key_id} ({principal.name}) lacks the {scope!r} scope;"
-            f" it has {', '.join(sorted(principal.scopes))}"
-        )
-    return principal
+    return require(principal_of(req, pulse), scope)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,6 +140,16 @@ def requires_scope(scope: str) -> Callable[[F], F]:
     return decorate
 
 
+def caller(info: Info) -> tuple[Pulse, Principal]:
+    """For GraphQL resolvers: the app's Pulse and the authenticated caller (the service it
+    calls checks the scope), or a GraphQL error coded UNAUTHENTICATED."""
+    pulse = info.context["pulse"]
+    try:
+        return pulse, principal_of(info.context["request"], pulse)
+    except Unauthenticated as exc:
+        raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
+
+
 def require_scope(info: Info, scope: str) -> Principal:
     """For GraphQL resolvers: the principal, or a GraphQL error coded UNAUTHENTICATED/FORBIDDEN."""
     try:
@@ -211,3 +158,18 @@ def require_scope(info: Info, scope: str) -> Principal:
         raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
     except Forbidden as exc:
         raise GraphQLError(str(exc), extensions={"code": "FORBIDDEN"}) from exc
+
+
+__all__ = [
+    "OPEN_ACCESS",
+    "Forbidden",
+    "Principal",
+    "Unauthenticated",
+    "authorize",
+    "caller",
+    "ensure_not_revoked",
+    "key_cache",
+    "principal_of",
+    "require_scope",
+    "requires_scope",
+]

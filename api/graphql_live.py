@@ -2,7 +2,7 @@
 ``createStreamToken`` mutation for browsers' ``EventSource``.
 
 Each subscription answers with the same type and the same code as its query
-(``series_of``, ``gauge_readings_of``, the ``projections`` status), first with the
+(``series_of``, ``gauge_readings_of``, ``projections_of``), first with the
 current value, then whenever it changes. A change is noticed through the process's
 change watcher (``api.live``): the subscription depends on a change marker of the view
 store (``metric:<key>``, ``gauge:<name>``, ``projections``), and subscribers with the same
@@ -51,13 +51,11 @@ from api.graphql_metrics import (
     ProjectionStatus,
     Resolution,
     Series,
-    _bucketing,
-    _guarded,
-    _resolve_metric,
-    _status,
+    bucketing_of,
     gauge_readings_of,
+    guarded,
+    projections_of,
     series_of,
-    views_of,
 )
 from api.live import ChangeWatcher, SharedData, SharedResults, covers, watcher_for
 from domain.ports import PROJECTIONS_MARKER, gauge_marker, metric_marker
@@ -117,7 +115,7 @@ class LiveValue(Generic[T]):
         """The value now; raises GraphQL errors like the query."""
         now = self._clock()
         token = self._token_at(now)
-        value, self._token = self.watcher.shared(self.arguments, token, lambda: _guarded(lambda: self._compute(now)))
+        value, self._token = self.watcher.shared(self.arguments, token, lambda: guarded(lambda: self._compute(now)))
         return value
 
     def _check_key(self) -> None:
@@ -211,8 +209,8 @@ def live_series(
 ) -> LiveValue[Series]:
     """``seriesUpdated``: the ``series`` query's answer, on the metric's change marker and
     the current bucket (the window slides with the clock)."""
-    definition = _guarded(lambda: _resolve_metric(pulse, metric))
-    bucketing = _bucketing(pulse)
+    definition = guarded(lambda: pulse.metrics.resolve_metric(metric))
+    bucketing = bucketing_of(pulse)
 
     def slot(now: float) -> tuple[int, float | None]:
         bucket = bucketing.floor(resolution.value, now)
@@ -223,7 +221,7 @@ def live_series(
         principal,
         ("series", metric, resolution.value, tuple((f.dimension, f.value) for f in filter or ()), last),
         frozenset({metric_marker(definition.key)}),
-        lambda now: series_of(pulse, metric, resolution, last=last, filter=filter, now=now),
+        lambda now: series_of(pulse, principal, metric, resolution, last=last, filter=filter, now=now),
         slot,
         same=lambda a, b: a.points == b.points,
         clock=clock,
@@ -237,7 +235,7 @@ def live_gauge(pulse: Pulse, principal: Principal, name: str, keys: list[str] | 
         principal,
         ("gauge", name, None if keys is None else tuple(keys)),
         frozenset({gauge_marker(name)}),
-        lambda now: gauge_readings_of(pulse, name, keys),
+        lambda now: gauge_readings_of(pulse, principal, name, keys),
     )
 
 
@@ -253,7 +251,7 @@ def live_status(pulse: Pulse, principal: Principal, clock: Callable[[], float] =
         principal,
         ("projections",),
         frozenset({PROJECTIONS_MARKER}),
-        lambda now: _status(pulse, views_of(pulse)),
+        lambda now: projections_of(pulse, principal),
         slot,
         clock=clock,
     )
@@ -312,7 +310,7 @@ class LiveMutation:
     )
     def create_stream_token(self, info: Info) -> StreamToken:
         pulse, principal = _context(info)
-        token, expires_at = _guarded(lambda: stream_tokens.issue(pulse, principal.key_id))
+        token, expires_at = guarded(lambda: stream_tokens.issue(pulse, principal.key_id))
         return StreamToken(token=token, expires_at=expires_at)
 
 

@@ -1,7 +1,9 @@
 """GraphQL for metrics: series, breakdown, gauges, metric and gauge definitions, and the
 status of projections.
 
-Queries need the ``read`` scope, mutations ``admin``. A bad argument is ONE GraphQL error
+Resolvers translate arguments, call ``pulse.metrics`` (``services/metrics.py``, which
+checks the caller's scope: queries need ``read``, mutations ``admin``) and shape the
+answer. A bad argument is ONE GraphQL error
 with ``extensions.code = "BAD_USER_INPUT"`` and ``extensions.errors`` entries
 ``{index, field, message}`` naming the argument (``from``, ``last``, ``filter[0].dimension``,
 ``input.valueProperty``...), as for ``ingestEvents``.
@@ -9,8 +11,6 @@ with ``extensions.code = "BAD_USER_INPUT"`` and ``extensions.errors`` entries
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
@@ -20,17 +20,15 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from api.auth import require_scope
+from api.auth import caller
 from api.context import Pulse
 from domain import metrics as defs
-from domain.errors import ConcurrencyError, FieldError, NotFound, StoreUnavailable, ValidationError
-from domain.events import utc_now
-from domain.metrics import MetricCatalog, MetricDefinition
+from domain.access import Forbidden, Principal
+from domain.errors import ConcurrencyError, NotFound, StoreUnavailable, ValidationError
+from domain.metrics import MetricDefinition
 from domain.micros import from_epoch_micros
-from domain.ports import EventStore, PositionedLog, ViewStore
 from projections import series as shaping
 from projections.buckets import Bucketing
-from projections.counters import PROJECTION
 
 T = TypeVar("T")
 #: Events per second shown for a projection that has not written for this long: 0.
@@ -169,48 +167,21 @@ class ProjectionStatus:
 
 # --- Helpers -----------------------------------------------------------------------------
 
-def views_of(pulse: Pulse) -> ViewStore:
-    return pulse.views
 
-
-class CatalogCache:
-    """The process's catalog of the metric definitions, caught up (one indexed read) per call."""
-
-    def __init__(self, store: EventStore) -> None:
-        self.store = store
-        self._catalog = MetricCatalog()
-        self._lock = threading.Lock()
-
-    def current(self) -> MetricCatalog:
-        with self._lock:
-            catalog = self._catalog
-            catalog.refresh(self.store)
-            return MetricCatalog(dict(catalog.metrics), dict(catalog.gauges), dict(catalog.deleted), catalog.version)
-
-
-def _catalog(pulse: Pulse) -> MetricCatalog:
-    return pulse.cached("catalog", lambda: CatalogCache(pulse.store)).current()
-
-
-def _bucketing(pulse: Pulse) -> Bucketing:
-    try:
-        return pulse.bucketing
-    except ValueError as exc:  # the server's setting, not the caller's input
-        raise GraphQLError(f"the server is misconfigured: {exc}", extensions={"code": "MISCONFIGURED"}) from exc
-
-
-def _bad_input(exc: ValidationError) -> GraphQLError:
+def bad_input(exc: ValidationError) -> GraphQLError:
     return GraphQLError(
         str(exc), extensions={"code": "BAD_USER_INPUT", "errors": [error.as_dict() for error in exc.errors]}
     )
 
 
-def _guarded(action: Callable[[], T]) -> T:
-    """Run a resolver body, turning domain errors into GraphQL errors with a code."""
+def guarded(action: Callable[[], T]) -> T:
+    """Run a service call, turning domain errors into GraphQL errors with a code."""
     try:
         return action()
     except ValidationError as exc:
-        raise _bad_input(exc) from exc
+        raise bad_input(exc) from exc
+    except Forbidden as exc:
+        raise GraphQLError(str(exc), extensions={"code": "FORBIDDEN"}) from exc
     except NotFound as exc:
         raise GraphQLError(str(exc), extensions={"code": "NOT_FOUND"}) from exc
     except ConcurrencyError as exc:
@@ -221,18 +192,11 @@ def _guarded(action: Callable[[], T]) -> T:
         ) from exc
 
 
-def _resolve_metric(pulse: Pulse, name: str, field: str = "metric") -> MetricDefinition:
-    catalog = _catalog(pulse)
-    found = catalog.metrics.get(name)
-    if found is not None:
-        return found
-    types = views_of(pulse).event_types()
-    found = catalog.metric(name, types)
-    if found is None:
-        known = sorted({*catalog.metrics, *types})
-        hint = f"known: {', '.join(known[:20])}" if known else "no metrics yet: post events or use defineMetric"
-        raise ValidationError([FieldError(field, f"unknown metric {name!r} ({hint})")])
-    return found
+def bucketing_of(pulse: Pulse) -> Bucketing:
+    try:
+        return pulse.bucketing
+    except ValueError as exc:  # the server's setting, not the caller's input
+        raise GraphQLError(f"the server is misconfigured: {exc}", extensions={"code": "MISCONFIGURED"}) from exc
 
 
 def _metric(definition: MetricDefinition) -> Metric:
@@ -265,13 +229,9 @@ def _points(bucketing: Bucketing, resolution: str, points: list[shaping.Point]) 
     ]
 
 
-def _watermark(views: ViewStore) -> datetime | None:
-    marks = [cp.watermark for cp in views.checkpoints() if cp.projection == PROJECTION and cp.watermark is not None]
-    return from_epoch_micros(max(marks)) if marks else None
-
-
 def series_of(
     pulse: Pulse,
+    principal: Principal,
     metric: str,
     resolution: Resolution,
     from_: datetime | None = None,
@@ -282,72 +242,69 @@ def series_of(
     now: float | None = None,
 ) -> Series:
     """What the ``series`` query answers (and ``seriesUpdated`` pushes) at ``now``;
-    raises domain errors (see ``_guarded``)."""
-    views = views_of(pulse)
-    definition = _resolve_metric(pulse, metric)
-    where = shaping.where_of(definition, [(f.dimension, f.value) for f in filter or ()])
-    bucketing = _bucketing(pulse)
-    now = time.time() if now is None else now
-    buckets = shaping.plan_buckets(bucketing, resolution.value, now, from_, to, last)
-    points, previous = shaping.read_series(
-        views,
-        bucketing,
-        definition,
+    raises domain errors (see ``guarded``)."""
+    bucketing = bucketing_of(pulse)
+    answer = pulse.metrics.series(
+        principal,
+        metric,
         resolution.value,
-        buckets,
-        where,
-        now,
+        from_,
+        to,
+        last,
+        [(f.dimension, f.value) for f in filter or ()],
         compare_to.value if compare_to else None,
+        now,
     )
     return Series(
-        metric=definition.name,
+        metric=answer.metric.name,
         resolution=resolution,
-        points=_points(bucketing, resolution.value, points),
-        watermark=_watermark(views),
-        previous=None if previous is None else _points(bucketing, resolution.value, previous),
+        points=_points(bucketing, resolution.value, answer.points),
+        watermark=None if answer.watermark is None else from_epoch_micros(answer.watermark),
+        previous=None if answer.previous is None else _points(bucketing, resolution.value, answer.previous),
     )
 
 
-def gauge_readings_of(pulse: Pulse, name: str, keys: list[str] | None = None) -> list[GaugeReading]:
+def gauge_readings_of(
+    pulse: Pulse, principal: Principal, name: str, keys: list[str] | None = None
+) -> list[GaugeReading]:
     """What the ``gauges`` query answers (and ``gaugeUpdated`` pushes)."""
-    if name not in _catalog(pulse).gauges:
-        raise ValidationError([FieldError("name", f"unknown gauge {name!r}; defineGauge creates one")])
     return [
         GaugeReading(key=r.key, value=r.value, occurred_at=from_epoch_micros(r.occurred_at), event_id=r.event_id)
-        for r in views_of(pulse).read_gauges(name, keys)
+        for r in pulse.metrics.gauges(principal, name, keys)
     ]
 
 
-def _status(pulse: Pulse, views: ViewStore) -> list[ProjectionStatus]:
-    checkpoints = views.checkpoints() or [views.checkpoint(PROJECTION)]
-    now = utc_now()
-    statuses = []
-    for cp in checkpoints:
-        lag_events: int | None = None
-        lag_seconds: float | None = None
-        if cp.partition == "" and isinstance(pulse.store, PositionedLog):
-            lag_events = max(pulse.store.last_position() - cp.position, 0)
-            lag_seconds = 0.0
-            if lag_events:
-                oldest = pulse.store.read_facts(str(cp.position) if cp.position else None, limit=1).events
-                if oldest:
-                    lag_seconds = max((now - oldest[0].received_at).total_seconds(), 0.0)
-        updated = from_epoch_micros(cp.updated_at) if cp.updated_at is not None else None
-        fresh = updated is not None and (now - updated).total_seconds() < RATE_STALE_SECONDS
-        statuses.append(
-            ProjectionStatus(
-                name=cp.projection,
-                partition=cp.partition,
-                checkpoint=str(cp.position),
-                lag_events=lag_events,
-                lag_seconds=lag_seconds,
-                events_per_second=cp.events_per_second if fresh else 0.0,
-                watermark=from_epoch_micros(cp.watermark) if cp.watermark is not None else None,
-                updated_at=updated,
-                definitions_version=cp.definitions_version,
-            )
+def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]:
+    """What the ``projections`` query answers (and ``projectionStatus`` pushes)."""
+
+    def moment(micros: int | None) -> datetime | None:
+        return None if micros is None else from_epoch_micros(micros)
+
+    return [
+        ProjectionStatus(
+            name=state.checkpoint.projection,
+            partition=state.checkpoint.partition,
+            checkpoint=str(state.checkpoint.position),
+            lag_events=state.lag_events,
+            lag_seconds=state.lag_seconds,
+            events_per_second=state.events_per_second,
+            watermark=moment(state.checkpoint.watermark),
+            updated_at=moment(state.checkpoint.updated_at),
+            definitions_version=state.checkpoint.definitions_version,
         )
-    return statuses
+        for state in pulse.metrics.projections(principal)
+    ]
+
+
+def _definition(input: MetricInput) -> MetricDefinition:
+    return defs.validate_metric(
+        input.name,
+        input.event_type,
+        input.aggregation.value,
+        input.value_property,
+        input.dimensions,
+        [(f.property, f.value) for f in input.filters],
+    )
 
 
 # --- Root types --------------------------------------------------------------------------
@@ -369,9 +326,8 @@ class MetricsQuery:
         filter: list[DimensionFilter] | None = None,
         compare_to: Comparison | None = None,
     ) -> Series:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: series_of(pulse, metric, resolution, from_, to, last, filter, compare_to))
+        pulse, principal = caller(info)
+        return guarded(lambda: series_of(pulse, principal, metric, resolution, from_, to, last, filter, compare_to))
 
     @strawberry.field(description="A metric per value of one dimension over a range, largest first.")
     def breakdown(
@@ -388,118 +344,71 @@ class MetricsQuery:
         last: int | None = None,
         top: int | None = 10,
     ) -> list[BreakdownRow]:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-
-        def run() -> list[BreakdownRow]:
-            views = views_of(pulse)
-            definition = _resolve_metric(pulse, metric)
-            chosen = (resolution or Resolution.DAY).value
-            bucketing = _bucketing(pulse)
-            span = last if last is not None or from_ is not None else 1
-            buckets = shaping.plan_buckets(bucketing, chosen, time.time(), from_, to, span)
-            rows = shaping.read_breakdown(
-                views,
-                definition,
-                dimension,
-                chosen,
-                buckets[0],
-                bucketing.end(chosen, buckets[-1]),
-                10 if top is None else top,
-            )
-            return [BreakdownRow(key=row.key, value=row.value, count=row.count) for row in rows]
-
-        return _guarded(run)
+        pulse, principal = caller(info)
+        chosen = None if resolution is None else resolution.value
+        rows = guarded(lambda: pulse.metrics.breakdown(principal, metric, dimension, chosen, from_, to, last, top))
+        return [BreakdownRow(key=row.key, value=row.value, count=row.count) for row in rows]
 
     @strawberry.field(description="Latest value per key of a gauge (all keys, or the ones given).")
     def gauges(self, info: Info, name: str, keys: list[str] | None = None) -> list[GaugeReading]:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: gauge_readings_of(pulse, name, keys))
+        pulse, principal = caller(info)
+        return guarded(lambda: gauge_readings_of(pulse, principal, name, keys))
 
     @strawberry.field(description="Defined metrics, then the built-in count of every event type seen.")
     def metrics(self, info: Info) -> list[Metric]:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-
-        def run() -> list[Metric]:
-            catalog = _catalog(pulse)
-            defined = [_metric(m) for _, m in sorted(catalog.metrics.items())]
-            builtin = [
-                _metric(MetricDefinition.builtin_count(t))
-                for t in sorted(views_of(pulse).event_types())
-                if t not in catalog.metrics
-            ]
-            return defined + builtin
-
-        return _guarded(run)
+        pulse, principal = caller(info)
+        return [_metric(m) for m in guarded(lambda: pulse.metrics.metrics(principal))]
 
     @strawberry.field(description="Defined gauges.")
     def gauge_definitions(self, info: Info) -> list[Gauge]:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: [_gauge(g) for _, g in sorted(_catalog(pulse).gauges.items())])
+        pulse, principal = caller(info)
+        return [_gauge(g) for g in guarded(lambda: pulse.metrics.gauge_definitions(principal))]
 
     @strawberry.field(description="Projection workers: checkpoint, lag, throughput.")
     def projections(self, info: Info) -> list[ProjectionStatus]:
-        require_scope(info, "read")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: _status(pulse, views_of(pulse)))
-
-
-def _definition(input: MetricInput) -> MetricDefinition:
-    return defs.validate_metric(
-        input.name,
-        input.event_type,
-        input.aggregation.value,
-        input.value_property,
-        input.dimensions,
-        [(f.property, f.value) for f in input.filters],
-    )
+        pulse, principal = caller(info)
+        return guarded(lambda: projections_of(pulse, principal))
 
 
 @strawberry.type
 class MetricsMutation:
     @strawberry.mutation(description="Define a metric; facts already stored are counted too. Needs admin.")
     def define_metric(self, info: Info, input: MetricInput) -> Metric:
-        require_scope(info, "admin")
-        pulse: Pulse = info.context["pulse"]
-
-        def run() -> Metric:
-            definition = _definition(input)
-            reserved = views_of(pulse).event_types()
-            return _metric(defs.define_metric(pulse.store, definition, reserved=reserved))
-
-        return _guarded(run)
+        pulse, principal = caller(info)
+        return _metric(guarded(lambda: pulse.metrics.define_metric(principal, _definition(input))))
 
     @strawberry.mutation(description="Change a metric; its counters are recomputed from the facts. Needs admin.")
     def update_metric(self, info: Info, input: MetricInput) -> Metric:
-        require_scope(info, "admin")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: _metric(defs.update_metric(pulse.store, _definition(input))))
+        pulse, principal = caller(info)
+        return _metric(guarded(lambda: pulse.metrics.update_metric(principal, _definition(input))))
 
     @strawberry.mutation(description="Delete a metric and its counters; returns what it was. Needs admin.")
     def delete_metric(self, info: Info, name: str) -> Metric:
-        require_scope(info, "admin")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: _metric(defs.delete_metric(pulse.store, name)))
+        pulse, principal = caller(info)
+        return _metric(guarded(lambda: pulse.metrics.delete_metric(principal, name)))
 
     @strawberry.mutation(description="Define a gauge: the latest value of a property per key. Needs admin.")
     def define_gauge(self, info: Info, input: GaugeInput) -> Gauge:
-        require_scope(info, "admin")
-        pulse: Pulse = info.context["pulse"]
+        pulse, principal = caller(info)
 
-        def run() -> Gauge:
+        def run() -> defs.GaugeDefinition:
             definition = defs.validate_gauge(input.name, input.event_type, input.value_property, input.key_property)
-            return _gauge(defs.define_gauge(pulse.store, definition))
+            return pulse.metrics.define_gauge(principal, definition)
 
-        return _guarded(run)
+        return _gauge(guarded(run))
 
     @strawberry.mutation(description="Delete a gauge and its readings; returns what it was. Needs admin.")
     def delete_gauge(self, info: Info, name: str) -> Gauge:
-        require_scope(info, "admin")
-        pulse: Pulse = info.context["pulse"]
-        return _guarded(lambda: _gauge(defs.delete_gauge(pulse.store, name)))
+        pulse, principal = caller(info)
+        return _gauge(guarded(lambda: pulse.metrics.delete_gauge(principal, name)))
 
 
-__all__ = ["MetricsMutation", "MetricsQuery", "views_of"]
+__all__ = [
+    "MetricsMutation",
+    "MetricsQuery",
+    "bucketing_of",
+    "gauge_readings_of",
+    "guarded",
+    "projections_of",
+    "series_of",
+]

@@ -15,9 +15,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.auth import require_scope
+from api.auth import caller, require_scope
 from api.graphql_live import LiveValue, open_stream
-from api.graphql_metrics import _guarded
+from api.graphql_metrics import guarded
 from domain.events import RecordedEvent as Recorded
 from services import recent as feed
 
@@ -44,8 +44,10 @@ class RecordedEvent:
 
 
 def _recent(info: Info, event_type: str | None, limit: int) -> list[RecordedEvent]:
-    pulse = info.context["pulse"]
-    return [RecordedEvent.of(e) for e in _guarded(lambda: feed.recent_events(pulse.recent, event_type, limit))]
+    pulse, principal = caller(info)
+    return [
+        RecordedEvent.of(e) for e in guarded(lambda: feed.recent_events(principal, pulse.recent, event_type, limit))
+    ]
 
 
 @strawberry.type
@@ -55,7 +57,6 @@ class RecentQuery:
         f" at most {feed.MAX_LIMIT}. Needs the read scope."
     )
     def recent_events(self, info: Info, type: str | None = None, limit: int = 50) -> list[RecordedEvent]:
-        require_scope(info, "read")
         return _recent(info, type, limit)
 
 
@@ -70,13 +71,13 @@ class RecentSubscription:
     ) -> AsyncGenerator[list[RecordedEvent], None]:
         principal = require_scope(info, "read")
         pulse = info.context["pulse"]
-        _guarded(lambda: feed.check(type, limit))
+        guarded(lambda: feed.check(type, limit))
         live = LiveValue(
             pulse,
             principal,
             ("recent", type, limit),
             frozenset({feed.marker(type)}),
-            lambda now: [RecordedEvent.of(e) for e in feed.recent_events(pulse.recent, type, limit)],
+            lambda now: [RecordedEvent.of(e) for e in feed.recent_events(principal, pulse.recent, type, limit)],
             same=lambda a, b: [e.id for e in a] == [e.id for e in b],
         )
         return await open_stream(live)

@@ -25,6 +25,7 @@ from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from services.engine import ProjectionEngine, ProjectionHandler
+from services.metrics import MetricsService
 
 #: ``settings.store`` → the module whose ``open_backend`` builds that backend.
 BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb"}
@@ -97,7 +98,7 @@ class Pulse:
     clock: Clock
     #: Caches that live as long as this Pulse (one per process), keyed by their user.
     caches: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def store(self) -> EventStore:
@@ -116,6 +117,11 @@ class Pulse:
     @property
     def bucketing(self) -> Bucketing:
         return self.cached("bucketing", lambda: Bucketing(self.settings.timezone))
+
+    @property
+    def metrics(self) -> MetricsService:
+        """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
+        return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""

@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from domain.errors import ConcurrencyError, FieldError, NotFound, ValidationError
+from domain.aggregate import decide_and_append
+from domain.errors import FieldError, NotFound, ValidationError
 from domain.events import Event, RecordedEvent, utc_now
 from domain.ports import EventStore
 
@@ -31,7 +32,6 @@ MAX_NAME_LENGTH = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 # A key id never contains "_", so "pulse_<id>_<random>" splits unambiguously.
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
-_APPEND_ATTEMPTS = 5
 
 
 def hash_secret(secret: str) -> str:
@@ -138,20 +138,6 @@ def _check_new_key(registry: KeyRegistry, name: str, scopes: Iterable[str]) -> f
     return scope_set
 
 
-def _append_with_retry(store: EventStore, decide) -> object:
-    """Load the registry, let ``decide`` check it and return (events, result), append at
-    the version read; on a concurrent write, reload and decide again."""
-    for _ in range(_APPEND_ATTEMPTS):
-        registry = load_registry(store)
-        events, result = decide(registry)
-        try:
-            store.append(KEYS_STREAM, events, expected_version=registry.version)
-        except ConcurrencyError:
-            continue
-        return result
-    raise ConcurrencyError(KEYS_STREAM, registry.version, None)
-
-
 def create_key(store: EventStore, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
     """Create a key; returns it and its secret, which is not kept anywhere."""
 
@@ -166,9 +152,9 @@ def create_key(store: EventStore, name: str, scopes: Iterable[str]) -> tuple[Api
             occurred_at=now,
             properties={"keyId": key_id, "name": name, "scopes": sorted(scope_set), "secretHash": key.secret_hash},
         )
-        return [event], (key, secret)
+        return [event], lambda _version: (key, secret)
 
-    return _append_with_retry(store, decide)  # type: ignore[return-value]
+    return decide_and_append(store, KEYS_STREAM, load_registry, decide)
 
 
 def revoke_key(store: EventStore, key_id: str) -> ApiKey:
@@ -184,6 +170,6 @@ def revoke_key(store: EventStore, key_id: str) -> ApiKey:
             raise ValidationError([FieldError(field="keyId", message=message)])
         now = utc_now()
         event = Event(type=KEY_REVOKED, occurred_at=now, properties={"keyId": key_id})
-        return [event], replace(key, revoked_at=now)
+        return [event], lambda _version: replace(key, revoked_at=now)
 
-    return _append_with_retry(store, decide)  # type: ignore[return-value]
+    return decide_and_append(store, KEYS_STREAM, load_registry, decide)

@@ -30,7 +30,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.errors import ConcurrencyError, FieldError, NotFound, ValidationError
+from domain.aggregate import decide_and_append
+from domain.errors import FieldError, NotFound, ValidationError
 from domain.events import EVENT_TYPE, Event, RecordedEvent, utc_now
 from domain.ports import EventStore
 
@@ -59,7 +60,6 @@ MISSING = "(none)"
 BUILTIN_PREFIX = "type:"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-_APPEND_ATTEMPTS = 5
 
 
 def dimension_value(value: Any) -> str:
@@ -315,21 +315,6 @@ def validate_gauge(
 # --- Commands ----------------------------------------------------------------------------
 
 
-def _append_with_retry(store: EventStore, decide) -> Any:
-    """Load the catalog, let ``decide`` check it and return (event, result), append at
-    the version read; on a concurrent write, reload and decide again."""
-    catalog = MetricCatalog()
-    for _ in range(_APPEND_ATTEMPTS):
-        catalog = load_catalog(store)
-        event, result = decide(catalog)
-        try:
-            version = store.append(DEFINITIONS_STREAM, [event], expected_version=catalog.version)
-        except ConcurrencyError:
-            continue
-        return result(version)
-    raise ConcurrencyError(DEFINITIONS_STREAM, catalog.version, None)
-
-
 def _taken(catalog: MetricCatalog, name: str, reserved: Collection[str]) -> str | None:
     if name in catalog.metrics:
         return f"a metric named {name!r} already exists; use updateMetric to change it"
@@ -352,9 +337,9 @@ def define_metric(store: EventStore, metric: MetricDefinition, reserved: Collect
         problem = _taken(catalog, metric.name, reserved)
         if problem:
             raise ValidationError([FieldError("input.name", problem)])
-        return _event(METRIC_DEFINED, metric.as_properties()), lambda v: _metric_from(metric.as_properties(), v)
+        return [_event(METRIC_DEFINED, metric.as_properties())], lambda v: _metric_from(metric.as_properties(), v)
 
-    return _append_with_retry(store, decide)
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
 
 
 def update_metric(store: EventStore, metric: MetricDefinition) -> MetricDefinition:
@@ -363,9 +348,9 @@ def update_metric(store: EventStore, metric: MetricDefinition) -> MetricDefiniti
     def decide(catalog: MetricCatalog):
         if metric.name not in catalog.metrics:
             raise NotFound(f"no metric named {metric.name!r}; defineMetric creates one")
-        return _event(METRIC_UPDATED, metric.as_properties()), lambda v: _metric_from(metric.as_properties(), v)
+        return [_event(METRIC_UPDATED, metric.as_properties())], lambda v: _metric_from(metric.as_properties(), v)
 
-    return _append_with_retry(store, decide)
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
 
 
 def delete_metric(store: EventStore, name: str) -> MetricDefinition:
@@ -375,9 +360,9 @@ def delete_metric(store: EventStore, name: str) -> MetricDefinition:
         found = catalog.metrics.get(name)
         if found is None:
             raise NotFound(f"no metric named {name!r}")
-        return _event(METRIC_DELETED, {"name": name}), lambda v: found
+        return [_event(METRIC_DELETED, {"name": name})], lambda v: found
 
-    return _append_with_retry(store, decide)
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
 
 
 def define_gauge(store: EventStore, gauge: GaugeDefinition) -> GaugeDefinition:
@@ -387,9 +372,9 @@ def define_gauge(store: EventStore, gauge: GaugeDefinition) -> GaugeDefinition:
         problem = _taken(catalog, gauge.name, ())
         if problem:
             raise ValidationError([FieldError("input.name", problem)])
-        return _event(GAUGE_DEFINED, gauge.as_properties()), lambda v: _gauge_from(gauge.as_properties(), v)
+        return [_event(GAUGE_DEFINED, gauge.as_properties())], lambda v: _gauge_from(gauge.as_properties(), v)
 
-    return _append_with_retry(store, decide)
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
 
 
 def delete_gauge(store: EventStore, name: str) -> GaugeDefinition:
@@ -397,6 +382,6 @@ def delete_gauge(store: EventStore, name: str) -> GaugeDefinition:
         found = catalog.gauges.get(name)
         if found is None:
             raise NotFound(f"no gauge named {name!r}")
-        return _event(GAUGE_DELETED, {"name": name}), lambda v: found
+        return [_event(GAUGE_DELETED, {"name": name})], lambda v: found
 
-    return _append_with_retry(store, decide)
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.access import Principal, require
 from domain.errors import FieldError, ValidationError
 from domain.events import EVENT_TYPE, RecordedEvent
 from domain.ports import ALL_TYPES, RecentEventsReader, recent_marker
@@ -21,8 +22,11 @@ def check(event_type: str | None, limit: int) -> None:
         raise ValidationError(errors)
 
 
-def recent_events(reader: RecentEventsReader, event_type: str | None, limit: int) -> list[RecordedEvent]:
-    """The newest facts (of ``event_type``, or of every type), newest first."""
+def recent_events(
+    principal: Principal, reader: RecentEventsReader, event_type: str | None, limit: int
+) -> list[RecordedEvent]:
+    """The newest facts (of ``event_type``, or of every type), newest first. Needs ``read``."""
+    require(principal, "read")
     check(event_type, limit)
     return reader.recent_events(event_type, limit)
 

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from api.app import create_app
-from api.auth import KeyCache
 from bootstrap import Pulse
 from cli import main
 from domain.keys import KEYS_STREAM, create_key, load_registry, revoke_key
 from domain.ports import EventStore
 from domain.settings import Settings
+from services.keys import KeyCache
 from tests.api.conftest import bearer, sale
 
 

@@ -136,6 +136,8 @@ def serve(
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
+            if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
+                self.cfg.set("control_socket", control_socket_path(host, port))
 
         def load(self):
             return create_app(settings)
@@ -153,6 +155,16 @@ def serve(
         PulseServer().run()
     finally:
         _stop_projection_worker(projection_worker)
+
+
+def control_socket_path(host: str, port: int) -> str:
+    """gunicorn's control socket (``gunicornc``) for the server bound to ``host:port``:
+    gunicorn's directory ($XDG_RUNTIME_DIR, else ~/.gunicorn), a name per address, so
+    two ``pulse serve`` on one host never take each other's."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    directory = runtime if runtime and os.path.isdir(runtime) else os.path.join(os.path.expanduser("~"), ".gunicorn")
+    safe_host = "".join(c if c.isalnum() or c in ".-" else "_" for c in host)
+    return os.path.join(directory, f"pulse-{safe_host}-{port}.ctl")
 
 
 def _start_projection_worker(settings: Settings):

@@ -58,7 +58,11 @@ class IngestMutation:
         require_scope(info, "ingest")
         pulse = info.context["pulse"]
         try:
-            parsed = parse_events([event.wire() for event in events], pulse.settings.max_future_seconds)
+            parsed = parse_events(
+                [event.wire() for event in events],
+                pulse.settings.max_future_seconds,
+                max_past_days=pulse.settings.max_past_days,
+            )
             result = pulse.store.ingest(parsed)
         except ValidationError as exc:
             raise GraphQLError(

@@ -62,6 +62,9 @@ GAUGE_ROWS = 100
 SERIES_FIELDS = frozenset({"series", "seriesUpdated"})
 GAUGE_FIELDS = frozenset({"gauges", "gaugeUpdated"})
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
+#: List arguments with a bound (and error) of their own: ingestEvents' 1,000 events
+#: (BAD_USER_INPUT, as POST /v1/events' 413), within the 1 MiB body.
+OWN_BOUNDS = frozenset({("ingestEvents", "events")})
 _SECONDS = {"MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 
 
@@ -157,21 +160,25 @@ class _Walk:
 
     # --- Selections ----------------------------------------------------------------------
 
-    def _selections(self, selection_set: SelectionSetNode | None, depth: int, fragments: frozenset[str]) -> None:
+    def _selections(
+        self, selection_set: SelectionSetNode | None, depth: int, fragments: frozenset[str], schema: bool = False
+    ) -> None:
         if selection_set is None:
             return
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                self._field(selection, depth, fragments)
+                self._field(selection, depth, fragments, schema)
             elif isinstance(selection, InlineFragmentNode):
-                self._selections(selection.selection_set, depth, fragments)
+                self._selections(selection.selection_set, depth, fragments, schema)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = self.fragments.get(name)
                 if fragment is not None and name not in fragments:  # a cycle is validation's to report
-                    self._selections(fragment.selection_set, depth, fragments | {name})
+                    self._selections(fragment.selection_set, depth, fragments | {name}, schema)
 
-    def _field(self, node: FieldNode, depth: int, fragments: frozenset[str]) -> None:
+    def _field(self, node: FieldNode, depth: int, fragments: frozenset[str], schema: bool) -> None:
+        """``schema``: inside ``__schema``/``__type``, whose type references nest deeper
+        than any query of data (GraphiQL's own introspection does): not held to the depth."""
         settings = self.settings
         name = node.name.value
         if name in INTROSPECTION_FIELDS and not self._introspection_allowed():
@@ -191,12 +198,14 @@ class _Walk:
                 "PULSE_MAX_QUERY_FIELDS",
                 settings.max_query_fields,
             )
-        if depth > settings.max_query_depth:
+        if depth > settings.max_query_depth and not schema:
             raise _too_costly(
                 f"field {name!r} is nested {depth} levels deep", "PULSE_MAX_QUERY_DEPTH", settings.max_query_depth
             )
         arguments = {argument.name.value: argument.value for argument in node.arguments or ()}
         for argument, value in arguments.items():
+            if (name, argument) in OWN_BOUNDS:
+                continue
             items = self._list_length(value)
             if items > settings.max_list_items:
                 raise _too_costly(
@@ -216,7 +225,7 @@ class _Walk:
                         "PULSE_MAX_QUERY_POINTS",
                         settings.max_query_points,
                     )
-        self._selections(node.selection_set, depth + 1, fragments)
+        self._selections(node.selection_set, depth + 1, fragments, schema or name in INTROSPECTION_FIELDS)
 
     def _introspection_allowed(self) -> bool:
         mode = self.settings.introspection

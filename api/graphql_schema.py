@@ -56,6 +56,9 @@ class PulseSchema(strawberry.Schema):
             error
             for error in errors
             if error.original_error is not None
+            # Without a path it failed before anything ran: a variable the client sent
+            # that a scalar refused (e.g. not a DateTime), answered with a code.
+            and error.path is not None
             and not (isinstance(error.original_error, GraphQLError) and error.original_error.extensions.get("code"))
         ]
         if unexpected:

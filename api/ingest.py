@@ -37,12 +37,14 @@ def post_events():
     text = _utf8(_read_body())
     pulse = current_pulse()
     if media_type == NDJSON:
-        events = parse_events(_ndjson_events(text), pulse.settings.max_future_seconds)
+        events = parse_events(
+            _ndjson_events(text), pulse.settings.max_future_seconds, max_past_days=pulse.settings.max_past_days
+        )
     else:
         body = _json_document(text)
         if isinstance(body, dict) and isinstance(body.get("events"), list):
             _refuse_too_many(len(body["events"]))
-        events = parse_body(body, pulse.settings.max_future_seconds)
+        events = parse_body(body, pulse.settings.max_future_seconds, max_past_days=pulse.settings.max_past_days)
     result = pulse.store.ingest(events)
     return jsonify(accepted=result.accepted, duplicates=result.duplicates, ids=list(result.ids)), 202
 

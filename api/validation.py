@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import RAISE, Schema, fields
@@ -103,6 +103,18 @@ def _check_occurred_at(value: Any, batch: _Batch) -> datetime:
     if moment.tzinfo is None:
         shown = value if isinstance(value, str) else moment.isoformat()
         raise _Invalid(f"must include a UTC offset (Z or +hh:mm), e.g. {_RFC3339_EXAMPLE}; got {shown!r}")
+    try:
+        # The instant in UTC: year 1 at +14:00 is still year 0 there, which no date holds.
+        moment.astimezone(UTC)
+    except OverflowError:
+        shown = value if isinstance(value, str) else moment.isoformat()
+        raise _Invalid(f"{shown} is out of range: dates run from year 1 to 9999 in UTC") from None
+    if batch.earliest_allowed is not None and moment < batch.earliest_allowed:
+        shown = value if isinstance(value, str) else moment.isoformat()
+        raise _Invalid(
+            f"{shown} is too far in the past: at most {batch.max_past_days} days before the server's clock"
+            " (PULSE_MAX_PAST_DAYS)"
+        )
     if moment > batch.latest_allowed:
         shown = value if isinstance(value, str) else moment.isoformat()
         raise _Invalid(
@@ -178,11 +190,14 @@ _NO_PROPERTIES: dict[str, Any] = {}
 class _Batch:
     """What every event of one batch is checked against: one clock reading for the batch."""
 
-    __slots__ = ("latest_allowed", "max_future_seconds")
+    __slots__ = ("earliest_allowed", "latest_allowed", "max_future_seconds", "max_past_days")
 
-    def __init__(self, now: datetime, max_future_seconds: int) -> None:
+    def __init__(self, now: datetime, max_future_seconds: int, max_past_days: int = 0) -> None:
         self.max_future_seconds = max_future_seconds
         self.latest_allowed = now + timedelta(seconds=max_future_seconds)
+        self.max_past_days = max_past_days
+        # 0: no bound but the calendar's.
+        self.earliest_allowed = now - timedelta(days=max_past_days) if max_past_days else None
 
     def event(self, item: Any) -> Event | dict[str, str]:
         """The event, or its problems by wire path."""
@@ -271,24 +286,27 @@ class EventBatchSchema(Schema):
         "type": 'the body must be a JSON object: {"events": [...]}',
     }
 
-    def __init__(self, *, now: datetime, max_future_seconds: int, **kwargs: Any) -> None:
+    def __init__(self, *, now: datetime, max_future_seconds: int, max_past_days: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.batch = _Batch(now, max_future_seconds)
+        self.batch = _Batch(now, max_future_seconds, max_past_days)
 
 
-def parse_body(body: Any, max_future_seconds: int, now: datetime | None = None) -> list[Event]:
+def parse_body(body: Any, max_future_seconds: int, now: datetime | None = None, max_past_days: int = 0) -> list[Event]:
     """Validate a request body ``{"events": [...]}``; every problem of every event is
-    reported at once in one ``ValidationError``."""
-    schema = EventBatchSchema(now=now or utc_now(), max_future_seconds=max_future_seconds)
+    reported at once in one ``ValidationError``. ``max_past_days`` (0: none) bounds how
+    old ``occurredAt`` may be."""
+    schema = EventBatchSchema(now=now or utc_now(), max_future_seconds=max_future_seconds, max_past_days=max_past_days)
     try:
         return schema.load(body)["events"]
     except SchemaError as exc:
         raise ValidationError(_field_errors(exc.messages)) from None
 
 
-def parse_events(items: list[Any], max_future_seconds: int, now: datetime | None = None) -> list[Event]:
+def parse_events(
+    items: list[Any], max_future_seconds: int, now: datetime | None = None, max_past_days: int = 0
+) -> list[Event]:
     """Validate a list of events (NDJSON lines, GraphQL input) by the same rules."""
-    return parse_body({"events": items}, max_future_seconds, now)
+    return parse_body({"events": items}, max_future_seconds, now, max_past_days)
 
 
 def _field_errors(messages: Any) -> list[FieldError]:

@@ -432,3 +432,11 @@ def test_store_unavailable_is_503_with_retry_after(
         response = post(client, keys.ingest, {"events": [sale(i) for i in range(1, 50)]})
     assert_error(response, 503, "unavailable")
     assert int(response.headers["Retry-After"]) > 0
+
+
+@http_layer_only
+def test_events_older_than_max_past_days_are_a_422_naming_the_field(client: FlaskClient, keys: Keys) -> None:
+    # Default PULSE_MAX_PAST_DAYS: 3660 (about ten years).
+    body = assert_error(post(client, keys.ingest, {"events": [sale(1, occurredAt="0001-01-01T00:00:00Z")]}), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "occurredAt")]
+    assert "PULSE_MAX_PAST_DAYS" in body["errors"][0]["message"]

@@ -159,3 +159,19 @@ def test_unpaired_surrogates_are_refused_naming_the_field() -> None:
     assert {error.field for error in errors} == {"id", "source", "properties.x", "properties.\udc00"}
     assert all("surrogate" in error.message for error in errors)
     assert dict(parse_one(properties={"ok": "😀 café"}).properties) == {"ok": "😀 café"}
+
+
+def test_the_past_limit_is_a_setting_naming_the_field() -> None:
+    old = (NOW - timedelta(days=11)).isoformat()
+    assert parse_events([event(occurredAt=old)], max_future_seconds=300, now=NOW)  # 0: no bound
+    assert parse_events([event(occurredAt=old)], max_future_seconds=300, now=NOW, max_past_days=12)
+    with pytest.raises(ValidationError) as raised:
+        parse_events([event(occurredAt=old)], max_future_seconds=300, now=NOW, max_past_days=10)
+    (error,) = raised.value.errors
+    assert error.field == "occurredAt" and "10 days" in error.message and "PULSE_MAX_PAST_DAYS" in error.message
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+14:00", "0001-01-01T05:00:00+05:01"])
+def test_instants_before_year_1_in_utc_are_refused_not_a_crash(text: str) -> None:
+    (error,) = errors_of(event(occurredAt=text))
+    assert error.field == "occurredAt" and "out of range" in error.message

@@ -26,8 +26,9 @@ from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from services.engine import ProjectionEngine, ProjectionHandler
 
-#: ``settings.store`` → the module whose ``open_backend`` builds that backend.
-BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb"}
+#: ``settings.store`` → the module whose ``open_backend`` builds that backend ("memory":
+#: the in-memory fake tests use, see ``domain.settings.TEST_STORES``).
+BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb", "memory": "bootstrap.memory"}
 
 
 class Worker(Protocol):

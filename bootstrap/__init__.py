@@ -27,8 +27,9 @@ from projections.buckets import Bucketing, Retention
 from services.engine import ProjectionEngine, ProjectionHandler
 from services.metrics import MetricsService
 
-#: ``settings.store`` → the module whose ``open_backend`` builds that backend.
-BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb"}
+#: ``settings.store`` → the module whose ``open_backend`` builds that backend ("memory":
+#: the in-memory fake tests use, see ``domain.settings.TEST_STORES``).
+BACKENDS = {"sqlite": "bootstrap.sqlite", "dynamodb": "bootstrap.dynamodb", "memory": "bootstrap.memory"}
 
 
 class Worker(Protocol):

@@ -10,7 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+#: The backends an operator chooses from (`pulse --store`).
 STORES = ("sqlite", "dynamodb")
+#: Backends only tests use: "memory" is the in-memory fake of every port
+#: (``bootstrap.memory``); nothing it holds outlives the process. Not for production, so
+#: not offered by the command line.
+TEST_STORES = ("memory",)
 INTROSPECTION_MODES = ("auto", "on", "off")
 
 
@@ -57,7 +62,7 @@ class Settings:
     max_list_items: int = 5000
 
     def __post_init__(self) -> None:
-        if self.store not in STORES:
+        if self.store not in STORES + TEST_STORES:
             raise ValueError(f"PULSE_STORE must be one of {', '.join(STORES)}, got {self.store!r}")
         if not 0 < self.live_interval_seconds <= 10:
             raise ValueError(f"PULSE_LIVE_INTERVAL_SECONDS must be in (0, 10], got {self.live_interval_seconds}")

@@ -14,8 +14,9 @@ counter cells, gauge readings and event types itself and composes the other part
 Where this differs from the SQLite store: no cross-item atomicity — a batch's items
 become visible one by one, and a crash leaves some applied (exactly) and some not until
 the batch is redelivered; the checkpoint is written after the items and only saves work
-on restart. ``apply`` (the port) returns False when the checkpoint is at ``upto`` but
-never raises for a checkpoint elsewhere: the items decide.
+on restart. Batches are written by the stream projector (``write_batch``, with the
+records to redo what an item holds part of), not through the positioned ``CounterWriter``
+port's ``apply``: the items, not a checkpoint, make each record count once.
 """
 
 from __future__ import annotations
@@ -30,15 +31,12 @@ from typing import Any
 from botocore.client import BaseClient
 
 from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS
-from domain.micros import later
 from domain.ports import (
-    PROJECTIONS_MARKER,
     Checkpoint,
     CheckpointConflict,
     CounterCell,
     CounterDelta,
     GaugeReading,
-    ViewChanges,
     metric_marker,
 )
 from domain.settings import Settings
@@ -301,51 +299,6 @@ class DynamoViewStore:
         for (name, key, gen), reading in gauges.items():
             tasks.append(partial(self._writes.gauge, name, key, gen, reading))
         return {marker for marker in self._pool.each(_run, tasks) if marker is not None}
-
-    def apply(
-        self,
-        projection: str,
-        partition: str,
-        changes: ViewChanges,
-        after: int,
-        upto: int,
-        definitions_version: int,
-        events_per_second: float = 0.0,
-    ) -> bool:
-        """The port's apply: ``changes`` of the partition's records ``(after, upto]``.
-
-        Differs from SQLite: the items, not the checkpoint, make it exactly once (see
-        ``storage.dynamodb_guarded_writes``). Returns False without writing when the
-        checkpoint is at or past ``upto``; a checkpoint behind ``after`` is not an error
-        (a crash lost the last checkpoint write; the items still know what they hold).
-        Raises ``CheckpointConflict`` when the views reflect another definitions version,
-        when a rebuild is running (its generation needs each fact's receipt time, which
-        ``ViewChanges`` do not carry: the stream projector handles that case), or when an
-        item holds part of the batch (resend it with its first boundaries). The changes
-        must not count facts received before an active generation's fence.
-        """
-        state = self.definitions_state()
-        if state.version != definitions_version:
-            raise CheckpointConflict(
-                projection,
-                partition,
-                f"views reflect definitions version {state.version}, the batch was projected with"
-                f" {definitions_version}",
-            )
-        if state.build is not None:
-            raise CheckpointConflict(projection, partition, f"a rebuild to version {state.build.version} is running")
-        current = self.checkpoint(projection, partition)
-        if upto != after and current.position >= upto:
-            return False
-        generations = {name: g.gen for name, g in state.generations.items()}
-        changed: set[str] = set()
-        if upto > after:
-            changed = self.write_batch(partition, after + 1, upto, [GenerationChanges(changes, generations)])
-        watermark = later(current.watermark, changes.watermark)
-        if self.save_checkpoint(projection, partition, upto, watermark, changes.events, events_per_second):
-            changed.add(PROJECTIONS_MARKER)
-        self.bump_markers(changed)
-        return True
 
     # --- housekeeping --------------------------------------------------------------------
 

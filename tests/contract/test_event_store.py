@@ -1,4 +1,4 @@
-"""The event-store contract: every adapter passes these, unchanged."""
+"""The event-store contract: every adapter passes these, unchanged (the in-memory fake too)."""
 
 from __future__ import annotations
 

@@ -46,10 +46,12 @@ class RigPoller:
     """The poller as `pulse worker` builds it (every read model on one engine), plus the
     counters' rebuilds run in line, as the worker's background thread would."""
 
-    def __init__(self, rig: DynamoRig, bucketing: Bucketing, **options) -> None:
+    def __init__(
+        self, rig: DynamoRig, bucketing: Bucketing, recent: DynamoRecentEvents | None = None, **options
+    ) -> None:
         self.rig = rig
         self.projector = StreamProjector(rig.events, rig.views, bucketing)
-        self.recent = DynamoRecentEvents.from_settings(rig.settings, rig.views)
+        self.recent = recent or DynamoRecentEvents.from_settings(rig.settings, rig.views)
         self.engine = ProjectionEngine([self.projector, ReadModelHandler(RecentEventsProjection(), self.recent)])
         self.poller = DynamoPoller(self.engine, rig.feed, self.projector, **options)
 

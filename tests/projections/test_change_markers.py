@@ -16,7 +16,7 @@ from domain import metrics as defs
 from domain.events import Event
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, CheckpointConflict, gauge_marker, metric_marker, recent_marker
 from projections.counters import PROJECTION
-from tests.projections.conftest import ProjectionRig
+from tests.projections.conftest import ProjectionRig, not_on
 from tests.projections.test_exactly_once import runner_for
 
 START = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -106,7 +106,25 @@ def test_defining_and_deleting_metrics_and_gauges_moves_their_keys(make_rig: Cal
     assert rig.views.read_counters("revenue", "day", 0, 2**40) == []
 
 
-def test_writes_that_commit_nothing_move_nothing(make_rig: Callable[..., ProjectionRig]) -> None:
+def test_a_redelivered_batch_moves_nothing(make_rig: Callable[..., ProjectionRig]) -> None:
+    rig = make_rig()
+    rig.events.ingest([sale(i) for i in range(20)])
+    batch = rig.next_batch(10)
+    assert rig.deliver(batch) is True
+    applied = rig.views.change_markers()
+
+    assert rig.deliver(batch) is False  # redelivered
+    assert rig.views.change_markers() == applied
+    assert sum(cell.count for cell in rig.views.read_counters("type:sale", "day", 0, 2**40)) == 10
+
+
+@not_on(
+    "dynamodb",
+    reason="the CounterWriter port of a positioned log (a batch from a checkpoint, a rebuild in one transaction);"
+    " DynamoDB's item guards count a stale batch's new records once, and its abandoned rebuild is"
+    " tests/dynamodb_projections/test_rebuild_fence.py",
+)
+def test_a_stale_worker_and_an_aborted_rebuild_move_nothing(make_rig: Callable[..., ProjectionRig]) -> None:
     rig = make_rig()
     rig.events.ingest([sale(i) for i in range(20)])
     runner = runner_for(rig)
@@ -114,9 +132,6 @@ def test_writes_that_commit_nothing_move_nothing(make_rig: Callable[..., Project
     upto = page.events[-1].position
     assert runner.process(page.events, after=0, upto=upto) is True
     applied = rig.views.change_markers()
-
-    assert runner.process(page.events, after=0, upto=upto) is False  # redelivered
-    assert rig.views.change_markers() == applied
 
     rest = rig.events.read_facts(page.cursor, limit=10)
     with pytest.raises(CheckpointConflict):

@@ -1,21 +1,20 @@
 """Randomized workloads: late, duplicate and out-of-order facts, definitions added,
 changed and deleted along the way, any batch sizes. The read models must always equal a
-recomputation from the stored facts."""
+recomputation from the stored facts, on every backend of tests/projections/conftest.py."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import metrics as defs
 from domain.events import Event
-from tests.projections.conftest import ProjectionRig
+from tests.projections.conftest import ProjectionRig, RigFactory
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts
 
 # 2026-03-08 07:00Z is 02:00 in New York when clocks spring forward: ±3 days crosses it.
@@ -72,55 +71,61 @@ def ingest_in_batches(rig: ProjectionRig, events: list[Event], cuts: list[int]) 
             rig.events.ingest(events[start:stop])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    specs=st.lists(facts, min_size=20, max_size=150),
-    resend=st.lists(st.integers(0, 10_000), max_size=15),
-    split=st.integers(0, 10_000),
-    cuts=st.lists(st.integers(0, 10_000), max_size=6),
-    batch_sizes=st.tuples(st.sampled_from([1, 3, 17, 64, 500]), st.sampled_from([1, 3, 17, 64, 500])),
-    timezone=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]),
-)
-def test_read_models_equal_a_recomputation(
-    make_rig: Callable[..., ProjectionRig],
-    specs: list[dict[str, Any]],
-    resend: list[int],
-    split: int,
-    cuts: list[int],
-    batch_sizes: tuple[int, int],
-    timezone: str,
-) -> None:
-    rig = make_rig(timezone)
-    events = [to_event(i, spec) for i, spec in enumerate(specs)]
-    # Resends repeat an earlier id, sometimes with other content: only the first counts.
-    for n, pick in enumerate(resend):
-        original = events[pick % len(events)]
-        events.append(replace(original, properties={**original.properties, "amount": 10_000 + n}))
-    first, second = events[: split % (len(events) + 1)], events[split % (len(events) + 1) :]
+#: Examples per backend: DynamoDB Local takes seconds an example.
+EXAMPLES = {"sqlite": 30, "memory": 30, "dynamodb": 3}
 
-    for metric in (REVENUE, ORDERS_STORE_1):
-        defs.define_metric(rig.events, metric)
-    defs.define_gauge(rig.events, STOCK)
-    ingest_in_batches(rig, first, cuts)
-    rig.catch_up(batch_sizes[0])
 
-    # Defined, changed and deleted after facts exist: backfilled, rebuilt, removed.
-    for metric in (HIGHEST, LOWEST, BASKET, VIEWS):
-        defs.define_metric(rig.events, metric)
-    defs.define_gauge(rig.events, ANY_STOCK)
-    defs.update_metric(rig.events, ORDERS_STORE_2)
-    defs.delete_metric(rig.events, "lowest")
-    ingest_in_batches(rig, second, cuts[::-1])
-    rig.catch_up(batch_sizes[1])
-
-    stored = assert_views_match_facts(
-        rig.views,
-        rig.events,
-        [REVENUE, ORDERS_STORE_2, HIGHEST, BASKET, VIEWS],
-        [STOCK, ANY_STOCK],
-        timezone,
+def test_read_models_equal_a_recomputation(make_rig: RigFactory) -> None:
+    @settings(max_examples=EXAMPLES[make_rig.backend], deadline=None)
+    @given(
+        specs=st.lists(facts, min_size=20, max_size=150),
+        resend=st.lists(st.integers(0, 10_000), max_size=15),
+        split=st.integers(0, 10_000),
+        cuts=st.lists(st.integers(0, 10_000), max_size=6),
+        batch_sizes=st.tuples(st.sampled_from([1, 3, 17, 64, 500]), st.sampled_from([1, 3, 17, 64, 500])),
+        timezone=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata"]),
     )
-    assert len(stored) == len({e.id for e in events})
-    for resolution in ("minute", "hour", "day"):
-        assert rig.views.read_counters("lowest", resolution, *EVERYTHING) == []
-    assert rig.catch_up(7) == 0
+    def check(
+        specs: list[dict[str, Any]],
+        resend: list[int],
+        split: int,
+        cuts: list[int],
+        batch_sizes: tuple[int, int],
+        timezone: str,
+    ) -> None:
+        rig = make_rig(timezone)
+        events = [to_event(i, spec) for i, spec in enumerate(specs)]
+        # Resends repeat an earlier id, sometimes with other content: only the first counts.
+        for n, pick in enumerate(resend):
+            original = events[pick % len(events)]
+            events.append(replace(original, properties={**original.properties, "amount": 10_000 + n}))
+        first, second = events[: split % (len(events) + 1)], events[split % (len(events) + 1) :]
+
+        for metric in (REVENUE, ORDERS_STORE_1):
+            defs.define_metric(rig.events, metric)
+        defs.define_gauge(rig.events, STOCK)
+        ingest_in_batches(rig, first, cuts)
+        rig.catch_up(batch_sizes[0])
+
+        # Defined, changed and deleted after facts exist: backfilled, rebuilt, removed.
+        for metric in (HIGHEST, LOWEST, BASKET, VIEWS):
+            defs.define_metric(rig.events, metric)
+        defs.define_gauge(rig.events, ANY_STOCK)
+        defs.update_metric(rig.events, ORDERS_STORE_2)
+        defs.delete_metric(rig.events, "lowest")
+        ingest_in_batches(rig, second, cuts[::-1])
+        rig.catch_up(batch_sizes[1])
+
+        stored = assert_views_match_facts(
+            rig.views,
+            rig.events,
+            [REVENUE, ORDERS_STORE_2, HIGHEST, BASKET, VIEWS],
+            [STOCK, ANY_STOCK],
+            timezone,
+        )
+        assert len(stored) == len({e.id for e in events})
+        for resolution in ("minute", "hour", "day"):
+            assert rig.views.read_counters("lowest", resolution, *EVERYTHING) == []
+        assert rig.catch_up(7) == 0
+
+    check()

@@ -59,7 +59,7 @@ class Settings:
     max_query_fields: int = 2000
     max_query_depth: int = 12
     max_query_points: int = 100_000
-    max_list_items: int = 5000
+    max_list_items: int = 1000
 
     def __post_init__(self) -> None:
         if self.store not in STORES + TEST_STORES:

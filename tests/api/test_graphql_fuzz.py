@@ -39,10 +39,10 @@ from graphql import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from workers.sqlite_worker import open_sqlite_worker
 
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
-from workers.sqlite_worker import open_sqlite_worker
 
 EXAMPLES = int(os.environ.get("PULSE_FUZZ_EXAMPLES", "25"))
 KNOWN_NAMES = ["revenue", "sale", "stock", "page_view"]

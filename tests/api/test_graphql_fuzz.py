@@ -39,8 +39,8 @@ from graphql import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from workers.sqlite_worker import open_sqlite_worker
 
+from bootstrap import bootstrap
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
 
@@ -252,10 +252,9 @@ def seeded(client: FlaskClient, keys: Keys, settings: Settings) -> FlaskClient:
         {"type": "stock", "occurredAt": "2026-01-01T00:00:00Z", "properties": {"product": "p", "level": 3}}
     ]
     assert client.post("/v1/events", json={"events": events}, headers=bearer(keys.ingest)).status_code == 202
-    worker = open_sqlite_worker(settings)
-    worker.catch_up()
-    worker.events.close()
-    worker.views.close()
+    own = bootstrap(settings)  # a worker of its own, as `pulse worker` is
+    own.worker().catch_up()
+    own.close()
     return client
 
 

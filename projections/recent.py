@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from domain.events import RecordedEvent
 from domain.micros import epoch_micros
@@ -17,9 +18,8 @@ from domain.ports import ALL_TYPES, RECENT_KEEP, RecentChanges
 PROJECTION = "recent-events"
 
 
-def recency(event: RecordedEvent) -> tuple[int, str]:
-    """The feed's order: greater is newer."""
-    return epoch_micros(event.occurred_at), event.id
+#: The feed's order, greater is newer: ``occurredAt`` (aware datetimes compare exactly), then id.
+recency = attrgetter("occurred_at", "id")
 
 
 def newest(events: Iterable[RecordedEvent], keep: int) -> list[RecordedEvent]:
@@ -36,11 +36,14 @@ class RecentEventsProjection:
         self.keep = keep
 
     def project(self, events: Sequence[RecordedEvent]) -> RecentChanges:
+        if not events:
+            return RecentChanges(scopes={}, events=0, watermark=None)
+        every = newest(events, self.keep)
         by_type: dict[str, list[RecordedEvent]] = {}
         for event in events:
             by_type.setdefault(event.type, []).append(event)
-        scopes = {etype: newest(group, self.keep) for etype, group in by_type.items()}
-        if events:
-            scopes[ALL_TYPES] = newest(events, self.keep)
-        watermark = max((epoch_micros(e.occurred_at) for e in events), default=None)
-        return RecentChanges(scopes=scopes, events=len(events), watermark=watermark)
+        scopes = {ALL_TYPES: every}
+        for etype, group in by_type.items():
+            # A batch of one type (the common case) has the same newest as every type.
+            scopes[etype] = every if len(group) == len(events) else newest(group, self.keep)
+        return RecentChanges(scopes=scopes, events=len(events), watermark=epoch_micros(every[0].occurred_at))

@@ -69,8 +69,15 @@ class SqliteRecentEvents:
                 if current.position >= upto:
                     return False
                 touched = {PROJECTIONS_MARKER}
+                encoded: dict[str, tuple] = {}  # an event listed in two scopes is encoded once
                 for scope, events in changes.scopes.items():
-                    conn.executemany(_INSERT, [_row(scope, event) for event in events])
+                    rows = []
+                    for event in events:
+                        found = encoded.get(event.id)
+                        if found is None:
+                            found = encoded[event.id] = _columns(event)
+                        rows.append((scope, *found))
+                    conn.executemany(_INSERT, rows)
                     conn.execute(_TRIM, (scope, self.keep))
                     touched.add(recent_marker(scope))
                 bump_markers(conn, touched)
@@ -110,9 +117,9 @@ class SqliteRecentEvents:
         ]
 
 
-def _row(scope: str, event: RecordedEvent) -> tuple:
+def _columns(event: RecordedEvent) -> tuple:
+    """The row of ``event`` after its scope."""
     return (
-        scope,
         to_micros(event.occurred_at),
         event.id,
         event.type,

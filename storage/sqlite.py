@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from domain.errors import ConcurrencyError, EventTooLarge, StoreUnavailable
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
-from domain.micros import epoch_micros, from_epoch_micros
-from storage.codec import dumps, loads
+from domain.errors import ConcurrencyError, StoreUnavailable
+from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent
+from domain.micros import from_epoch_micros
+from storage.codec import EventColumns, event_columns, loads
 
 # Beside the database: ingest writers of every process take turns on it (see _writer_turn).
 WRITER_LOCK_SUFFIX = "-writer.lock"
@@ -150,28 +150,8 @@ class SqliteEventStore:
                 self._all.append(conn)
         return conn
 
-    def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None):
-        received = epoch_micros(utc_now())
-        rows = []
-        for index, event in enumerate(events):
-            props = dumps(dict(event.properties))
-            size = len(props.encode()) + len(event.id) + len(event.type) + len(event.source or "")
-            if size > MAX_EVENT_BYTES:
-                raise EventTooLarge(event.id, size, MAX_EVENT_BYTES, index=index)
-            version = None if first_version is None else first_version + index
-            rows.append(
-                (
-                    event.id,
-                    stream_id,
-                    version,
-                    event.type,
-                    epoch_micros(event.occurred_at),
-                    event.source,
-                    props,
-                    received,
-                )
-            )
-        return rows
+    def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None) -> list[EventColumns]:
+        return event_columns(stream_id, events, first_version, MAX_EVENT_BYTES)
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
         pending = _PendingIngest(self._rows(FACTS_STREAM, events, None))

@@ -26,17 +26,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from domain.errors import StoreUnavailable
-from domain.micros import later, now_micros
 from domain.ports import (
-    PROJECTIONS_MARKER,
     Checkpoint,
-    CheckpointConflict,
     CounterCell,
     GaugeReading,
     ViewChanges,
-    gauge_marker,
+    advanced,
+    batch_applies,
+    expect_position,
     marker_keys,
     metric_marker,
+    rebuild_markers,
+    rebuilt,
 )
 from storage.sqlite import connect, write_transaction
 
@@ -242,34 +243,11 @@ class SqliteViewStore:
         try:
             with write_transaction(conn):
                 current = read_checkpoint(conn, projection, partition)
-                if current.position == upto and upto != after:
+                if not batch_applies(current, after, upto, definitions_version):
                     return False
-                if current.position != after:
-                    raise CheckpointConflict(
-                        projection, partition, f"is at {current.position}, expected {after} or {upto}"
-                    )
-                if current.definitions_version != definitions_version:
-                    raise CheckpointConflict(
-                        projection,
-                        partition,
-                        f"views reflect definitions version {current.definitions_version},"
-                        f" the batch was projected with {definitions_version}",
-                    )
                 self._write(conn, changes)
                 bump_markers(conn, marker_keys(changes))
-                save_checkpoint(
-                    conn,
-                    Checkpoint(
-                        projection=projection,
-                        partition=partition,
-                        position=upto,
-                        definitions_version=current.definitions_version,
-                        watermark=later(current.watermark, changes.watermark),
-                        updated_at=now_micros(),
-                        events_total=current.events_total + changes.events,
-                        events_per_second=events_per_second,
-                    ),
-                )
+                save_checkpoint(conn, advanced(current, upto, changes, current.definitions_version, events_per_second))
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite view store {self.path}: {exc}") from exc
         return True
@@ -289,11 +267,10 @@ class SqliteViewStore:
         # and readers see the old counters until the new ones are complete.
         with write_transaction(conn):
             current = read_checkpoint(conn, projection, partition)
-            if current.position != at_position:
-                raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
+            expect_position(current, at_position)
             conn.executemany("DELETE FROM counters WHERE metric = ?", [(name,) for name in metrics])
             conn.executemany("DELETE FROM gauges WHERE name = ?", [(name,) for name in gauges])
-            touched = {PROJECTIONS_MARKER, *map(metric_marker, metrics), *map(gauge_marker, gauges)}
+            touched = rebuild_markers(metrics, gauges)
 
             def add(changes: ViewChanges) -> None:
                 self._write(conn, changes)
@@ -301,19 +278,7 @@ class SqliteViewStore:
 
             yield add
             bump_markers(conn, touched)
-            save_checkpoint(
-                conn,
-                Checkpoint(
-                    projection=projection,
-                    partition=partition,
-                    position=current.position,
-                    definitions_version=definitions_version,
-                    watermark=current.watermark,
-                    updated_at=current.updated_at,
-                    events_total=current.events_total,
-                    events_per_second=current.events_per_second,
-                ),
-            )
+            save_checkpoint(conn, rebuilt(current, definitions_version))
 
     def prune(self, resolution: str, before: int) -> int:
         conn = self._conn()

@@ -20,7 +20,6 @@ rolls markers back with their data; the watchers reading them restart with the m
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +38,7 @@ from domain.ports import (
     rebuild_markers,
     rebuilt,
 )
-from storage.sqlite import connect, write_transaction
+from storage.sqlite import ThreadConnections, connect, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -180,9 +179,7 @@ class SqliteViewStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._connections = ThreadConnections(self._open)
         self._conn().executescript(SCHEMA)
 
     @classmethod
@@ -195,15 +192,13 @@ class SqliteViewStore:
         return self._conn()
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            # Views can be recomputed from the log: a power loss may drop the last batches
-            # and their checkpoint together, never one without the other.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+        return self._connections.get()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        # Views can be recomputed from the log: a power loss may drop the last batches
+        # and their checkpoint together, never one without the other.
+        conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
     # --- Checkpoints -------------------------------------------------------------------
@@ -366,11 +361,7 @@ class SqliteViewStore:
         return dict(self._conn().execute("SELECT key, version FROM change_markers"))
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
 
 def _column(index: int) -> int:

@@ -48,6 +48,18 @@ class EventStore(Protocol):
         """Release connections."""
 
 
+def all_facts(store: EventStore, page_size: int = 1000) -> list[RecordedEvent]:
+    """Every fact in the store, read page by page as a catching-up worker would (tests, benches)."""
+    facts: list[RecordedEvent] = []
+    cursor = None
+    while True:
+        page = store.read_facts(cursor, limit=page_size)
+        if not page.events:
+            return facts
+        facts.extend(page.events)
+        cursor = page.cursor
+
+
 # --- Read models -------------------------------------------------------------------------
 # A read model is a pure ``Projection`` (in ``projections/``: a batch of facts in, changes
 # out) plus the store that applies those changes together with the projection's

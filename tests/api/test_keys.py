@@ -17,21 +17,7 @@ from domain.ports import EventStore
 from domain.settings import Settings
 from services.keys import KeyCache
 from tests.api.conftest import bearer, sale
-
-
-def store_args(settings: Settings) -> list[str]:
-    if settings.store == "sqlite":
-        return ["--store", "sqlite", "--db", settings.db]
-    return [
-        "--store",
-        "dynamodb",
-        "--dynamodb-endpoint",
-        settings.dynamodb_endpoint or "",
-        "--region",
-        settings.region,
-        "--table-prefix",
-        settings.table_prefix,
-    ]
+from tests.support import store_args
 
 
 def pulse(settings: Settings, *args: str) -> Result:

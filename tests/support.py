@@ -12,6 +12,8 @@ Time. A test never calls ``time.time()`` or ``datetime.now()`` for "now":
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,3 +83,12 @@ def lambda_record(raw: dict[str, Any], stream_arn: str, region: str) -> dict[str
             "StreamViewType": "NEW_IMAGE",
         },
     }
+
+
+def in_threads(target: Callable[[Any], object], args: Iterable[Any]) -> None:
+    """Run ``target(arg)`` for each of ``args`` at once, a thread each, and wait for all."""
+    threads = [threading.Thread(target=target, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -43,6 +43,7 @@ from ingest import free_port, start_server, stop_server  # noqa: E402 - bench/in
 from bootstrap import WorkerOptions, bootstrap  # noqa: E402
 from domain import metrics as defs  # noqa: E402
 from domain.events import Event, RecordedEvent  # noqa: E402
+from domain.ports import all_facts  # noqa: E402
 from domain.settings import Settings  # noqa: E402
 from projections.buckets import Bucketing  # noqa: E402
 from projections.counters import PROJECTION, MetricsProjection  # noqa: E402
@@ -75,17 +76,6 @@ def sales(n: int, end: datetime, days: float = 1.0, seed: int = 7) -> list[Event
         )
         for i in range(n)
     ]
-
-
-def all_facts(store: SqliteEventStore) -> list[RecordedEvent]:
-    facts: list[RecordedEvent] = []
-    cursor = None
-    while True:
-        page = store.read_facts(cursor, limit=BATCH)
-        if not page.events:
-            return facts
-        facts.extend(page.events)
-        cursor = page.cursor
 
 
 def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
@@ -126,7 +116,7 @@ def sparse_facts(n: int) -> list[RecordedEvent]:
 
 def read_rate(store: SqliteEventStore) -> float:
     started = time.perf_counter()
-    n = len(all_facts(store))
+    n = len(all_facts(store, BATCH))
     return n / (time.perf_counter() - started)
 
 
@@ -311,7 +301,7 @@ def main() -> None:
         for start in range(0, len(events), BATCH):
             store.ingest(events[start : start + BATCH])
         defs.define_metric(store, REVENUE)
-        facts = all_facts(store)
+        facts = all_facts(store, BATCH)
         print(f"\n{len(facts):,} sales over 24 h, metric revenue: sum(amount) by (category, store) x minute/hour/day")
 
         projected, per_event = catch_up_projection(facts, directory / "a.views.db")

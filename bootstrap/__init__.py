@@ -8,8 +8,8 @@ CLI, the Lambda handlers and the benches).
 
 Each backend module (``bootstrap.sqlite``, ``bootstrap.dynamodb``) exposes one factory,
 ``open_backend(settings)``, returning a ``Backend``: its stores, its projection handlers,
-its feed driver, its tables. To add a read model, add its handler to both backends'
-``handlers``; no driver changes.
+its feed driver, its tables. To add a read model, add its handler to the backends'
+``handlers`` (``bootstrap.positioned`` for SQLite and memory); no driver changes.
 """
 
 from __future__ import annotations

@@ -10,20 +10,12 @@ forgets them.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
-from domain.clock import SYSTEM_CLOCK, Clock
+from bootstrap.positioned import PositionedBackend
 from domain.settings import Settings
-from projections.buckets import Bucketing
-from projections.recent import RecentEventsProjection
-from services.counters import PositionedCounters
-from services.engine import ProjectionEngine, ProjectionHandler, ReadModelHandler
 from storage.memory import MemoryEventStore, MemoryRecentEvents, MemoryViewStore
-from workers.log_tail import LogTail
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,27 +42,12 @@ def database(settings: Settings) -> MemoryDatabase:
 
 
 @dataclass
-class MemoryBackend:
-    settings: Settings
-    events: MemoryEventStore
-    views: MemoryViewStore
-    recent: MemoryRecentEvents
+class MemoryBackend(PositionedBackend):
+    """The stores of ``storage.memory``, wired by ``PositionedBackend``."""
+
     name: str = "memory"
     #: `pulse serve` starts its worker as another process, which would have its own memory.
     worker_beside_server: bool = False
-
-    def handlers(self, options) -> list[ProjectionHandler]:
-        return [
-            PositionedCounters(
-                self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
-            ),
-            ReadModelHandler(RecentEventsProjection(), self.recent),
-        ]
-
-    def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
-        if self.views.reset_if_timezone_changed(self.settings.timezone):
-            log.warning("day time zone is now %s: recomputing every read model from the log", self.settings.timezone)
-        return LogTail(self.events, engine, batch_size=options.batch_size, clock=clock)
 
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)

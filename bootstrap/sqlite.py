@@ -8,46 +8,23 @@ counter cells on the worker's housekeeping.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from domain.clock import SYSTEM_CLOCK, Clock
+from bootstrap.positioned import PositionedBackend
 from domain.settings import Settings
-from projections.buckets import Bucketing
-from projections.recent import RecentEventsProjection
-from services.counters import PositionedCounters
-from services.engine import ProjectionEngine, ProjectionHandler, ReadModelHandler
 from storage.sqlite import WRITER_LOCK_SUFFIX, SqliteEventStore
 from storage.sqlite_recent import SqliteRecentEvents
 from storage.sqlite_views import SqliteViewStore, views_path
-from workers.log_tail import LogTail
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
-class SqliteBackend:
-    settings: Settings
-    events: SqliteEventStore
-    views: SqliteViewStore
-    recent: SqliteRecentEvents
+class SqliteBackend(PositionedBackend):
+    """The stores of ``storage.sqlite`` and ``storage.sqlite_views``, wired by ``PositionedBackend``."""
+
     name: str = "sqlite"
     worker_beside_server: bool = True
     _closed: bool = field(default=False, repr=False)
-
-    def handlers(self, options) -> list[ProjectionHandler]:
-        return [
-            PositionedCounters(
-                self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
-            ),
-            ReadModelHandler(RecentEventsProjection(), self.recent),
-        ]
-
-    def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
-        if self.views.reset_if_timezone_changed(self.settings.timezone):
-            log.warning("day time zone is now %s: recomputing every read model from the log", self.settings.timezone)
-        return LogTail(self.events, engine, batch_size=options.batch_size, clock=clock)
 
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)

@@ -26,9 +26,9 @@ event store is passed in.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.aggregate import decide_and_append
 from domain.errors import FieldError, NotFound, ValidationError
@@ -329,59 +329,80 @@ def _event(kind: str, props: dict[str, Any]) -> Event:
     return Event(type=kind, occurred_at=utc_now(), properties=props)
 
 
+D = TypeVar("D", MetricDefinition, GaugeDefinition)
+
+
+def _record(store: EventStore, decide: Callable[[MetricCatalog], tuple[Sequence[Event], Callable[[int], D]]]) -> D:
+    """Append what ``decide`` makes of the catalog to the definitions stream."""
+    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+
+
+def _define(
+    store: EventStore,
+    kind: str,
+    definition: D,
+    build: Callable[[Mapping[str, Any], int], D],
+    check: Callable[[MetricCatalog], None],
+) -> D:
+    """Record ``definition`` as a ``kind`` event once ``check`` accepts the catalog."""
+
+    def decide(catalog: MetricCatalog):
+        check(catalog)
+        return [_event(kind, definition.as_properties())], lambda v: build(definition.as_properties(), v)
+
+    return _record(store, decide)
+
+
+def _untaken(name: str, reserved: Collection[str]) -> Callable[[MetricCatalog], None]:
+    """The check that ``name`` is free for a new metric or gauge."""
+
+    def check(catalog: MetricCatalog) -> None:
+        problem = _taken(catalog, name, reserved)
+        if problem:
+            raise ValidationError([FieldError("input.name", problem)])
+
+    return check
+
+
+def _delete(
+    store: EventStore, kind: str, name: str, defined: Callable[[MetricCatalog], Mapping[str, D]], what: str
+) -> D:
+    """Record the deletion of the ``what`` called ``name``; returns its definition."""
+
+    def decide(catalog: MetricCatalog):
+        found = defined(catalog).get(name)
+        if found is None:
+            raise NotFound(f"no {what} named {name!r}")
+        return [_event(kind, {"name": name})], lambda v: found
+
+    return _record(store, decide)
+
+
 def define_metric(store: EventStore, metric: MetricDefinition, reserved: Collection[str] = ()) -> MetricDefinition:
     """Record a new metric (validated by ``validate_metric``). ``reserved``: names of
     event types seen so far, whose built-in metrics a new metric must not hide."""
-
-    def decide(catalog: MetricCatalog):
-        problem = _taken(catalog, metric.name, reserved)
-        if problem:
-            raise ValidationError([FieldError("input.name", problem)])
-        return [_event(METRIC_DEFINED, metric.as_properties())], lambda v: _metric_from(metric.as_properties(), v)
-
-    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+    return _define(store, METRIC_DEFINED, metric, _metric_from, _untaken(metric.name, reserved))
 
 
 def update_metric(store: EventStore, metric: MetricDefinition) -> MetricDefinition:
     """Replace an existing metric's definition; its counters are rebuilt from the facts."""
 
-    def decide(catalog: MetricCatalog):
+    def check(catalog: MetricCatalog) -> None:
         if metric.name not in catalog.metrics:
             raise NotFound(f"no metric named {metric.name!r}; defineMetric creates one")
-        return [_event(METRIC_UPDATED, metric.as_properties())], lambda v: _metric_from(metric.as_properties(), v)
 
-    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+    return _define(store, METRIC_UPDATED, metric, _metric_from, check)
 
 
 def delete_metric(store: EventStore, name: str) -> MetricDefinition:
     """Delete a metric; its counters go with it. Returns the deleted definition."""
-
-    def decide(catalog: MetricCatalog):
-        found = catalog.metrics.get(name)
-        if found is None:
-            raise NotFound(f"no metric named {name!r}")
-        return [_event(METRIC_DELETED, {"name": name})], lambda v: found
-
-    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+    return _delete(store, METRIC_DELETED, name, lambda catalog: catalog.metrics, "metric")
 
 
 def define_gauge(store: EventStore, gauge: GaugeDefinition) -> GaugeDefinition:
     """Record a new gauge (validated by ``validate_gauge``)."""
-
-    def decide(catalog: MetricCatalog):
-        problem = _taken(catalog, gauge.name, ())
-        if problem:
-            raise ValidationError([FieldError("input.name", problem)])
-        return [_event(GAUGE_DEFINED, gauge.as_properties())], lambda v: _gauge_from(gauge.as_properties(), v)
-
-    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+    return _define(store, GAUGE_DEFINED, gauge, _gauge_from, _untaken(gauge.name, ()))
 
 
 def delete_gauge(store: EventStore, name: str) -> GaugeDefinition:
-    def decide(catalog: MetricCatalog):
-        found = catalog.gauges.get(name)
-        if found is None:
-            raise NotFound(f"no gauge named {name!r}")
-        return [_event(GAUGE_DELETED, {"name": name})], lambda v: found
-
-    return decide_and_append(store, DEFINITIONS_STREAM, load_catalog, decide)
+    return _delete(store, GAUGE_DELETED, name, lambda catalog: catalog.gauges, "gauge")

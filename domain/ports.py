@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from domain.errors import PulseError
 from domain.events import Event, FactPage, IngestResult, RecordedEvent
+from domain.micros import later, now_micros
 
 C_co = TypeVar("C_co", covariant=True)
 C_contra = TypeVar("C_contra", contravariant=True)
@@ -45,6 +46,18 @@ class EventStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def all_facts(store: EventStore, page_size: int = 1000) -> list[RecordedEvent]:
+    """Every fact in the store, read page by page as a catching-up worker would (tests, benches)."""
+    facts: list[RecordedEvent] = []
+    cursor = None
+    while True:
+        page = store.read_facts(cursor, limit=page_size)
+        if not page.events:
+            return facts
+        facts.extend(page.events)
+        cursor = page.cursor
 
 
 # --- Read models -------------------------------------------------------------------------
@@ -143,6 +156,63 @@ class CheckpointConflict(PulseError):
         self.partition = partition
         where = f"{projection}/{partition}" if partition else projection
         super().__init__(f"checkpoint of {where}: {message}")
+
+
+# --- Checkpoint rules every store with one global order applies (SQLite, memory) ---------
+
+
+def batch_applies(current: Checkpoint, after: int, upto: int, definitions_version: int) -> bool:
+    """``CounterWriter.apply``'s check of the stored checkpoint ``current``: False for a
+    redelivered batch (already at ``upto``), ``CheckpointConflict`` when it is anywhere but
+    ``after`` or reflects another definitions version, else True."""
+    if current.position == upto and upto != after:
+        return False
+    if current.position != after:
+        raise CheckpointConflict(
+            current.projection, current.partition, f"is at {current.position}, expected {after} or {upto}"
+        )
+    if current.definitions_version != definitions_version:
+        raise CheckpointConflict(
+            current.projection,
+            current.partition,
+            f"views reflect definitions version {current.definitions_version},"
+            f" the batch was projected with {definitions_version}",
+        )
+    return True
+
+
+def expect_position(current: Checkpoint, at_position: int) -> None:
+    """``CheckpointConflict`` unless the stored checkpoint ``current`` is at ``at_position``."""
+    if current.position != at_position:
+        raise CheckpointConflict(
+            current.projection, current.partition, f"is at {current.position}, expected {at_position}"
+        )
+
+
+def advanced(
+    current: Checkpoint,
+    upto: int,
+    changes: ViewChanges | RecentChanges,
+    definitions_version: int = 0,
+    events_per_second: float = 0.0,
+) -> Checkpoint:
+    """The checkpoint after a batch of ``changes`` moved it from ``current`` to ``upto``:
+    the watermark at the later of the two, the batch's facts counted, updated now."""
+    return Checkpoint(
+        projection=current.projection,
+        partition=current.partition,
+        position=upto,
+        definitions_version=definitions_version,
+        watermark=later(current.watermark, changes.watermark),
+        updated_at=now_micros(),
+        events_total=current.events_total + changes.events,
+        events_per_second=events_per_second,
+    )
+
+
+def rebuilt(current: Checkpoint, definitions_version: int) -> Checkpoint:
+    """The checkpoint after a rebuild: where it was, now reflecting ``definitions_version``."""
+    return replace(current, definitions_version=definitions_version)
 
 
 # --- Read-model ports, each what one kind of user needs ---------------------------------
@@ -342,6 +412,11 @@ def gauge_marker(name: str) -> str:
 def recent_marker(scope: str) -> str:
     """The change marker of the recent-events feed of one type (or ``ALL_TYPES``)."""
     return f"recent:{scope}"
+
+
+def rebuild_markers(metrics: Iterable[str], gauges: Iterable[str]) -> set[str]:
+    """The change markers a rebuild of ``metrics`` and ``gauges`` touches, checkpoint included."""
+    return {PROJECTIONS_MARKER, *map(metric_marker, metrics), *map(gauge_marker, gauges)}
 
 
 def marker_keys(changes: ViewChanges) -> set[str]:

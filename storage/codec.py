@@ -1,9 +1,19 @@
-"""JSON text as the adapters store event properties."""
+"""JSON text as the adapters store event properties, and the columns of a stored event
+as both embedded stores (``storage.sqlite`` and its in-memory fake) keep them."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from domain.errors import EventTooLarge
+from domain.events import Event, utc_now
+from domain.micros import epoch_micros
+
+#: A stored event's columns, position aside: ``(id, stream_id, version, type, occurred_at
+#: (epoch µs), source, properties (JSON text), received_at (epoch µs))``.
+EventColumns = tuple[str, str, int | None, str, int, str | None, str, int]
 
 
 def dumps(value: Any) -> str:
@@ -13,3 +23,32 @@ def dumps(value: Any) -> str:
 
 def loads(text: str) -> Any:
     return json.loads(text)
+
+
+def event_columns(
+    stream_id: str, events: Sequence[Event], first_version: int | None, max_bytes: int
+) -> list[EventColumns]:
+    """The columns of ``events`` appended to ``stream_id`` (versions from ``first_version``,
+    None for facts), all received now; ``EventTooLarge`` before anything when one event's
+    properties, id, type and source take more than ``max_bytes`` (as SQLite measures them)."""
+    received = epoch_micros(utc_now())
+    rows = []
+    for index, event in enumerate(events):
+        props = dumps(dict(event.properties))
+        size = len(props.encode()) + len(event.id) + len(event.type) + len(event.source or "")
+        if size > max_bytes:
+            raise EventTooLarge(event.id, size, max_bytes, index=index)
+        version = None if first_version is None else first_version + index
+        rows.append(
+            (
+                event.id,
+                stream_id,
+                version,
+                event.type,
+                epoch_micros(event.occurred_at),
+                event.source,
+                props,
+                received,
+            )
+        )
+    return rows

@@ -33,10 +33,10 @@ from botocore.client import BaseClient
 from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS
 from domain.ports import (
     Checkpoint,
-    CheckpointConflict,
     CounterCell,
     CounterDelta,
     GaugeReading,
+    expect_position,
     metric_marker,
 )
 from domain.settings import Settings
@@ -199,9 +199,7 @@ class DynamoViewStore:
         an exception abandons it, leaving what readers see unchanged.
         """
         if partition:
-            current = self.checkpoint(projection, partition)
-            if current.position != at_position:
-                raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
+            expect_position(self.checkpoint(projection, partition), at_position)
         build = self.begin_build(definitions_version, metrics, gauges, owner or uuid.uuid4().hex, fence_seconds)
         writer = GenerationWriter(self, build)
         try:

@@ -31,30 +31,33 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from domain.errors import ConcurrencyError, EventTooLarge, StoreUnavailable
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
-from domain.micros import epoch_micros, from_epoch_micros, later, now_micros
+from domain.errors import ConcurrencyError, StoreUnavailable
+from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent
+from domain.micros import epoch_micros, from_epoch_micros
 from domain.ports import (
     ALL_TYPES,
     PROJECTIONS_MARKER,
     RECENT_KEEP,
     Checkpoint,
-    CheckpointConflict,
     CounterCell,
     CounterDelta,
     GaugeReading,
     GaugeValue,
     RecentChanges,
     ViewChanges,
-    gauge_marker,
+    advanced,
+    batch_applies,
+    expect_position,
     marker_keys,
     metric_marker,
+    rebuild_markers,
+    rebuilt,
     recent_marker,
 )
 from projections.counters import combine
 from projections.gauges import newer
 from projections.series import aggregate_cells
-from storage.codec import dumps, loads
+from storage.codec import dumps, event_columns, loads
 
 #: As the embedded store: DynamoDB's item limit, so an event accepted here fits everywhere.
 MAX_EVENT_BYTES = 400 * 1024
@@ -65,9 +68,10 @@ _PAD = ("", "", "")
 
 
 class _Row(NamedTuple):
-    """One stored event, as the embedded store keeps its columns."""
+    """One stored event, as the embedded store keeps its columns (a fact in the recent
+    feed: its position, if any, ``FACTS_STREAM`` and no version)."""
 
-    position: int
+    position: int | None
     id: str
     stream_id: str
     version: int | None
@@ -106,28 +110,7 @@ class MemoryEventStore:
 
     def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None) -> list[_Row]:
         """The rows of ``events``, positions not yet given; ``EventTooLarge`` before anything."""
-        received = epoch_micros(utc_now())
-        rows = []
-        for index, event in enumerate(events):
-            props = dumps(dict(event.properties))
-            size = len(props.encode()) + len(event.id) + len(event.type) + len(event.source or "")
-            if size > MAX_EVENT_BYTES:
-                raise EventTooLarge(event.id, size, MAX_EVENT_BYTES, index=index)
-            version = None if first_version is None else first_version + index
-            rows.append(
-                _Row(
-                    0,
-                    event.id,
-                    stream_id,
-                    version,
-                    event.type,
-                    epoch_micros(event.occurred_at),
-                    event.source,
-                    props,
-                    received,
-                )
-            )
-        return rows
+        return [_Row(0, *columns) for columns in event_columns(stream_id, events, first_version, MAX_EVENT_BYTES)]
 
     def _positioned(self, row: _Row) -> _Row:
         self._position += 1
@@ -313,27 +296,9 @@ class MemoryViewStore:
     ) -> bool:
         with self.writing():
             current = self.checkpoint(projection, partition)
-            if current.position == upto and upto != after:
+            if not batch_applies(current, after, upto, definitions_version):
                 return False
-            if current.position != after:
-                raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {after} or {upto}")
-            if current.definitions_version != definitions_version:
-                raise CheckpointConflict(
-                    projection,
-                    partition,
-                    f"views reflect definitions version {current.definitions_version},"
-                    f" the batch was projected with {definitions_version}",
-                )
-            moved = Checkpoint(
-                projection=projection,
-                partition=partition,
-                position=upto,
-                definitions_version=current.definitions_version,
-                watermark=later(current.watermark, changes.watermark),
-                updated_at=now_micros(),
-                events_total=current.events_total + changes.events,
-                events_per_second=events_per_second,
-            )
+            moved = advanced(current, upto, changes, current.definitions_version, events_per_second)
             self.commit(lambda: self._write(changes), marker_keys(changes), moved)
         return True
 
@@ -351,9 +316,8 @@ class MemoryViewStore:
         # changes wait in ``added`` and are committed with the deletes at once on a clean exit.
         with self.writing():
             current = self.checkpoint(projection, partition)
-            if current.position != at_position:
-                raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
-            touched = {PROJECTIONS_MARKER, *map(metric_marker, metrics), *map(gauge_marker, gauges)}
+            expect_position(current, at_position)
+            touched = rebuild_markers(metrics, gauges)
             added: list[ViewChanges] = []
 
             def add(changes: ViewChanges) -> None:
@@ -371,17 +335,7 @@ class MemoryViewStore:
                 for changes in added:
                     self._write(changes)
 
-            recorded = Checkpoint(
-                projection=projection,
-                partition=partition,
-                position=current.position,
-                definitions_version=definitions_version,
-                watermark=current.watermark,
-                updated_at=current.updated_at,
-                events_total=current.events_total,
-                events_per_second=current.events_per_second,
-            )
-            self.commit(replace, touched, recorded)
+            self.commit(replace, touched, rebuilt(current, definitions_version))
 
     def prune(self, resolution: str, before: int) -> int:
         with self.writing(), self._data:
@@ -451,36 +405,13 @@ class MemoryViewStore:
         return None
 
 
-class _RecentRow(NamedTuple):
-    id: str
-    type: str
-    occurred_at: int
-    properties: str
-    source: str | None
-    position: int | None
-    received_at: int
-
-    def event(self) -> RecordedEvent:
-        return RecordedEvent(
-            id=self.id,
-            type=self.type,
-            occurred_at=from_epoch_micros(self.occurred_at),
-            properties=loads(self.properties),
-            source=self.source,
-            stream_id=FACTS_STREAM,
-            version=None,
-            position=self.position,
-            received_at=from_epoch_micros(self.received_at),
-        )
-
-
 class MemoryRecentEvents:
     """``ProjectionStore[RecentChanges]`` and ``RecentEventsReader`` beside a ``MemoryViewStore``."""
 
     def __init__(self, views: MemoryViewStore, keep: int = RECENT_KEEP) -> None:
         self.views = views
         self.keep = keep
-        self._scopes: dict[str, dict[tuple[int, str], _RecentRow]] = {}
+        self._scopes: dict[str, dict[tuple[int, str], _Row]] = {}
 
     def position(self, projection: str, partition: str) -> int:
         return self.views.checkpoint(projection, partition).position
@@ -498,13 +429,15 @@ class MemoryRecentEvents:
                         micros = epoch_micros(event.occurred_at)
                         rows.setdefault(
                             (micros, event.id),
-                            _RecentRow(
+                            _Row(
+                                event.position,
                                 event.id,
+                                FACTS_STREAM,
+                                None,
                                 event.type,
                                 micros,
-                                dumps(dict(event.properties)),
                                 event.source,
-                                event.position,
+                                dumps(dict(event.properties)),
                                 epoch_micros(event.received_at),
                             ),
                         )
@@ -512,15 +445,7 @@ class MemoryRecentEvents:
                         del rows[key]
 
             touched = {PROJECTIONS_MARKER, *map(recent_marker, changes.scopes)}
-            moved = Checkpoint(
-                projection=projection,
-                partition=partition,
-                position=upto,
-                watermark=later(current.watermark, changes.watermark),
-                updated_at=now_micros(),
-                events_total=current.events_total + changes.events,
-            )
-            self.views.commit(insert, touched, moved)
+            self.views.commit(insert, touched, advanced(current, upto, changes))
         return True
 
     def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:

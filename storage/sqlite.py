@@ -9,15 +9,15 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from domain.errors import ConcurrencyError, EventTooLarge, StoreUnavailable
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
-from domain.micros import epoch_micros, from_epoch_micros
-from storage.codec import dumps, loads
+from domain.errors import ConcurrencyError, StoreUnavailable
+from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent
+from domain.micros import from_epoch_micros
+from storage.codec import EventColumns, event_columns, loads
 
 # Beside the database: ingest writers of every process take turns on it (see _writer_turn).
 WRITER_LOCK_SUFFIX = "-writer.lock"
@@ -53,6 +53,33 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+class ThreadConnections:
+    """One connection per thread to one SQLite file, opened by ``opener`` on first use;
+    ``close`` closes every thread's."""
+
+    def __init__(self, opener: Callable[[], sqlite3.Connection]) -> None:
+        self._open = opener
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
 
 
 @contextmanager
@@ -132,9 +159,7 @@ class SqliteEventStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._connections = ThreadConnections(lambda: connect(self.path))
         self._pending: list[_PendingIngest] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
@@ -142,36 +167,10 @@ class SqliteEventStore:
         self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+        return self._connections.get()
 
-    def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None):
-        received = epoch_micros(utc_now())
-        rows = []
-        for index, event in enumerate(events):
-            props = dumps(dict(event.properties))
-            size = len(props.encode()) + len(event.id) + len(event.type) + len(event.source or "")
-            if size > MAX_EVENT_BYTES:
-                raise EventTooLarge(event.id, size, MAX_EVENT_BYTES, index=index)
-            version = None if first_version is None else first_version + index
-            rows.append(
-                (
-                    event.id,
-                    stream_id,
-                    version,
-                    event.type,
-                    epoch_micros(event.occurred_at),
-                    event.source,
-                    props,
-                    received,
-                )
-            )
-        return rows
+    def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None) -> list[EventColumns]:
+        return event_columns(stream_id, events, first_version, MAX_EVENT_BYTES)
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
         pending = _PendingIngest(self._rows(FACTS_STREAM, events, None))
@@ -287,11 +286,7 @@ class SqliteEventStore:
         return StoreUnavailable(f"SQLite store {self.path}: {exc}")
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
         with self._commit_lock:
             if self._lock_file is not None:
                 self._lock_file.close()

@@ -14,8 +14,7 @@ from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.micros import epoch_micros as to_micros
 from domain.micros import from_epoch_micros as from_micros
-from domain.micros import later, now_micros
-from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, Checkpoint, RecentChanges, recent_marker
+from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, advanced, recent_marker
 from storage.codec import dumps, loads
 from storage.sqlite import write_transaction
 from storage.sqlite_views import SqliteViewStore, bump_markers, read_checkpoint, save_checkpoint
@@ -81,17 +80,7 @@ class SqliteRecentEvents:
                     conn.execute(_TRIM, (scope, self.keep))
                     touched.add(recent_marker(scope))
                 bump_markers(conn, touched)
-                save_checkpoint(
-                    conn,
-                    Checkpoint(
-                        projection=projection,
-                        partition=partition,
-                        position=upto,
-                        watermark=later(current.watermark, changes.watermark),
-                        updated_at=now_micros(),
-                        events_total=current.events_total + changes.events,
-                    ),
-                )
+                save_checkpoint(conn, advanced(current, upto, changes))
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite view store {self.views.path}: {exc}") from exc
         return True

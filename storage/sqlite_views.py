@@ -20,25 +20,25 @@ rolls markers back with their data; the watchers reading them restart with the m
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from domain.errors import StoreUnavailable
-from domain.micros import later, now_micros
 from domain.ports import (
-    PROJECTIONS_MARKER,
     Checkpoint,
-    CheckpointConflict,
     CounterCell,
     GaugeReading,
     ViewChanges,
-    gauge_marker,
+    advanced,
+    batch_applies,
+    expect_position,
     marker_keys,
     metric_marker,
+    rebuild_markers,
+    rebuilt,
 )
-from storage.sqlite import connect, write_transaction
+from storage.sqlite import ThreadConnections, connect, write_transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -179,9 +179,7 @@ class SqliteViewStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._connections = ThreadConnections(self._open)
         self._conn().executescript(SCHEMA)
 
     @classmethod
@@ -194,15 +192,13 @@ class SqliteViewStore:
         return self._conn()
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            # Views can be recomputed from the log: a power loss may drop the last batches
-            # and their checkpoint together, never one without the other.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+        return self._connections.get()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        # Views can be recomputed from the log: a power loss may drop the last batches
+        # and their checkpoint together, never one without the other.
+        conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
     # --- Checkpoints -------------------------------------------------------------------
@@ -242,34 +238,11 @@ class SqliteViewStore:
         try:
             with write_transaction(conn):
                 current = read_checkpoint(conn, projection, partition)
-                if current.position == upto and upto != after:
+                if not batch_applies(current, after, upto, definitions_version):
                     return False
-                if current.position != after:
-                    raise CheckpointConflict(
-                        projection, partition, f"is at {current.position}, expected {after} or {upto}"
-                    )
-                if current.definitions_version != definitions_version:
-                    raise CheckpointConflict(
-                        projection,
-                        partition,
-                        f"views reflect definitions version {current.definitions_version},"
-                        f" the batch was projected with {definitions_version}",
-                    )
                 self._write(conn, changes)
                 bump_markers(conn, marker_keys(changes))
-                save_checkpoint(
-                    conn,
-                    Checkpoint(
-                        projection=projection,
-                        partition=partition,
-                        position=upto,
-                        definitions_version=current.definitions_version,
-                        watermark=later(current.watermark, changes.watermark),
-                        updated_at=now_micros(),
-                        events_total=current.events_total + changes.events,
-                        events_per_second=events_per_second,
-                    ),
-                )
+                save_checkpoint(conn, advanced(current, upto, changes, current.definitions_version, events_per_second))
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite view store {self.path}: {exc}") from exc
         return True
@@ -289,11 +262,10 @@ class SqliteViewStore:
         # and readers see the old counters until the new ones are complete.
         with write_transaction(conn):
             current = read_checkpoint(conn, projection, partition)
-            if current.position != at_position:
-                raise CheckpointConflict(projection, partition, f"is at {current.position}, expected {at_position}")
+            expect_position(current, at_position)
             conn.executemany("DELETE FROM counters WHERE metric = ?", [(name,) for name in metrics])
             conn.executemany("DELETE FROM gauges WHERE name = ?", [(name,) for name in gauges])
-            touched = {PROJECTIONS_MARKER, *map(metric_marker, metrics), *map(gauge_marker, gauges)}
+            touched = rebuild_markers(metrics, gauges)
 
             def add(changes: ViewChanges) -> None:
                 self._write(conn, changes)
@@ -301,19 +273,7 @@ class SqliteViewStore:
 
             yield add
             bump_markers(conn, touched)
-            save_checkpoint(
-                conn,
-                Checkpoint(
-                    projection=projection,
-                    partition=partition,
-                    position=current.position,
-                    definitions_version=definitions_version,
-                    watermark=current.watermark,
-                    updated_at=current.updated_at,
-                    events_total=current.events_total,
-                    events_per_second=current.events_per_second,
-                ),
-            )
+            save_checkpoint(conn, rebuilt(current, definitions_version))
 
     def prune(self, resolution: str, before: int) -> int:
         conn = self._conn()
@@ -401,11 +361,7 @@ class SqliteViewStore:
         return dict(self._conn().execute("SELECT key, version FROM change_markers"))
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
 
 def _column(index: int) -> int:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import dynamodb_local  # noqa: E402
 
+from bootstrap import Pulse, bootstrap, drop_tables  # noqa: E402
 from domain.clock import FrozenClock  # noqa: E402
 from domain.settings import Settings  # noqa: E402
 from tests.support import AWKWARD_INSTANTS, DEFAULT_INSTANT  # noqa: E402
@@ -84,3 +85,12 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 def settings(request: pytest.FixtureRequest) -> Settings:
     """Each test using this runs once per backend."""
     return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture
+def pulse(settings: Settings) -> Iterator[Pulse]:
+    """A running Pulse on fresh tables of the ``settings`` backend, dropped afterwards."""
+    pulse = bootstrap(settings, create=True)
+    yield pulse
+    pulse.close()
+    drop_tables(settings)

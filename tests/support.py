@@ -12,13 +12,16 @@ Time. A test never calls ``time.time()`` or ``datetime.now()`` for "now":
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from domain.clock import SYSTEM_CLOCK, now_utc
-from domain.events import RecordedEvent
-from domain.ports import EventStore
+from domain.ports import all_facts  # noqa: F401 - re-exported for the test packages
+from domain.settings import Settings
 
 #: Instants chosen to be awkward, each just before a boundary a bucket, a window or a
 #: retention horizon could trip over. Every one is later than the fixed dates test data
@@ -45,13 +48,47 @@ def real_now() -> datetime:
     return now_utc(SYSTEM_CLOCK)
 
 
-def all_facts(store: EventStore, page_size: int = 1000) -> list[RecordedEvent]:
-    """Every fact in the store, read page by page as a catching-up worker would."""
-    facts: list[RecordedEvent] = []
-    cursor = None
-    while True:
-        page = store.read_facts(cursor, limit=page_size)
-        if not page.events:
-            return facts
-        facts.extend(page.events)
-        cursor = page.cursor
+def store_args(settings: Settings) -> list[str]:
+    """The `pulse` command-line options naming the store of ``settings`` (SQLite or DynamoDB)."""
+    if settings.store == "sqlite":
+        return ["--store", "sqlite", "--db", settings.db]
+    return [
+        "--store",
+        "dynamodb",
+        "--dynamodb-endpoint",
+        settings.dynamodb_endpoint or "",
+        "--region",
+        settings.region,
+        "--table-prefix",
+        settings.table_prefix,
+    ]
+
+
+def lambda_record(raw: dict[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """A record polled from DynamoDB Streams as Lambda hands it to a handler: the same
+    record with the source ARN and region added, before its JSON round trip."""
+    return {
+        "eventID": raw["eventID"],
+        "eventName": raw["eventName"],
+        "eventVersion": raw.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "eventSourceARN": stream_arn,
+        "dynamodb": {
+            "ApproximateCreationDateTime": raw["dynamodb"]["ApproximateCreationDateTime"].timestamp(),
+            "Keys": raw["dynamodb"]["Keys"],
+            "NewImage": raw["dynamodb"]["NewImage"],
+            "SequenceNumber": raw["dynamodb"]["SequenceNumber"],
+            "SizeBytes": raw["dynamodb"]["SizeBytes"],
+            "StreamViewType": "NEW_IMAGE",
+        },
+    }
+
+
+def in_threads(target: Callable[[Any], object], args: Iterable[Any]) -> None:
+    """Run ``target(arg)`` for each of ``args`` at once, a thread each, and wait for all."""
+    threads = [threading.Thread(target=target, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

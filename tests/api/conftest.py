@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from bootstrap import Pulse, bootstrap, drop_tables
+from bootstrap import Pulse
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -20,14 +19,6 @@ from tests.support import all_facts  # noqa: F401 - re-exported for the tests he
 # change their outcome, so they run on SQLite only; one test per status code still runs
 # on both backends.
 http_layer_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def pulse(settings: Settings) -> Iterator[Pulse]:
-    pulse = bootstrap(settings, create=True)
-    yield pulse
-    pulse.close()
-    drop_tables(settings)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 
 import pytest
@@ -17,21 +16,7 @@ from domain.ports import EventStore
 from domain.settings import Settings
 from services.keys import KeyCache
 from tests.api.conftest import bearer, sale
-
-
-def store_args(settings: Settings) -> list[str]:
-    if settings.store == "sqlite":
-        return ["--store", "sqlite", "--db", settings.db]
-    return [
-        "--store",
-        "dynamodb",
-        "--dynamodb-endpoint",
-        settings.dynamodb_endpoint or "",
-        "--region",
-        settings.region,
-        "--table-prefix",
-        settings.table_prefix,
-    ]
+from tests.support import in_threads, store_args
 
 
 def pulse(settings: Settings, *args: str) -> Result:
@@ -110,11 +95,7 @@ def test_concurrent_creators_all_succeed(store: EventStore) -> None:
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(create, range(4))
     assert errors == []
     registry = load_registry(store)
     assert sorted(key.name for key in registry.keys.values()) == [f"till-{n}" for n in range(4)]

@@ -16,6 +16,7 @@ from bootstrap import Pulse, bootstrap
 from domain.ports import EventStore
 from domain.settings import Settings
 from domain.token_secret import TOKEN_SECRET_STREAM, load_or_create_secret
+from tests.support import in_threads
 
 
 def test_processes_racing_to_create_the_secret_all_get_the_first_writers(settings: Settings, store: EventStore) -> None:
@@ -27,11 +28,7 @@ def test_processes_racing_to_create_the_secret_all_get_the_first_writers(setting
         barrier.wait()
         found.append(load_or_create_secret(each))
 
-    threads = [threading.Thread(target=race, args=(each,)) for each in others]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(race, others)
     for each in others:
         each.close()
     assert len(found) == 4 and len(set(found)) == 1 and len(found[0]) >= 32

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bootstrap import create_tables, drop_tables
 from domain.settings import Settings
+from storage.dynamodb import DynamoEventStore
 
 
 @pytest.fixture
@@ -19,3 +22,13 @@ def memory_settings(tmp_path: Path) -> Settings:
 def settings(request: pytest.FixtureRequest) -> Settings:
     """Each test using this runs once per backend."""
     return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture
+def dynamodb_store(dynamodb_settings: Settings) -> Iterator[DynamoEventStore]:
+    """The DynamoDB event store on fresh tables, for what that adapter does beyond the contract."""
+    create_tables(dynamodb_settings)
+    store = DynamoEventStore.from_settings(dynamodb_settings)
+    yield store
+    store.close()
+    drop_tables(dynamodb_settings)

@@ -11,25 +11,16 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from bootstrap import create_tables, drop_tables
 from domain.events import FACTS_STREAM, Event
 from domain.settings import Settings
 from storage.dynamodb import DynamoEventStore
 from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord, decode_record
+from tests.support import lambda_record
 
 
 @pytest.fixture
-def store(dynamodb_settings: Settings) -> Iterator[DynamoEventStore]:
-    create_tables(dynamodb_settings)
-    store = DynamoEventStore.from_settings(dynamodb_settings)
-    yield store
-    store.close()
-    drop_tables(dynamodb_settings)
-
-
-@pytest.fixture
-def feed(store: DynamoEventStore, dynamodb_settings: Settings) -> Iterator[ChangeFeed]:
+def feed(dynamodb_store: DynamoEventStore, dynamodb_settings: Settings) -> Iterator[ChangeFeed]:
     feed = ChangeFeed.from_settings(dynamodb_settings)
     yield feed
     feed.close()
@@ -57,16 +48,16 @@ def drain(feed: ChangeFeed, checkpoints: dict[str, str | None]) -> list[ChangeRe
 
 
 def test_each_fact_appears_once_as_an_insert_and_a_resend_adds_nothing(
-    store: DynamoEventStore, feed: ChangeFeed
+    dynamodb_store: DynamoEventStore, feed: ChangeFeed
 ) -> None:
     sent = [fact(n) for n in range(30)]
-    store.ingest(sent)
+    dynamodb_store.ingest(sent)
     checkpoints: dict[str, str | None] = {}
     records = drain(feed, checkpoints)
 
     assert [r.event_name for r in records] == ["INSERT"] * 30
     assert Counter(r.event.id for r in records if r.event) == Counter(e.id for e in sent)
-    stored = {e.id: e for e in store.read_facts(limit=100).events}
+    stored = {e.id: e for e in dynamodb_store.read_facts(limit=100).events}
     for _, sequence, event in records:
         assert event is not None
         assert event.event == next(e for e in sent if e.id == event.id)  # every field as sent
@@ -74,24 +65,26 @@ def test_each_fact_appears_once_as_an_insert_and_a_resend_adds_nothing(
         assert event.received_at == stored[event.id].received_at
         assert event.position == int(sequence)
 
-    again = store.ingest([fact(3, amount=999), fact(30), fact(7)])
+    again = dynamodb_store.ingest([fact(3, amount=999), fact(30), fact(7)])
     assert again.duplicate == (True, False, True)
     later = drain(feed, checkpoints)
     assert [(r.event_name, r.event.id if r.event else None) for r in later] == [("INSERT", "f-030")]
     assert drain(feed, checkpoints) == []
 
 
-def test_aggregate_events_come_through_with_their_stream_and_version(store: DynamoEventStore, feed: ChangeFeed) -> None:
+def test_aggregate_events_come_through_with_their_stream_and_version(
+    dynamodb_store: DynamoEventStore, feed: ChangeFeed
+) -> None:
     created = Event(type="dashboard_created", occurred_at=datetime.now(UTC), properties={"title": "Sales"})
-    store.append("dash-1", [created], 0)
+    dynamodb_store.append("dash-1", [created], 0)
     (record,) = drain(feed, {})
     assert record.event_name == "INSERT" and record.event is not None
     assert (record.event.stream_id, record.event.version, record.event.id) == ("dash-1", 1, created.id)
     assert record.event.properties == {"title": "Sales"}
 
 
-def test_a_reader_resumes_after_a_stored_integer_checkpoint(store: DynamoEventStore, feed: ChangeFeed) -> None:
-    store.ingest([fact(n) for n in range(12)])
+def test_a_reader_resumes_after_a_stored_integer_checkpoint(dynamodb_store: DynamoEventStore, feed: ChangeFeed) -> None:
+    dynamodb_store.ingest([fact(n) for n in range(12)])
     everything = drain(feed, {})
     (shard,) = feed.shards()  # a fresh table has one open shard
     # Checkpoints store positions as integers (domain.ports.Checkpoint.position).
@@ -118,9 +111,9 @@ def expired(iterator: str, minutes: int = 16) -> str:
 
 
 def test_an_expired_iterator_resumes_after_the_checkpoint_without_loss_or_repeat(
-    store: DynamoEventStore, feed: ChangeFeed, dynamodb_settings: Settings
+    dynamodb_store: DynamoEventStore, feed: ChangeFeed, dynamodb_settings: Settings
 ) -> None:
-    store.ingest([fact(n) for n in range(10)])
+    dynamodb_store.ingest([fact(n) for n in range(10)])
     (shard,) = feed.shards()
     reader = feed.reader(shard.shard_id)
     first = reader.read(limit=4)
@@ -140,9 +133,9 @@ def test_an_expired_iterator_resumes_after_the_checkpoint_without_loss_or_repeat
 
 
 def test_a_lambda_event_record_decodes_like_the_polled_record(
-    store: DynamoEventStore, feed: ChangeFeed, dynamodb_settings: Settings
+    dynamodb_store: DynamoEventStore, feed: ChangeFeed, dynamodb_settings: Settings
 ) -> None:
-    store.ingest([fact(1)])
+    dynamodb_store.ingest([fact(1)])
     (shard,) = feed.shards()
     streams = make_client(dynamodb_settings, "dynamodbstreams")
     try:
@@ -153,24 +146,7 @@ def test_a_lambda_event_record_decodes_like_the_polled_record(
     finally:
         streams.close()
     # What Lambda hands a handler: the same record as JSON, with the source ARN added.
-    lambda_record = json.loads(
-        json.dumps(
-            {
-                "eventID": raw["eventID"],
-                "eventName": raw["eventName"],
-                "eventSource": "aws:dynamodb",
-                "eventSourceARN": feed.stream_arn,
-                "dynamodb": {
-                    "ApproximateCreationDateTime": raw["dynamodb"]["ApproximateCreationDateTime"].timestamp(),
-                    "Keys": raw["dynamodb"]["Keys"],
-                    "NewImage": raw["dynamodb"]["NewImage"],
-                    "SequenceNumber": raw["dynamodb"]["SequenceNumber"],
-                    "SizeBytes": raw["dynamodb"]["SizeBytes"],
-                    "StreamViewType": "NEW_IMAGE",
-                },
-            }
-        )
-    )
+    lambda_event_record = json.loads(json.dumps(lambda_record(raw, feed.stream_arn, dynamodb_settings.region)))
     polled = decode_record(raw)
-    assert decode_record(lambda_record) == polled
+    assert decode_record(lambda_event_record) == polled
     assert polled.event is not None and polled.event.event == fact(1)

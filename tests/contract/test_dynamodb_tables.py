@@ -11,6 +11,7 @@ from bootstrap import drop_tables
 from cli import main
 from domain.settings import Settings
 from storage.dynamodb_base import make_client
+from tests.support import store_args
 
 
 @pytest.fixture
@@ -22,18 +23,7 @@ def tables(dynamodb_settings: Settings) -> Iterator[Settings]:
 def create(settings: Settings) -> list[str]:
     result = CliRunner().invoke(
         main,
-        [
-            "tables",
-            "create",
-            "--store",
-            "dynamodb",
-            "--dynamodb-endpoint",
-            settings.dynamodb_endpoint or "",
-            "--region",
-            settings.region,
-            "--table-prefix",
-            settings.table_prefix,
-        ],
+        ["tables", "create", *store_args(settings)],
     )
     assert result.exit_code == 0, result.output
     return result.output.splitlines()

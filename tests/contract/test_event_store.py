@@ -13,7 +13,7 @@ from domain.errors import ConcurrencyError, EventTooLarge
 from domain.events import Event
 from domain.ports import EventStore
 from domain.settings import Settings
-from tests.support import all_facts
+from tests.support import all_facts, in_threads
 
 
 @pytest.fixture
@@ -199,11 +199,7 @@ def test_two_racing_writers_exactly_one_wins(store: EventStore) -> None:
             except ConcurrencyError as exc:
                 outcomes.append(exc)
 
-        threads = [threading.Thread(target=write, args=(n,)) for n in (1, 2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(write, (1, 2))
         assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrencyError", "int"]
         events = store.read_stream(stream)
         assert [e.version for e in events] == [1, 2]

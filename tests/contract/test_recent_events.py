@@ -4,29 +4,17 @@ resent fact counted once, and its change markers moving only for the feeds it ch
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from bootstrap import Pulse, WorkerOptions, bootstrap, drop_tables
+from bootstrap import Pulse, WorkerOptions
 from domain.events import Event
 from domain.ports import ALL_TYPES, recent_marker
-from domain.settings import Settings
 from projections.recent import RecentEventsProjection
 from services.engine import FeedBatch, ReadModelHandler
 from tests.support import all_facts
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def pulse(settings: Settings) -> Iterator[Pulse]:
-    pulse = bootstrap(settings, create=True)
-    yield pulse
-    pulse.close()
-    drop_tables(settings)
 
 
 def sale(i: int, minutes_ago: float) -> Event:

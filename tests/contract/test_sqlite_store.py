@@ -14,7 +14,7 @@ import pytest
 from domain.errors import StoreUnavailable
 from domain.events import Event
 from storage.sqlite import SqliteEventStore
-from tests.support import all_facts
+from tests.support import all_facts, in_threads
 
 
 def in_new_thread(action: Callable[[], object]) -> object:
@@ -74,11 +74,7 @@ def test_concurrent_batches_with_shared_ids_accept_each_id_exactly_once(tmp_path
             with lock:
                 results.extend(zip(result.ids, result.duplicate, strict=True))
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(client, range(8))
 
     accepted = [event_id for event_id, duplicate in results if not duplicate]
     assert len(accepted) == len(set(accepted)) == 8 * 20 * 25

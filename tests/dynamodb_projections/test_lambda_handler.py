@@ -25,6 +25,7 @@ from tests.projections.oracle import (
     assert_views_match_facts,
     expected_counters,
 )
+from tests.support import lambda_record
 from workers import lambda_handlers
 from workers.lambda_handlers import ShardLocator, locate_shard, on_event_stream, run_rebuilds
 
@@ -74,25 +75,7 @@ class Capture:
 
     def lambda_event(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """The DynamoDB Streams event shape Lambda passes a handler (JSON, as delivered)."""
-        wrapped = [
-            {
-                "eventID": raw["eventID"],
-                "eventName": raw["eventName"],
-                "eventVersion": raw.get("eventVersion", "1.1"),
-                "eventSource": "aws:dynamodb",
-                "awsRegion": self.rig.settings.region,
-                "eventSourceARN": self.rig.feed.stream_arn,
-                "dynamodb": {
-                    "ApproximateCreationDateTime": raw["dynamodb"]["ApproximateCreationDateTime"].timestamp(),
-                    "Keys": raw["dynamodb"]["Keys"],
-                    "NewImage": raw["dynamodb"]["NewImage"],
-                    "SequenceNumber": raw["dynamodb"]["SequenceNumber"],
-                    "SizeBytes": raw["dynamodb"]["SizeBytes"],
-                    "StreamViewType": "NEW_IMAGE",
-                },
-            }
-            for raw in records
-        ]
+        wrapped = [lambda_record(raw, self.rig.feed.stream_arn, self.rig.settings.region) for raw in records]
         return json.loads(json.dumps({"Records": wrapped}))
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 from domain import metrics as defs
 from domain.errors import NotFound, ValidationError
 from storage.sqlite import SqliteEventStore
+from tests.support import in_threads
 
 
 @pytest.fixture
@@ -124,11 +125,7 @@ def test_racing_definitions_of_one_name_leave_exactly_one(store: SqliteEventStor
         except ValidationError as exc:
             outcomes.append(exc)
 
-    threads = [threading.Thread(target=define, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(define, range(4))
     assert sum(isinstance(o, defs.MetricDefinition) for o in outcomes) == 1
     assert defs.load_catalog(store).version == 1
 

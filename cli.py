@@ -178,16 +178,10 @@ def _start_projection_worker(settings: Settings):
 
 
 def _stop_projection_worker(process) -> None:
-    import subprocess
+    from workers.processes import stop
 
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    if process is not None:
+        stop(process)
 
 
 @main.command()

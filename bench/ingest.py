@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import signal
 import socket
 import sqlite3
 import statistics
@@ -34,6 +33,10 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workers.processes import stop  # noqa: E402
+
 TARGET_EVENTS_PER_SECOND = 25_000
 PULSE = [sys.executable, "-m", "cli"]
 SPY_OPTIONS = ["--format", "raw", "--rate", "200", "--nonblocking", "--idle", "--output"]
@@ -78,12 +81,7 @@ def start_server(db: Path, port: int, workers: int, threads: int, log: Path, *op
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop(process, timeout=20, group=True)
 
 
 def create_key(db: Path) -> str:

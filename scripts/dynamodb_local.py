@@ -91,12 +91,9 @@ def start(port: int | None = None, log: Path | None = None) -> tuple[subprocess.
 
 
 def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    from workers.processes import stop as stop_process  # Pulse is installed wherever this runs
+
+    stop_process(process)
 
 
 def main(argv: list[str]) -> int:

@@ -4,9 +4,7 @@ dynamodb` beside `pulse worker --store dynamodb` (the Streams poller). A posted 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from services import keys
 from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
 from tests.e2e.test_live_subscriptions import PUSH_DEADLINE, Stream, event
 from tests.support import real_now
+from workers.processes import stop
 
 FEED = 'subscription { recentEventsUpdated(type: "ddb_sale", limit: 5) { id properties } }'
 
@@ -47,16 +46,6 @@ class Deployment:
         ).json()
         assert "errors" not in body, body
         return [e["id"] for e in body["data"]["recentEvents"]]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture
@@ -102,7 +91,7 @@ def deployment(dynamodb_settings: Settings, tmp_path: Path) -> Iterator[Deployme
         yield Deployment(port, admin, url)
     finally:
         for process in processes:
-            _stop(process)
+            stop(process, timeout=20, group=True)
         drop_tables(settings)
 
 

@@ -248,9 +248,7 @@ def series_of(
         principal,
         metric,
         resolution.value,
-        from_,
-        to,
-        last,
+        shaping.Span(from_, to, last),
         [(f.dimension, f.value) for f in filter or ()],
         compare_to.value if compare_to else None,
         now,
@@ -346,7 +344,8 @@ class MetricsQuery:
     ) -> list[BreakdownRow]:
         pulse, principal = caller(info)
         chosen = None if resolution is None else resolution.value
-        rows = guarded(lambda: pulse.metrics.breakdown(principal, metric, dimension, chosen, from_, to, last, top))
+        span = shaping.Span(from_, to, last)
+        rows = guarded(lambda: pulse.metrics.breakdown(principal, metric, dimension, chosen, span, top))
         return [BreakdownRow(key=row.key, value=row.value, count=row.count) for row in rows]
 
     @strawberry.field(description="Latest value per key of a gauge (all keys, or the ones given).")

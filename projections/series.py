@@ -93,15 +93,19 @@ def _timestamp(field: str, moment: datetime | None) -> float | None:
     return moment.timestamp()
 
 
-def plan_buckets(
-    bucketing: Bucketing,
-    resolution: str,
-    now: float,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    last: int | None = None,
-) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The range a query asks for: from ``start`` (``from``) to ``end`` (``to``, exclusive),
+    or the ``last`` N buckets up to ``end`` or now; none given: the resolution's default."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    last: int | None = None
+
+
+def plan_buckets(bucketing: Bucketing, resolution: str, now: float, span: Span = Span()) -> list[int]:
     """The bucket starts a query covers, or ``ValidationError`` naming the argument."""
+    start, end, last = span.start, span.end, span.last
     start_ts = _timestamp("from", start)
     end_ts = _timestamp("to", end)
     if last is not None and start_ts is not None:

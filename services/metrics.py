@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from domain import metrics as defs
@@ -106,9 +105,7 @@ class MetricsService:
         principal: Principal,
         metric: str,
         resolution: str,
-        from_: datetime | None = None,
-        to: datetime | None = None,
-        last: int | None = None,
+        span: shaping.Span = shaping.Span(),  # noqa: B008 - frozen
         filters: Sequence[tuple[str, str]] = (),
         compare_to: str | None = None,
         now: float | None = None,
@@ -118,7 +115,7 @@ class MetricsService:
         definition = self.resolve_metric(metric)
         where = shaping.where_of(definition, filters)
         now = self.clock.now() if now is None else now
-        buckets = shaping.plan_buckets(self.bucketing, resolution, now, from_, to, last)
+        buckets = shaping.plan_buckets(self.bucketing, resolution, now, span)
         points, previous = shaping.read_series(
             self.views, self.bucketing, definition, resolution, buckets, where, now, compare_to
         )
@@ -130,17 +127,16 @@ class MetricsService:
         metric: str,
         dimension: str,
         resolution: str | None = None,
-        from_: datetime | None = None,
-        to: datetime | None = None,
-        last: int | None = None,
+        span: shaping.Span = shaping.Span(),  # noqa: B008 - frozen
         top: int | None = 10,
     ) -> list[shaping.BreakdownRow]:
         """The metric per value of ``dimension`` over a range (default: today), largest first."""
         require(principal, "read")
         definition = self.resolve_metric(metric)
         chosen = resolution or "day"
-        span = last if last is not None or from_ is not None else 1
-        buckets = shaping.plan_buckets(self.bucketing, chosen, self.clock.now(), from_, to, span)
+        if span.last is None and span.start is None:
+            span = shaping.Span(end=span.end, last=1)
+        buckets = shaping.plan_buckets(self.bucketing, chosen, self.clock.now(), span)
         end = self.bucketing.end(chosen, buckets[-1])
         return shaping.read_breakdown(
             self.views, definition, dimension, chosen, buckets[0], end, 10 if top is None else top

@@ -34,30 +34,33 @@ def field_of(exc: pytest.ExceptionInfo[ValidationError]) -> str:
 
 
 def test_last_n_buckets_end_with_the_current_one() -> None:
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, last=3)
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(last=3))
     assert [datetime.fromtimestamp(b, UTC).hour for b in buckets] == [8, 9, 10]
 
 
 def test_last_n_buckets_before_to() -> None:
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, end=at("2026-11-23T06:00:00+00:00"), last=2)
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(end=at("2026-11-23T06:00:00+00:00"), last=2))
     assert [datetime.fromtimestamp(b, UTC).hour for b in buckets] == [4, 5]
 
 
 def test_from_is_floored_and_to_is_exclusive() -> None:
     buckets = series.plan_buckets(
-        UTC_BUCKETS, "minute", NOW, start=at("2026-11-23T10:00:45+00:00"), end=at("2026-11-23T10:03:00+00:00")
+        UTC_BUCKETS,
+        "minute",
+        NOW,
+        series.Span(start=at("2026-11-23T10:00:45+00:00"), end=at("2026-11-23T10:03:00+00:00")),
     )
     assert [datetime.fromtimestamp(b, UTC).minute for b in buckets] == [0, 1, 2]
 
 
 def test_from_alone_runs_through_the_current_bucket() -> None:
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, start=at("2026-11-23T07:10:00+00:00"))
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(start=at("2026-11-23T07:10:00+00:00")))
     assert [datetime.fromtimestamp(b, UTC).hour for b in buckets] == [7, 8, 9, 10]
 
 
 def test_day_ranges_follow_the_local_calendar() -> None:
     paris = Bucketing("Europe/Paris")
-    buckets = series.plan_buckets(paris, "day", NOW, start=at("2026-10-24T12:00:00+02:00"), last=None)
+    buckets = series.plan_buckets(paris, "day", NOW, series.Span(start=at("2026-10-24T12:00:00+02:00"), last=None))
     days = [paris.to_datetime("day", b) for b in buckets]
     assert days[0].date() == date(2026, 10, 24) and days[-1].date() == date(2026, 11, 23)
     assert days[1].utcoffset() == timedelta(hours=2) and days[2].utcoffset() == timedelta(hours=1)
@@ -78,7 +81,7 @@ def test_day_ranges_follow_the_local_calendar() -> None:
 )
 def test_bad_ranges_name_the_argument(kwargs: dict, field: str) -> None:
     with pytest.raises(ValidationError) as exc:
-        series.plan_buckets(UTC_BUCKETS, "minute", NOW, **kwargs)
+        series.plan_buckets(UTC_BUCKETS, "minute", NOW, series.Span(**kwargs))
     assert field_of(exc) == field
 
 
@@ -86,7 +89,7 @@ def test_bad_ranges_name_the_argument(kwargs: dict, field: str) -> None:
 
 
 def test_points_are_zero_filled_and_the_current_bucket_is_partial() -> None:
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, last=3)
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(last=3))
     cells = [CounterCell(buckets[1], None, 2, 30.0, 10.0, 20.0), CounterCell(buckets[2], None, 1, 5.0, 5.0, 5.0)]
     partial = series.current_bucket(UTC_BUCKETS, "hour", NOW)
     by = {agg: series.shape_points(buckets, cells, agg, partial) for agg in defs.AGGREGATIONS}
@@ -108,7 +111,7 @@ def test_an_overflowed_sum_is_null_not_an_error() -> None:
 
 
 def test_previous_buckets_per_comparison() -> None:
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, last=3)
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(last=3))
     previous = series.previous_buckets(UTC_BUCKETS, "hour", buckets, series.PREVIOUS_PERIOD)
     assert [b - p for b, p in zip(buckets, previous, strict=True)] == [3 * 3600] * 3
     week = series.previous_buckets(UTC_BUCKETS, "hour", buckets, series.SAME_PERIOD_LAST_WEEK)
@@ -120,7 +123,7 @@ def test_previous_buckets_per_comparison() -> None:
 def test_previous_period_of_days_spans_whole_local_days_across_dst() -> None:
     ny = Bucketing("America/New_York")
     now = datetime(2026, 3, 10, 12, tzinfo=UTC).timestamp()
-    buckets = series.plan_buckets(ny, "day", now, last=3)  # 8 (23 h), 9, 10 March
+    buckets = series.plan_buckets(ny, "day", now, series.Span(last=3))  # 8 (23 h), 9, 10 March
     previous = series.previous_buckets(ny, "day", buckets, series.PREVIOUS_PERIOD)
     assert [ny.to_datetime("day", p).date() for p in previous] == [date(2026, 3, 5), date(2026, 3, 6), date(2026, 3, 7)]
 
@@ -192,7 +195,7 @@ def test_read_series_compares_the_partial_hour_with_the_same_elapsed_minutes(vie
     ]
     changes = MetricsProjection([revenue], [], UTC_BUCKETS).project(facts)
     views.apply("metrics", "", changes, after=0, upto=6, definitions_version=0)
-    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, last=2)
+    buckets = series.plan_buckets(UTC_BUCKETS, "hour", NOW, series.Span(last=2))
     points, previous = series.read_series(
         views, UTC_BUCKETS, revenue, "hour", buckets, {0: "a"}, NOW, series.PREVIOUS_PERIOD
     )

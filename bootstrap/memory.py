@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from domain.blobs import MemoryBlobStore
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
@@ -33,6 +34,7 @@ class MemoryDatabase:
     events: MemoryEventStore
     views: MemoryViewStore
     recent: MemoryRecentEvents
+    blobs: MemoryBlobStore  # the archive's
 
 
 _databases: dict[str, MemoryDatabase] = {}
@@ -45,7 +47,9 @@ def database(settings: Settings) -> MemoryDatabase:
         found = _databases.get(settings.db)
         if found is None:
             views = MemoryViewStore()
-            found = _databases[settings.db] = MemoryDatabase(MemoryEventStore(), views, MemoryRecentEvents(views))
+            found = _databases[settings.db] = MemoryDatabase(
+                MemoryEventStore(), views, MemoryRecentEvents(views), MemoryBlobStore()
+            )
         return found
 
 
@@ -60,12 +64,17 @@ class MemoryBackend:
     worker_beside_server: bool = False
 
     def handlers(self, options) -> list[ProjectionHandler]:
-        return [
+        from bootstrap.archive import archive_handler
+
+        handlers: list[ProjectionHandler] = [
             PositionedCounters(
                 self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
             ),
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
+        if (archive := archive_handler(self.settings)) is not None:
+            handlers.append(archive)
+        return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootstrap.archive import archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
@@ -37,12 +38,15 @@ class SqliteBackend:
     _closed: bool = field(default=False, repr=False)
 
     def handlers(self, options) -> list[ProjectionHandler]:
-        return [
+        handlers: list[ProjectionHandler] = [
             PositionedCounters(
                 self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
             ),
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
+        if (archive := archive_handler(self.settings)) is not None:
+            handlers.append(archive)
+        return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):

@@ -339,3 +339,39 @@ def test_sigterm_on_pulse_worker_flushes_the_buffer(tmp_path: Path) -> None:
         if worker.poll() is None:
             worker.kill()
         pulse.close()
+
+
+def test_the_archive_commands(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli import main
+
+    db = str(tmp_path / "pulse.db")
+    settings = Settings(store="sqlite", db=db, archive_max_bytes=2000)
+    pulse = bootstrap(settings, create=True)
+    at = datetime(2026, 11, 1, 5, tzinfo=UTC)
+    pulse.store.ingest([Event(type="sale", occurred_at=at + timedelta(minutes=i), properties={}) for i in range(90)])
+    pulse.worker(WorkerOptions(batch_size=10)).catch_up()
+    pulse.close()
+    runner = CliRunner()
+    sql = "SELECT hour, count(*) AS n FROM events GROUP BY hour ORDER BY hour"
+    assert (
+        runner.invoke(main, ["archive", "query", sql, "--db", db, "--format", "csv"]).output == "hour,n\n05,60\n06,30\n"
+    )
+    done = runner.invoke(main, ["archive", "compact", "--date", "2026-11-01", "--db", db])
+    assert done.exit_code == 0 and done.output.endswith("2 hours compacted\n")
+    assert (
+        runner.invoke(main, ["archive", "compact", "--date", "2026-11-01", "--db", db]).output == "0 hours compacted\n"
+    )
+    assert (
+        runner.invoke(main, ["archive", "query", sql, "--db", db, "--format", "csv"]).output == "hour,n\n05,60\n06,30\n"
+    )
+    out = str(tmp_path / "s.parquet")
+    args = ["archive", "export", "--type", "sale", "--from", "2026-11-01T05:30:00Z", "--to", "2026-11-01T06:10:00Z"]
+    exported = runner.invoke(main, [*args, "--format", "parquet", "-o", out, "--db", db])
+    assert exported.output == f"40 events written to {out}\n"
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 40
+    bad = runner.invoke(main, ["archive", "query", "selec", "--db", db])
+    assert bad.exit_code == 1 and "syntax error" in bad.output

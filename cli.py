@@ -430,6 +430,86 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
 
 
 @main.group()
+def archive() -> None:
+    """The Parquet archive of every fact (README "Archive"): compact, query, export."""
+
+
+def _archive_store(settings: Settings):
+    from bootstrap.archive import blob_store
+
+    return blob_store(settings)
+
+
+@archive.command("compact")
+@click.option("--date", "date", required=True, help="UTC day, YYYY-MM-DD.")
+@click.option("--type", "event_type", help="One event type (default: every type).")
+@store_options
+def archive_compact(settings: Settings, date: str, event_type: str | None) -> None:
+    """Merge each hour's small files of DATE into one (idempotent, safe to rerun after a crash)."""
+    import datetime as dt
+
+    from services.archive import compact
+
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {date!r}", param_hint="--date") from exc
+    done = compact(_archive_store(settings), settings.archive_prefix, date, event_type)
+    for each in done:
+        click.echo(f"{each.merged}: {len(each.removed)} files merged, {each.rows} rows")
+    click.echo(f"{len(done)} hours compacted")
+
+
+@archive.command("query")
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "csv", "json"]), default="tsv", show_default=True)
+@store_options
+def archive_query(settings: Settings, sql: str, fmt: str) -> None:
+    """Run SQL with DuckDB over the view `events` (hive-partitioned by type, date, hour)."""
+    import csv
+    import sys
+
+    from services.archive_query import EmptyArchive, query
+
+    try:
+        columns, rows = query(_archive_store(settings), sql, prefix=settings.archive_prefix)
+    except EmptyArchive as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # DuckDB's errors: bad SQL
+        if type(exc).__module__.startswith("duckdb") or type(exc).__module__.startswith("_duckdb"):
+            raise click.ClickException(str(exc)) from exc
+        raise
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+        return
+    writer = csv.writer(sys.stdout, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+
+
+@archive.command("export")
+@click.option("--type", "event_type", required=True, help="The event type.")
+@click.option("--from", "start", help="From (inclusive): an ISO date or time, UTC unless it says.")
+@click.option("--to", "end", help="To (exclusive).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--output", "-o", help="File to write [default: <type>.<format>].")
+@store_options
+def archive_export(
+    settings: Settings, event_type: str, start: str | None, end: str | None, fmt: str, output: str | None
+) -> None:
+    """Write one type's facts (of a time range) to CSV or Parquet, by occurredAt."""
+    from services.archive_query import EmptyArchive, export
+
+    target = output or f"{event_type}.{fmt}"
+    try:
+        count = export(_archive_store(settings), target, event_type, start, end, fmt, prefix=settings.archive_prefix)
+    except EmptyArchive as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{count} events written to {target}")
+
+
+@main.group()
 def deploy() -> None:
     """AWS deployment steps Zappa does not do (see docs/aws.md)."""
 

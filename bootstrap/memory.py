@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from bootstrap.positioned import PositionedBackend
+from domain.blobs import MemoryBlobStore
 from domain.settings import Settings
 from storage.memory import MemoryEventStore, MemoryRecentEvents, MemoryViewStore
 
@@ -25,6 +26,7 @@ class MemoryDatabase:
     events: MemoryEventStore
     views: MemoryViewStore
     recent: MemoryRecentEvents
+    blobs: MemoryBlobStore  # the archive's
 
 
 _databases: dict[str, MemoryDatabase] = {}
@@ -37,7 +39,9 @@ def database(settings: Settings) -> MemoryDatabase:
         found = _databases.get(settings.db)
         if found is None:
             views = MemoryViewStore()
-            found = _databases[settings.db] = MemoryDatabase(MemoryEventStore(), views, MemoryRecentEvents(views))
+            found = _databases[settings.db] = MemoryDatabase(
+                MemoryEventStore(), views, MemoryRecentEvents(views), MemoryBlobStore()
+            )
         return found
 
 

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from bootstrap.archive import archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import PositionedViewStore, ProjectionStore, RecentChanges
 from domain.settings import Settings
@@ -35,12 +36,15 @@ class PositionedBackend:
     recent: ProjectionStore[RecentChanges]
 
     def handlers(self, options) -> list[ProjectionHandler]:
-        return [
+        handlers: list[ProjectionHandler] = [
             PositionedCounters(
                 self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
             ),
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
+        if (archive := archive_handler(self.settings)) is not None:
+            handlers.append(archive)
+        return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):

@@ -17,6 +17,8 @@ STORES = ("sqlite", "dynamodb")
 #: not offered by the command line.
 TEST_STORES = ("memory",)
 INTROSPECTION_MODES = ("auto", "on", "off")
+#: `PULSE_ARCHIVE`: "auto" archives when pyarrow is installed (the `archive` extra).
+ARCHIVE_MODES = ("auto", "on", "off")
 
 
 def _bool(text: str) -> bool:
@@ -60,6 +62,17 @@ class Settings:
     max_query_depth: int = 12
     max_query_points: int = 100_000
     max_list_items: int = 1000
+    # The Parquet archive of every fact (services/archive.py, README "Archive"): a folder
+    # beside the db (default "<db stem>.archive") or, when a bucket is set, S3.
+    archive: str = "auto"
+    archive_dir: str | None = None
+    archive_bucket: str | None = None
+    archive_prefix: str = ""
+    archive_endpoint: str | None = None
+    # Typed columns beside the properties' JSON, e.g. "amount:double,category:string".
+    archive_columns: str = ""
+    archive_max_bytes: int = 64 * 2**20
+    archive_max_age_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.store not in STORES + TEST_STORES:
@@ -75,6 +88,10 @@ class Settings:
                 raise ValueError(
                     f"PULSE_{name.upper()} must be {'0 or more' if name == 'max_past_days' else 'at least 1'}"
                 )
+        if self.archive not in ARCHIVE_MODES:
+            raise ValueError(f"PULSE_ARCHIVE must be one of {', '.join(ARCHIVE_MODES)}, got {self.archive!r}")
+        if self.archive_max_bytes < 0 or self.archive_max_age_seconds < 0:
+            raise ValueError("PULSE_ARCHIVE_MAX_BYTES and PULSE_ARCHIVE_MAX_AGE_SECONDS must be 0 or more")
         if self.max_streams < 0:
             raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
 

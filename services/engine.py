@@ -80,6 +80,9 @@ class ProjectionHandler(Protocol):
     def forget(self) -> None:
         """Drop cached checkpoints: another writer moved them."""
 
+    # Optional: ``flush()``, for a handler that buffers (its ``position`` then runs ahead of
+    # what it stored): write the buffer out. The engine calls it on a clean stop.
+
 
 class RateMeter:
     """Events per second over a sliding window."""
@@ -227,6 +230,20 @@ class ProjectionEngine:
                 raise
             except Exception:
                 log.exception("housekeeping of projection %s failed", state.handler.name)
+
+    def flush(self) -> None:
+        """Write out what buffering handlers hold (those with a ``flush()``): a driver
+        calls it when it stops cleanly or has caught up."""
+        for state in self._states:
+            flush = getattr(state.handler, "flush", None)
+            if not callable(flush):
+                continue
+            try:
+                flush()
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                self._failed(state, exc)
 
     def errors(self) -> dict[str, str]:
         """The last error of each handler that is failing now."""

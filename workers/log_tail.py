@@ -76,11 +76,12 @@ class LogTail:
         return len(page.events)
 
     def catch_up(self) -> int:
-        """Project until nothing is left; returns how many facts were read."""
+        """Project until nothing is left, buffers written out; returns how many facts were read."""
         total = 0
         while True:
             read = self.step()
             if not read:
+                self.engine.flush()
                 return total
             total += read
 
@@ -95,6 +96,15 @@ class LogTail:
     def run(self, stop: threading.Event | None = None, parent_pid: int | None = None) -> None:
         """Project until ``stop`` is set (or the process ``parent_pid`` is gone)."""
         stop = stop or threading.Event()
+        try:
+            self._run(stop, parent_pid)
+        finally:
+            try:
+                self.engine.flush()  # a clean stop (SIGTERM, Ctrl-C): buffers go to their files
+            except StoreUnavailable as exc:
+                log.warning("store unavailable on stop; buffers are re-read on restart: %s", exc)
+
+    def _run(self, stop: threading.Event, parent_pid: int | None) -> None:
         log.info("projection worker started at position %d (%s)", self.engine.lowest(""), ", ".join(self.engine.names))
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:

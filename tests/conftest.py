@@ -1,4 +1,5 @@
-"""Shared fixtures: a real DynamoDB Local per test session, isolated per test module."""
+"""Shared fixtures: a real DynamoDB Local per test session, isolated per test module, and
+the clock in-process code under test reads (see tests/support.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,28 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import dynamodb_local  # noqa: E402
 
+from domain.clock import FrozenClock  # noqa: E402
 from domain.settings import Settings  # noqa: E402
+from tests.support import AWKWARD_INSTANTS, DEFAULT_INSTANT  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: Running under libfaketime (`faketime '2027-01-01 00:59:58' pytest ...`): DynamoDB Local's
+#: JVM does not run well under it.
+UNDER_FAKETIME = "FAKETIME" in os.environ or "faketime" in os.environ.get("LD_PRELOAD", "")
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> FrozenClock:
+    """The clock handed to in-process code under test, frozen at an awkward instant: the
+    default one, or the AWKWARD_INSTANTS name a test parametrizes it with (indirect)."""
+    return FrozenClock(AWKWARD_INSTANTS[getattr(request, "param", DEFAULT_INSTANT)])
 
 
 @pytest.fixture(scope="session")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DynamoDB Local on a free port for the whole session, stopped by its PID."""
+    if UNDER_FAKETIME:
+        pytest.skip("DynamoDB Local does not run under faketime")
     try:
         if not IN_CI:
             dynamodb_local.fetch()

@@ -8,7 +8,7 @@ ask the log only for its last position, which costs one index lookup.
 
 Killed at any point (even ``kill -9``), it resumes from the last committed checkpoint and
 ends exactly where an uninterrupted run would. Retention is applied every
-``prune_seconds``.
+``prune_seconds``, its horizons measured from ``clock``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.errors import StoreUnavailable
 from domain.events import RecordedEvent
 from domain.metrics import RESOLUTIONS
@@ -45,6 +46,7 @@ class SqliteWorker:
         batch_size: int = BATCH_SIZE,
         idle_seconds: float = IDLE_SECONDS,
         prune_seconds: float = PRUNE_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.events = events
         self.views = views
@@ -53,6 +55,7 @@ class SqliteWorker:
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
         self.prune_seconds = prune_seconds
+        self.clock = clock
         self._pruned_at: float | None = None
         self._checkpoint = self.runner.checkpoint()
 
@@ -101,7 +104,7 @@ class SqliteWorker:
             total += applied
 
     def prune(self) -> int:
-        now = time.time()
+        now = self.clock.now()
         deleted = 0
         for resolution in RESOLUTIONS:
             horizon = self.retention.horizon(resolution, now)

@@ -15,12 +15,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain import metrics as defs
+from domain.clock import FrozenClock, now_utc
 from domain.events import Event
 from domain.ports import CheckpointConflict, ViewStore
 from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION
 from tests.projections.conftest import ProjectionRig, worker_env
 from tests.projections.oracle import EVERYTHING, all_facts, assert_views_match_facts
+from tests.support import at_awkward_instants, real_now
 from workers.projection_runner import ProjectionRunner
 from workers.sqlite_worker import SqliteWorker
 
@@ -30,11 +32,12 @@ ITEMS = defs.validate_metric("items", "sale", "max", "quantity", ["category"])
 STOCK = defs.validate_gauge("stock", "stock_level", "level", "product")
 
 
-def shop_events(n: int, seed: int, prefix: str = "s") -> list[Event]:
+def shop_events(n: int, seed: int, prefix: str = "s", start: datetime = START) -> list[Event]:
+    """``n`` sales and stock readings over the 3 days from ``start``."""
     rng = random.Random(seed)
     events = []
     for i in range(n):
-        occurred = START + timedelta(seconds=rng.randint(0, 3 * 86400), microseconds=rng.randint(0, 999_999))
+        occurred = start + timedelta(seconds=rng.randint(0, 3 * 86400), microseconds=rng.randint(0, 999_999))
         if rng.random() < 0.8:
             props = {
                 "amount": rng.randint(1, 300),
@@ -115,21 +118,22 @@ def test_a_batch_projected_with_old_definitions_is_refused(make_rig: Callable[..
 
 
 def test_metrics_defined_later_are_backfilled_once_while_workers_race(
-    make_rig: Callable[..., ProjectionRig],
+    make_rig: Callable[..., ProjectionRig], clock: FrozenClock
 ) -> None:
     rig = make_rig("Europe/Paris")
     if rig.backend != "sqlite":
         pytest.skip("racing in-process tailers is the embedded setup")
     stop = threading.Event()
+    # The workers apply retention as they run: the facts are of the 3 days before their clock.
     workers = [
-        SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), batch_size=size, idle_seconds=0.001)
+        SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), batch_size=size, idle_seconds=0.001, clock=clock)
         for size in (7, 50)
     ]
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
     for thread in threads:
         thread.start()
     try:
-        events = shop_events(3000, seed=5)
+        events = shop_events(3000, seed=5, start=now_utc(clock) - timedelta(days=3, seconds=1))
         for start in range(0, len(events), 150):
             rig.events.ingest(events[start : start + 150])
             if start == 900:
@@ -172,7 +176,9 @@ def test_a_deleted_metric_loses_its_counters(make_rig: Callable[..., ProjectionR
 
 def test_a_worker_killed_mid_batch_ends_equal_to_a_recomputation(make_rig: Callable[..., ProjectionRig]) -> None:
     rig = make_rig("America/New_York")
-    events = shop_events(30_000, seed=7)
+    # `pulse worker` applies the default retention (7 days of minutes) by the machine's clock
+    # as it starts: the facts are of the last 3 days, or it would prune their minutes.
+    events = shop_events(30_000, seed=7, start=real_now() - timedelta(days=3, seconds=1))
     for start in range(0, len(events), 5000):
         rig.events.ingest(events[start : start + 5000])
     defs.define_metric(rig.events, REVENUE)
@@ -221,22 +227,31 @@ def test_a_worker_killed_mid_batch_ends_equal_to_a_recomputation(make_rig: Calla
     assert_views_match_facts(rig.views, rig.events, [REVENUE, ITEMS], [STOCK], rig.timezone)
 
 
-def test_retention_prunes_old_cells_per_resolution(make_rig: Callable[..., ProjectionRig]) -> None:
-    rig = make_rig()
+@at_awkward_instants
+def test_retention_prunes_old_cells_per_resolution(make_rig: Callable[..., ProjectionRig], clock: FrozenClock) -> None:
+    rig = make_rig("Europe/Paris")
     if rig.backend != "sqlite":
         pytest.skip("DynamoDB expires cells with TTL instead")
-    now = datetime.now(UTC)
-    ages = {"recent": timedelta(hours=1), "two_weeks": timedelta(days=14), "two_years": timedelta(days=800)}
+    now = now_utc(clock)
+    # Minutes are kept 7 days and a day of margin, hours 400 days, days forever: one fact
+    # on each side of each horizon, a minute (an hour) away from it.
+    ages = {
+        "recent": timedelta(hours=1),
+        "minutes_kept": timedelta(days=8, minutes=-1),
+        "minutes_gone": timedelta(days=8, minutes=1),
+        "hours_kept": timedelta(days=400, hours=-1),
+        "hours_gone": timedelta(days=400, seconds=1),
+    }
     rig.events.ingest(
         [Event(id=name, type="sale", occurred_at=now - age, properties={"amount": 1}) for name, age in ages.items()]
     )
     rig.catch_up(10)
-    worker = SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), Retention())
+    worker = SqliteWorker(rig.events, rig.views, Bucketing(rig.timezone), Retention(), clock=clock)
     assert worker.prune() > 0
 
     def counted(resolution: str) -> int:
         return sum(c.count for c in rig.views.read_counters("type:sale", resolution, *EVERYTHING))
 
-    assert counted("minute") == 1  # only the recent one is younger than 7 (+1) days
-    assert counted("hour") == 2  # two weeks is within 400 days
-    assert counted("day") == 3  # days are kept forever
+    assert counted("minute") == 2  # recent, minutes_kept
+    assert counted("hour") == 4  # all but hours_gone
+    assert counted("day") == 5  # days are kept forever

@@ -18,6 +18,7 @@ from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.ingest import ingest
 from api.rest import v1
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.errors import StoreUnavailable, ValidationError
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -34,10 +35,10 @@ def openapi_document() -> dict:
     return yaml.safe_load(OPENAPI_YAML.read_text(encoding="utf-8"))
 
 
-def create_app(settings: Settings | None = None, store: EventStore | None = None) -> Flask:
+def create_app(settings: Settings | None = None, store: EventStore | None = None, clock: Clock = SYSTEM_CLOCK) -> Flask:
     settings = settings or Settings.from_env(os.environ)
     app = Flask("pulse")
-    app.extensions["pulse"] = Pulse(settings=settings, store=store or open_event_store(settings))
+    app.extensions["pulse"] = Pulse(settings=settings, store=store or open_event_store(settings), clock=clock)
     CORS(
         app,
         origins=list(settings.cors_origins),

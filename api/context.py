@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import current_app
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import EventStore, ViewStore
 from domain.settings import Settings
 
@@ -22,6 +23,8 @@ class Pulse:
     store: EventStore
     #: Read models; opened on first use (api.graphql_metrics.views_of) unless given.
     views: ViewStore | None = None
+    #: What "now" is for results that depend on it (series ranges, occurredAt, stream tokens).
+    clock: Clock = SYSTEM_CLOCK
 
 
 def current_pulse() -> Pulse:

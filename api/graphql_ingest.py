@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from api.auth import require_scope
 from api.validation import parse_events
+from domain.clock import now_utc
 from domain.errors import StoreUnavailable, ValidationError
 
 
@@ -58,7 +59,8 @@ class IngestMutation:
         require_scope(info, "ingest")
         pulse = info.context["pulse"]
         try:
-            parsed = parse_events([event.wire() for event in events], pulse.settings.max_future_seconds)
+            wire = [event.wire() for event in events]
+            parsed = parse_events(wire, pulse.settings.max_future_seconds, now_utc(pulse.clock))
             result = pulse.store.ingest(parsed)
         except ValidationError as exc:
             raise GraphQLError(

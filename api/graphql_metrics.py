@@ -10,7 +10,6 @@ with ``extensions.code = "BAD_USER_INPUT"`` and ``extensions.errors`` entries
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from datetime import datetime
@@ -293,7 +292,7 @@ def series_of(
     definition = _resolve_metric(pulse, metric)
     where = shaping.where_of(definition, [(f.dimension, f.value) for f in filter or ()])
     bucketing = _bucketing(pulse.settings.timezone)
-    now = time.time() if now is None else now
+    now = pulse.clock.now() if now is None else now
     buckets = shaping.plan_buckets(bucketing, resolution.value, now, from_, to, last)
     points, previous = shaping.read_series(
         views,
@@ -403,7 +402,7 @@ class MetricsQuery:
             chosen = (resolution or Resolution.DAY).value
             bucketing = _bucketing(pulse.settings.timezone)
             span = last if last is not None or from_ is not None else 1
-            buckets = shaping.plan_buckets(bucketing, chosen, time.time(), from_, to, span)
+            buckets = shaping.plan_buckets(bucketing, chosen, pulse.clock.now(), from_, to, span)
             rows = shaping.read_breakdown(
                 views,
                 definition,

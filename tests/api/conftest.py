@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from domain.clock import FrozenClock
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -57,8 +58,9 @@ def keys(store: EventStore) -> Keys:
 
 
 @pytest.fixture
-def app(settings: Settings, store: EventStore, keys: Keys) -> Flask:
-    return create_app(settings, store)
+def app(settings: Settings, store: EventStore, keys: Keys, clock: FrozenClock) -> Flask:
+    """The app, its clock frozen (tests/support.py): "now" is the same for the test and it."""
+    return create_app(settings, store, clock)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from tests.projections.test_recomputation import (
     ingest_in_batches,
     to_event,
 )
+from tests.support import real_now
 from workers.projection_runner import Rebuilt
 from workers.stream_projector import RebuildTiming, run_pending_rebuild
 
@@ -113,7 +114,7 @@ def rebuild_in_background(rig: DynamoRig, timing: RebuildTiming) -> tuple[thread
 def wait_past_fence(rig: DynamoRig) -> None:
     build = rig.views.definitions_state().build
     assert build is not None
-    time.sleep(max(0.0, build.fence / 1e6 - time.time()) + 0.01)
+    time.sleep(max(0.0, build.fence / 1e6 - real_now().timestamp()) + 0.01)
 
 
 def test_a_metric_defined_while_facts_flow_counts_each_once_live_during_the_rebuild(rig: DynamoRig) -> None:

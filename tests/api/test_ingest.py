@@ -220,25 +220,27 @@ def test_key_without_ingest_scope_is_403(client: FlaskClient, keys: Keys, store:
 
 
 def test_auth_off_lets_anyone_ingest_and_says_so_loudly(
-    settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture
+    settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture, clock: FrozenClock
 ) -> None:
     from dataclasses import replace
 
     from api.app import create_app
 
     with caplog.at_level(logging.WARNING):
-        client = create_app(replace(settings, auth=False), store).test_client()
+        client = create_app(replace(settings, auth=False), store, clock).test_client()
     assert any(r.levelno == logging.WARNING and "AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 202
 
 
-def test_auth_is_on_unless_asked(settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_auth_is_on_unless_asked(
+    settings: Settings, store: EventStore, caplog: pytest.LogCaptureFixture, clock: FrozenClock
+) -> None:
     from api.app import create_app
 
     assert Settings.from_env({}).auth is True
     assert Settings.from_env({"PULSE_AUTH": "off"}).auth is False
     with caplog.at_level(logging.WARNING):
-        client = create_app(settings, store).test_client()
+        client = create_app(settings, store, clock).test_client()
     assert not any("AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 401
 

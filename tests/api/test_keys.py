@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from api.app import create_app
 from api.auth import KeyCache
 from cli import main
+from domain.clock import FrozenClock
 from domain.keys import KEYS_STREAM, create_key, load_registry, revoke_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -133,9 +134,11 @@ def test_the_cache_reads_the_stream_at_most_once_per_interval(store: EventStore)
     assert cache.registry().authenticate(secret).revoked  # type: ignore[union-attr]
 
 
-def test_a_revoked_key_is_refused_by_a_running_app_within_about_a_second(settings: Settings, store: EventStore) -> None:
+def test_a_revoked_key_is_refused_by_a_running_app_within_about_a_second(
+    settings: Settings, store: EventStore, clock: FrozenClock
+) -> None:
     key, secret = create_key(store, "pos-1", ["ingest"])
-    client = create_app(settings, store).test_client()
+    client = create_app(settings, store, clock).test_client()
     assert client.post("/v1/events", json={"events": [sale(1)]}, headers=bearer(secret)).status_code == 202
 
     revoke_key(store, key.id)
@@ -145,8 +148,10 @@ def test_a_revoked_key_is_refused_by_a_running_app_within_about_a_second(setting
     assert response.status_code == 401 and "revoked" in response.get_json()["message"]
 
 
-def test_a_new_key_works_on_a_running_app_within_about_a_second(settings: Settings, store: EventStore) -> None:
-    client = create_app(settings, store).test_client()
+def test_a_new_key_works_on_a_running_app_within_about_a_second(
+    settings: Settings, store: EventStore, clock: FrozenClock
+) -> None:
+    client = create_app(settings, store, clock).test_client()
     assert client.post("/v1/events", json={"events": [sale(1)]}, headers=bearer("pulse_x_y")).status_code == 401
 
     _, secret = create_key(store, "late", ["ingest"])

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import OPENAPI_YAML, create_app, openapi_document
+from domain.clock import FrozenClock
 from domain.settings import Settings
 from storage.tables import drop_tables
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
@@ -142,7 +143,7 @@ def test_documented_response_is_what_the_server_sends(
 
 
 @pytest.fixture
-def fuzz_target(sqlite_settings: Settings) -> Iterator[tuple[Flask, str]]:
+def fuzz_target(sqlite_settings: Settings, clock: FrozenClock) -> Iterator[tuple[Flask, str]]:
     from domain.keys import create_key
     from storage.factory import open_event_store
     from storage.tables import create_tables
@@ -150,7 +151,7 @@ def fuzz_target(sqlite_settings: Settings) -> Iterator[tuple[Flask, str]]:
     create_tables(sqlite_settings)
     store = open_event_store(sqlite_settings)
     _, secret = create_key(store, "fuzzer", ["ingest"])
-    yield create_app(sqlite_settings, store), secret
+    yield create_app(sqlite_settings, store, clock), secret
     store.close()
 
 

@@ -18,6 +18,8 @@ import requests
 from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse
 from tests.support import real_now
 
+pytestmark = pytest.mark.serves
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:

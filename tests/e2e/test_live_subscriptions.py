@@ -30,6 +30,8 @@ import requests
 from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse, wait_until
 from tests.support import real_now
 
+pytestmark = pytest.mark.serves
+
 HEARTBEAT = 0.5
 INTERVAL = 0.1
 #: The issue's promise: an ingest shows up on open streams within a second.

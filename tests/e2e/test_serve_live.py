@@ -17,6 +17,8 @@ import requests
 from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
 from tests.support import real_now
 
+pytestmark = pytest.mark.serves
+
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 

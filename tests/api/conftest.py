@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from bootstrap import Pulse, bootstrap, drop_tables
+from domain.clock import FrozenClock
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -60,8 +61,9 @@ def keys(store: EventStore) -> Keys:
 
 
 @pytest.fixture
-def app(settings: Settings, pulse: Pulse, keys: Keys) -> Flask:
-    return create_app(settings, pulse)
+def app(settings: Settings, pulse: Pulse, keys: Keys, clock: FrozenClock) -> Flask:
+    """The app, its clock frozen (tests/support.py): "now" is the same for the test and it."""
+    return create_app(settings, pulse, clock)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,9 +16,9 @@ from domain.ports import ALL_TYPES, recent_marker
 from domain.settings import Settings
 from projections.recent import RecentEventsProjection
 from services.engine import FeedBatch, ReadModelHandler
-from tests.support import all_facts
+from tests.support import all_facts, real_now
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = real_now().replace(microsecond=0)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
 from tests.e2e.test_live_subscriptions import PUSH_DEADLINE, Stream, event
 from tests.support import real_now
 
+pytestmark = pytest.mark.serves
+
 FEED = 'subscription { recentEventsUpdated(type: "ddb_sale", limit: 5) { id properties } }'
 
 

@@ -18,6 +18,7 @@ from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.ingest import ingest
 from api.rest import v1
 from bootstrap import Pulse, bootstrap
+from domain.clock import Clock
 from domain.errors import StoreUnavailable, ValidationError
 from domain.settings import Settings
 
@@ -32,12 +33,13 @@ def openapi_document() -> dict:
     return yaml.safe_load(OPENAPI_YAML.read_text(encoding="utf-8"))
 
 
-def create_app(settings: Settings | None = None, pulse: Pulse | None = None) -> Flask:
-    """The web app of ``pulse`` (bootstrapped from ``settings`` or the environment when not given)."""
+def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clock: Clock | None = None) -> Flask:
+    """The web app of ``pulse`` (bootstrapped from ``settings`` or the environment when not given),
+    reading "now" from ``clock`` when given (the Pulse's own otherwise, the system clock by default)."""
     if pulse is None:
-        pulse = bootstrap(settings or Settings.from_env(os.environ))
-    elif settings is not None and settings != pulse.settings:
-        pulse = pulse.with_settings(settings)
+        pulse = bootstrap(settings or Settings.from_env(os.environ), clock=clock)
+    elif (settings is not None and settings != pulse.settings) or (clock is not None and clock is not pulse.clock):
+        pulse = pulse.with_settings(settings or pulse.settings, clock)
     settings = pulse.settings
     app = Flask("pulse")
     app.extensions["pulse"] = pulse

@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from api.auth import require_scope
 from api.validation import parse_events
+from domain.clock import now_utc
 from domain.errors import StoreUnavailable, ValidationError
 
 
@@ -61,6 +62,7 @@ class IngestMutation:
             parsed = parse_events(
                 [event.wire() for event in events],
                 pulse.settings.max_future_seconds,
+                now_utc(pulse.clock),
                 max_past_days=pulse.settings.max_past_days,
             )
             result = pulse.store.ingest(parsed)

@@ -31,7 +31,6 @@ field reading the request (per-caller data) must not be added to them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Callable, Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -58,6 +57,7 @@ from api.graphql_metrics import (
     series_of,
 )
 from api.live import ChangeWatcher, SharedData, SharedResults, covers, watcher_for
+from domain.clock import Clock
 from domain.ports import PROJECTIONS_MARKER, gauge_marker, metric_marker
 
 T = TypeVar("T")
@@ -95,7 +95,7 @@ class LiveValue(Generic[T]):
         compute: Callable[[float], T],
         slot: Slot = _never,
         same: Callable[[T, T], bool] = lambda a, b: a == b,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.pulse = pulse
         self.principal = principal
@@ -105,7 +105,7 @@ class LiveValue(Generic[T]):
         self._compute = compute
         self._slot = slot
         self._same = same
-        self._clock = clock
+        self._clock = (clock or pulse.clock).now
         self._token: Hashable = ()
 
     def _token_at(self, now: float) -> tuple[int, ...]:
@@ -205,7 +205,7 @@ def live_series(
     resolution: Resolution,
     filter: list[DimensionFilter] | None = None,
     last: int | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
 ) -> LiveValue[Series]:
     """``seriesUpdated``: the ``series`` query's answer, on the metric's change marker and
     the current bucket (the window slides with the clock)."""
@@ -239,7 +239,7 @@ def live_gauge(pulse: Pulse, principal: Principal, name: str, keys: list[str] | 
     )
 
 
-def live_status(pulse: Pulse, principal: Principal, clock: Callable[[], float] = time.time) -> LiveValue:
+def live_status(pulse: Pulse, principal: Principal, clock: Clock | None = None) -> LiveValue:
     """``projectionStatus``: the ``projections`` query's answer, on the checkpoints' marker
     and every ``STATUS_REFRESH_SECONDS``."""
 

@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 from api.auth import requires_scope
 from api.context import current_pulse
 from api.validation import MAX_BODY_BYTES, MAX_EVENTS, parse_body, parse_events
+from domain.clock import now_utc
 
 ingest = Blueprint("ingest", __name__, url_prefix="/v1")
 
@@ -38,13 +39,18 @@ def post_events():
     pulse = current_pulse()
     if media_type == NDJSON:
         events = parse_events(
-            _ndjson_events(text), pulse.settings.max_future_seconds, max_past_days=pulse.settings.max_past_days
+            _ndjson_events(text),
+            pulse.settings.max_future_seconds,
+            now_utc(pulse.clock),
+            max_past_days=pulse.settings.max_past_days,
         )
     else:
         body = _json_document(text)
         if isinstance(body, dict) and isinstance(body.get("events"), list):
             _refuse_too_many(len(body["events"]))
-        events = parse_body(body, pulse.settings.max_future_seconds, max_past_days=pulse.settings.max_past_days)
+        events = parse_body(
+            body, pulse.settings.max_future_seconds, now_utc(pulse.clock), max_past_days=pulse.settings.max_past_days
+        )
     result = pulse.store.ingest(events)
     return jsonify(accepted=result.accepted, duplicates=result.duplicates, ids=list(result.ids)), 202
 

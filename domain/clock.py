@@ -5,9 +5,9 @@ series range and its partial bucket, the future bound of ``occurredAt``, stream-
 expiry) reads it from a ``Clock`` it was given, defaulting to ``SYSTEM_CLOCK``, instead
 of calling ``time.time()``: tests freeze it at an awkward instant with ``FrozenClock``.
 
-Timeouts, intervals and rates keep ``time.monotonic()``; instants stamped on what is
-stored (``receivedAt``, checkpoint times) and cross-process coordination (rebuild fences
-and leases) keep the system clock.
+Timeouts, intervals and rates keep ``time.monotonic()``. Instants stamped on what is
+stored (``receivedAt``, checkpoint times), the ages measured from them (projection lag)
+and cross-process coordination (rebuild fences and leases) keep the system clock.
 """
 
 from __future__ import annotations

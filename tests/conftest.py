@@ -22,9 +22,20 @@ from domain.settings import Settings  # noqa: E402
 from tests.support import AWKWARD_INSTANTS, DEFAULT_INSTANT  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-#: Running under libfaketime (`faketime '2027-01-01 00:59:58' pytest ...`): DynamoDB Local's
-#: JVM does not run well under it.
+#: Running under libfaketime (`faketime '2027-01-01 00:59:58' pytest ...`), which neither
+#: DynamoDB Local's JVM nor `pulse serve` runs well under: their tests are skipped then.
 UNDER_FAKETIME = "FAKETIME" in os.environ or "faketime" in os.environ.get("LD_PRELOAD", "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serves: runs `pulse serve` in another process (skipped under faketime)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if UNDER_FAKETIME:
+        for item in items:
+            if item.get_closest_marker("serves"):
+                item.add_marker(pytest.mark.skip(reason="`pulse serve` does not run under faketime"))
 
 
 @pytest.fixture

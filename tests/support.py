@@ -8,6 +8,9 @@ Time. A test never calls ``time.time()`` or ``datetime.now()`` for "now":
 - code running in another process (``pulse serve``, ``pulse worker``) or time kept by
   something else (DynamoDB Local's TTL, receivedAt stamped by a store) reads the machine's
   clock, so those tests build their data from ``real_now()``, relative to it.
+
+So the suite passes whenever it runs; to check, run it under faketime at an awkward
+moment (tests/faketime/sitecustomize.py says how).
 """
 
 from __future__ import annotations

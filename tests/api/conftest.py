@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from bootstrap import Pulse
+from domain.clock import FrozenClock
 from domain.keys import create_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -51,8 +52,9 @@ def keys(store: EventStore) -> Keys:
 
 
 @pytest.fixture
-def app(settings: Settings, pulse: Pulse, keys: Keys) -> Flask:
-    return create_app(settings, pulse)
+def app(settings: Settings, pulse: Pulse, keys: Keys, clock: FrozenClock) -> Flask:
+    """The app, its clock frozen (tests/support.py): "now" is the same for the test and it."""
+    return create_app(settings, pulse, clock)
 
 
 @pytest.fixture

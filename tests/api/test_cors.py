@@ -8,6 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from domain.clock import FrozenClock
 from domain.settings import Settings
 from tests.api.conftest import bearer, sale
 
@@ -15,9 +16,9 @@ ALLOWED = "https://shop.example"
 
 
 @pytest.fixture
-def cors_client(sqlite_settings: Settings) -> FlaskClient:
+def cors_client(sqlite_settings: Settings, clock: FrozenClock) -> FlaskClient:
     settings = replace(sqlite_settings, cors_origins=(ALLOWED, "https://admin.example"))
-    return create_app(settings).test_client()
+    return create_app(settings, clock=clock).test_client()
 
 
 def preflight(client: FlaskClient, origin: str):

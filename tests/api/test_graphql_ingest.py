@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from domain.clock import FrozenClock, now_utc
 from domain.ports import EventStore
-from tests.api.conftest import Keys, all_facts, bearer, sale
+from tests.api.conftest import Keys, all_facts, bearer, http_layer_only, sale
 
 INGEST = """
 mutation Ingest($events: [EventInput!]!) {
@@ -84,3 +86,14 @@ def test_a_key_without_the_ingest_scope_is_forbidden(client: FlaskClient, keys: 
     assert error["extensions"]["code"] == "FORBIDDEN"
     assert "ingest" in error["message"]
     assert all_facts(store) == []
+
+
+@http_layer_only
+def test_the_future_bound_is_measured_from_the_apps_clock(
+    client: FlaskClient, keys: Keys, store: EventStore, clock: FrozenClock
+) -> None:
+    beyond = (now_utc(clock) + timedelta(seconds=301)).isoformat()
+    (error,) = ingest(client, [sale(1, occurredAt=beyond)], bearer(keys.ingest))["errors"]
+    assert error["extensions"]["errors"][0]["field"] == "occurredAt"
+    clock.advance(1)
+    assert ingest(client, [sale(1, occurredAt=beyond)], bearer(keys.ingest))["data"]["ingestEvents"]["accepted"] == 1

@@ -15,9 +15,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from bootstrap import Pulse, drop_tables
+from domain.clock import FrozenClock, now_utc
 from domain.ports import EventStore
 from domain.settings import Settings
 from tests.api.conftest import Keys, all_facts, bearer, http_layer_only, sale
+from tests.support import at_awkward_instants
 
 JSON = {"Content-Type": "application/json"}
 
@@ -218,25 +220,27 @@ def test_key_without_ingest_scope_is_403(client: FlaskClient, keys: Keys, store:
 
 
 def test_auth_off_lets_anyone_ingest_and_says_so_loudly(
-    settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture
+    settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture, clock: FrozenClock
 ) -> None:
     from dataclasses import replace
 
     from api.app import create_app
 
     with caplog.at_level(logging.WARNING):
-        client = create_app(replace(settings, auth=False), pulse).test_client()
+        client = create_app(replace(settings, auth=False), pulse, clock).test_client()
     assert any(r.levelno == logging.WARNING and "AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 202
 
 
-def test_auth_is_on_unless_asked(settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture) -> None:
+def test_auth_is_on_unless_asked(
+    settings: Settings, pulse: Pulse, caplog: pytest.LogCaptureFixture, clock: FrozenClock
+) -> None:
     from api.app import create_app
 
     assert Settings.from_env({}).auth is True
     assert Settings.from_env({"PULSE_AUTH": "off"}).auth is False
     with caplog.at_level(logging.WARNING):
-        client = create_app(settings, pulse).test_client()
+        client = create_app(settings, pulse, clock).test_client()
     assert not any("AUTH IS OFF" in r.getMessage() for r in caplog.records)
     assert client.post("/v1/events", json={"events": [sale()]}).status_code == 401
 
@@ -320,9 +324,9 @@ def test_unsupported_content_encoding_is_415(client: FlaskClient, keys: Keys) ->
 
 
 def test_every_error_of_every_event_is_listed_and_nothing_is_stored(
-    client: FlaskClient, keys: Keys, store: EventStore
+    client: FlaskClient, keys: Keys, store: EventStore, clock: FrozenClock
 ) -> None:
-    future = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    future = (now_utc(clock) + timedelta(minutes=10)).isoformat()
     events = [
         sale(0),  # valid, yet not stored: the batch is all or nothing
         sale(1, type="Sale", properties={"amount": "x" * 1025, "cart": {"items": 2}, "tags": ["a"]}),
@@ -357,6 +361,27 @@ def test_every_error_of_every_event_is_listed_and_nothing_is_stored(
     assert "future" in messages[(3, "occurredAt")]
     assert "at most 50" in messages[(3, "properties")]
     assert all_facts(store) == []
+
+
+@http_layer_only
+@at_awkward_instants
+def test_occurred_at_may_be_at_most_max_future_seconds_past_the_apps_clock(
+    client: FlaskClient, keys: Keys, store: EventStore, clock: FrozenClock
+) -> None:
+    limit = timedelta(seconds=300)  # Settings.max_future_seconds
+    edge, beyond = now_utc(clock) + limit, now_utc(clock) + limit + timedelta(microseconds=1)
+    assert post(client, keys.ingest, {"events": [sale(1, occurredAt=edge.isoformat())]}).status_code == 202
+    body = assert_error(post(client, keys.ingest, {"events": [sale(2, occurredAt=beyond.isoformat())]}), 422)
+    assert [(e["field"], "future" in e["message"]) for e in body["errors"]] == [("occurredAt", True)]
+    ndjson = client.post(
+        "/v1/events",
+        data=json.dumps(sale(3, occurredAt=beyond.isoformat())),
+        headers={**bearer(keys.ingest), "Content-Type": "application/x-ndjson"},
+    )
+    assert_error(ndjson, 422)
+    clock.advance(1)
+    assert post(client, keys.ingest, {"events": [sale(2, occurredAt=beyond.isoformat())]}).status_code == 202
+    assert sorted(fact.id for fact in all_facts(store)) == ["sale-1", "sale-2"]
 
 
 @http_layer_only

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from api.app import create_app
 from bootstrap import Pulse
 from cli import main
+from domain.clock import FrozenClock
 from domain.keys import KEYS_STREAM, create_key, load_registry, revoke_key
 from domain.ports import EventStore
 from domain.settings import Settings
@@ -116,10 +117,10 @@ def test_the_cache_reads_the_stream_at_most_once_per_interval(store: EventStore)
 
 
 def test_a_revoked_key_is_refused_by_a_running_app_within_about_a_second(
-    settings: Settings, store: EventStore, pulse: Pulse
+    settings: Settings, store: EventStore, pulse: Pulse, clock: FrozenClock
 ) -> None:
     key, secret = create_key(store, "pos-1", ["ingest"])
-    client = create_app(settings, pulse).test_client()
+    client = create_app(settings, pulse, clock).test_client()
     assert client.post("/v1/events", json={"events": [sale(1)]}, headers=bearer(secret)).status_code == 202
 
     revoke_key(store, key.id)
@@ -130,9 +131,9 @@ def test_a_revoked_key_is_refused_by_a_running_app_within_about_a_second(
 
 
 def test_a_new_key_works_on_a_running_app_within_about_a_second(
-    settings: Settings, store: EventStore, pulse: Pulse
+    settings: Settings, store: EventStore, pulse: Pulse, clock: FrozenClock
 ) -> None:
-    client = create_app(settings, pulse).test_client()
+    client = create_app(settings, pulse, clock).test_client()
     assert client.post("/v1/events", json={"events": [sale(1)]}, headers=bearer("pulse_x_y")).status_code == 401
 
     _, secret = create_key(store, "late", ["ingest"])

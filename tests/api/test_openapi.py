@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import OPENAPI_YAML, create_app, openapi_document
 from bootstrap import bootstrap, drop_tables
+from domain.clock import FrozenClock
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
 from tests.api.test_ingest import store_outage
@@ -142,12 +143,12 @@ def test_documented_response_is_what_the_server_sends(
 
 
 @pytest.fixture
-def fuzz_target(sqlite_settings: Settings) -> Iterator[tuple[Flask, str]]:
+def fuzz_target(sqlite_settings: Settings, clock: FrozenClock) -> Iterator[tuple[Flask, str]]:
     from domain.keys import create_key
 
     pulse = bootstrap(sqlite_settings, create=True)
     _, secret = create_key(pulse.store, "fuzzer", ["ingest"])
-    yield create_app(pulse=pulse), secret
+    yield create_app(pulse=pulse, clock=clock), secret
     pulse.close()
 
 

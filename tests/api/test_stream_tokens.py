@@ -5,18 +5,19 @@ another purpose."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
+from datetime import timedelta
 
 import jwt
 import pytest
 
 from api import stream_tokens
 from bootstrap import Pulse, bootstrap
+from domain.clock import FrozenClock, now_utc
 from domain.ports import EventStore
 from domain.settings import Settings
 from domain.token_secret import TOKEN_SECRET_STREAM, load_or_create_secret
-from tests.support import in_threads
+from tests.support import at_awkward_instants, in_threads
 
 
 def test_processes_racing_to_create_the_secret_all_get_the_first_writers(settings: Settings, store: EventStore) -> None:
@@ -37,21 +38,29 @@ def test_processes_racing_to_create_the_secret_all_get_the_first_writers(setting
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
-def test_tokens_verify_until_they_expire_and_only_with_the_secret(settings: Settings, pulse: Pulse) -> None:
+@at_awkward_instants
+def test_tokens_verify_until_they_expire_by_the_apps_clock_and_only_with_the_secret(
+    settings: Settings, pulse: Pulse, clock: FrozenClock
+) -> None:
+    pulse = pulse.with_settings(settings, clock)
     token, expires = stream_tokens.issue(pulse, "0123456789abcdef")
+    assert expires == now_utc(clock).replace(microsecond=0) + timedelta(seconds=stream_tokens.TTL_SECONDS)
     assert stream_tokens.verify(pulse, token) == ("0123456789abcdef", "read")
-    assert abs(expires.timestamp() - time.time() - stream_tokens.TTL_SECONDS) < 5
-
-    old, _ = stream_tokens.issue(pulse, "0123456789abcdef", now=time.time() - stream_tokens.TTL_SECONDS - 60)
+    clock.set(expires - timedelta(microseconds=1))
+    assert stream_tokens.verify(pulse, token) == ("0123456789abcdef", "read")
+    clock.set(expires)
     with pytest.raises(stream_tokens.InvalidStreamToken, match="expired"):
-        stream_tokens.verify(pulse, old)
+        stream_tokens.verify(pulse, token)
 
+    now = clock.now()
     secret = stream_tokens.signing_secret(pulse)
     for forged in (
-        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream", "exp": time.time() + 60}, b"guess" * 8),
-        jwt.encode({"sub": "k", "scope": "admin", "aud": "pulse:stream", "exp": time.time() + 60}, secret),
-        jwt.encode({"sub": "k", "scope": "read", "aud": "elsewhere", "exp": time.time() + 60}, secret),
+        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream", "exp": now + 60}, b"guess" * 8),
+        jwt.encode({"sub": "k", "scope": "admin", "aud": "pulse:stream", "exp": now + 60}, secret),
+        jwt.encode({"sub": "k", "scope": "read", "aud": "elsewhere", "exp": now + 60}, secret),
         jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream"}, secret),  # no expiry
+        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream", "exp": "later"}, secret),
+        jwt.encode({"sub": "k", "scope": "read", "aud": "pulse:stream", "exp": now + 60, "iat": now + 1}, secret),
         token[:-2],
     ):
         with pytest.raises(stream_tokens.InvalidStreamToken):

@@ -16,7 +16,7 @@ from domain.settings import Settings
 from storage.dynamodb import DynamoEventStore
 from storage.dynamodb_base import make_client
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord, decode_record
-from tests.support import lambda_record
+from tests.support import lambda_record, real_now
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_each_fact_appears_once_as_an_insert_and_a_resend_adds_nothing(
 def test_aggregate_events_come_through_with_their_stream_and_version(
     dynamodb_store: DynamoEventStore, feed: ChangeFeed
 ) -> None:
-    created = Event(type="dashboard_created", occurred_at=datetime.now(UTC), properties={"title": "Sales"})
+    created = Event(type="dashboard_created", occurred_at=real_now(), properties={"title": "Sales"})
     dynamodb_store.append("dash-1", [created], 0)
     (record,) = drain(feed, {})
     assert record.event_name == "INSERT" and record.event is not None

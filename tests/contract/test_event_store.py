@@ -13,7 +13,7 @@ from domain.errors import ConcurrencyError, EventTooLarge
 from domain.events import Event
 from domain.ports import EventStore
 from domain.settings import Settings
-from tests.support import all_facts, in_threads
+from tests.support import all_facts, in_threads, real_now
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_every_field_round_trips(store: EventStore) -> None:
             "note": "x" * 1024,
         },
     )
-    before = datetime.now(UTC)
+    before = real_now()
     result = store.ingest([sent])
     assert result.ids == (sent.id,)
     assert result.accepted == 1 and result.duplicates == 0
@@ -73,7 +73,7 @@ def test_every_field_round_trips(store: EventStore) -> None:
     assert type(got.properties["gift"]) is bool
     assert got.properties["coupon"] is None
     assert got.version is None
-    assert before - timedelta(seconds=5) <= got.received_at <= datetime.now(UTC) + timedelta(seconds=5)
+    assert before - timedelta(seconds=5) <= got.received_at <= real_now() + timedelta(seconds=5)
 
 
 def test_source_is_optional(store: EventStore) -> None:
@@ -146,14 +146,14 @@ def test_an_oversized_event_rejects_the_whole_batch(store: EventStore) -> None:
 
 
 def test_an_oversized_aggregate_event_is_not_appended(store: EventStore) -> None:
-    huge = Event(type="note", occurred_at=datetime.now(UTC), properties={"x": "y" * 500_000})
+    huge = Event(type="note", occurred_at=real_now(), properties={"x": "y" * 500_000})
     with pytest.raises(EventTooLarge):
-        store.append("notes-1", [Event(type="note", occurred_at=datetime.now(UTC)), huge], 0)
+        store.append("notes-1", [Event(type="note", occurred_at=real_now()), huge], 0)
     assert store.read_stream("notes-1") == []
 
 
 def aggregate_event(kind: str, n: int) -> Event:
-    return Event(type=kind, occurred_at=datetime.now(UTC), properties={"n": n, "nested": {"k": [n]}})
+    return Event(type=kind, occurred_at=real_now(), properties={"n": n, "nested": {"k": [n]}})
 
 
 def test_stream_events_keep_their_order_and_versions(store: EventStore) -> None:

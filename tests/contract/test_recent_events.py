@@ -5,16 +5,16 @@ resent fact counted once, and its change markers moving only for the feeds it ch
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from bootstrap import Pulse, WorkerOptions
 from domain.events import Event
 from domain.ports import ALL_TYPES, recent_marker
 from projections.recent import RecentEventsProjection
 from services.engine import FeedBatch, ReadModelHandler
-from tests.support import all_facts
+from tests.support import all_facts, real_now
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = real_now().replace(microsecond=0)
 
 
 def sale(i: int, minutes_ago: float) -> Event:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from domain.errors import StoreUnavailable
 from domain.events import Event
 from storage.sqlite import SqliteEventStore
-from tests.support import all_facts, in_threads
+from tests.support import all_facts, in_threads, real_now
 
 
 def in_new_thread(action: Callable[[], object]) -> object:
@@ -38,13 +37,13 @@ def in_new_thread(action: Callable[[], object]) -> object:
 def test_a_database_file_that_became_garbage_raises_store_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "pulse.db"
     store = SqliteEventStore(path)
-    store.ingest([Event(type="sale", occurred_at=datetime.now(UTC), properties={"amount": 1})])
+    store.ingest([Event(type="sale", occurred_at=real_now(), properties={"amount": 1})])
     store.close()
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.write_bytes(b"this is not a database" * 100)
 
-    sale = Event(type="sale", occurred_at=datetime.now(UTC))
+    sale = Event(type="sale", occurred_at=real_now())
     for action in (
         store.ping,
         store.read_facts,
@@ -70,7 +69,7 @@ def test_concurrent_batches_with_shared_ids_accept_each_id_exactly_once(tmp_path
         for round_ in range(20):
             # Each id is sent by two clients: n's own and its neighbour's.
             ids = [f"e-{round_}-{n}-{i}" for i in range(25)] + [f"e-{round_}-{(n + 1) % 8}-{i}" for i in range(25)]
-            result = store.ingest([Event(id=i, type="sale", occurred_at=datetime.now(UTC)) for i in ids])
+            result = store.ingest([Event(id=i, type="sale", occurred_at=real_now()) for i in ids])
             with lock:
                 results.extend(zip(result.ids, result.duplicate, strict=True))
 

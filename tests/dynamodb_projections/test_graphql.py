@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from domain import metrics as defs
+from domain.clock import FrozenClock
 from domain.keys import create_key
 from projections.counters import PROJECTION
 from tests.dynamodb_projections.conftest import DynamoRig
@@ -25,13 +26,13 @@ def graphql(client: FlaskClient, secret: str, query: str) -> dict:
     return body["data"]
 
 
-def test_series_breakdown_gauges_and_status_come_from_dynamodb(rig: DynamoRig) -> None:
+def test_series_breakdown_gauges_and_status_come_from_dynamodb(rig: DynamoRig, clock: FrozenClock) -> None:
     defs.define_metric(rig.events, REVENUE)
     defs.define_gauge(rig.events, STOCK)
     rig.events.ingest(shop_events(60, seed=61))
     rig.poller().catch_up()
     secret = create_key(rig.events, "dashboard", ["read"])[1]
-    client = create_app(dataclasses.replace(rig.settings, auth=True)).test_client()
+    client = create_app(dataclasses.replace(rig.settings, auth=True), clock=clock).test_client()
     facts = all_facts(rig.events)
     sales = [f for f in facts if f.type == "sale"]
     day_start = START.replace(hour=0)

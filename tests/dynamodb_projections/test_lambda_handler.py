@@ -7,7 +7,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from tests.projections.oracle import (
     assert_views_match_facts,
     expected_counters,
 )
-from tests.support import lambda_record
+from tests.support import lambda_record, real_now
 from workers import lambda_handlers
 from workers.lambda_handlers import ShardLocator, locate_shard, on_event_stream, run_rebuilds
 
@@ -38,7 +38,7 @@ def recent_events(n: int, seed: int, prefix: str) -> list[Event]:
     """Facts of the last hours (the handler keeps the default retention: minute cells of
     older facts would expire, and DynamoDB Local does run TTL)."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    now = real_now()
     events = []
     for i in range(n):
         occurred = now - timedelta(seconds=rng.randint(60, 6 * 3600), microseconds=rng.randint(0, 999_999))
@@ -238,7 +238,7 @@ def test_a_scheduled_rebuild_longer_than_one_call_carries_on_in_the_next(
     assert run_rebuilds({}, LambdaContext(2_000)) == {"rebuilt": None, "pending": 1}
     build = rig.views.definitions_state().build
     assert build is not None and build.owner == "lambda-pulse"
-    time.sleep(max(0.0, build.fence / 1e6 - time.time()) + 0.01)
+    time.sleep(max(0.0, build.fence / 1e6 - real_now().timestamp()) + 0.01)
     rig.events.ingest(recent_events(15, seed=8, prefix="h"))  # counted live into the new generation
     assert on_event_stream(capture.lambda_event(capture.next_records()), None) == OK
     time.sleep(1.0)

@@ -20,6 +20,7 @@ from storage.dynamodb_base import make_client
 from tests.dynamodb_projections.conftest import QUICK, DynamoRig
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts
 from tests.projections.test_exactly_once import ITEMS, REVENUE, STOCK, shop_events
+from tests.support import real_now
 from workers.stream_projector import RebuildInterrupted, RebuildTiming, run_pending_rebuild
 
 
@@ -44,7 +45,7 @@ def rebuild_in_background(rig: DynamoRig, timing: RebuildTiming) -> tuple[thread
 def wait_past_fence(rig: DynamoRig) -> None:
     build = rig.views.definitions_state().build
     assert build is not None
-    time.sleep(max(0.0, build.fence / 1e6 - time.time()) + 0.01)
+    time.sleep(max(0.0, build.fence / 1e6 - real_now().timestamp()) + 0.01)
 
 
 def test_a_metric_defined_while_facts_flow_counts_each_once_live_during_the_rebuild(rig: DynamoRig) -> None:

@@ -28,6 +28,7 @@ from storage.dynamodb_view_items import seq_key, slices, sortable
 from tests.dynamodb_projections.conftest import DynamoRig
 from tests.projections.oracle import all_facts, assert_views_match_facts
 from tests.projections.test_exactly_once import ITEMS, REVENUE, STOCK, shop_events
+from tests.support import real_now
 
 UTC_DAY = Bucketing("UTC")
 
@@ -135,7 +136,7 @@ def test_gauges_keep_the_latest_occurred_at_then_id_in_any_order(rig: DynamoRig)
 def test_item_layout_slices_and_retention_ttl(rig: DynamoRig) -> None:
     # Default retention (the rig keeps everything), on a fact recent enough not to expire yet.
     rig.views.retention = Retention()
-    moment = datetime.now(UTC).replace(second=30, microsecond=0) - timedelta(hours=1)
+    moment = real_now().replace(second=30, microsecond=0) - timedelta(hours=1)
     event = Event(id="e1", type="sale", occurred_at=moment, properties={"category": "x" * 2000})
     long_dims = defs.validate_metric("long", "sale", "count", None, ["category"])
     defs.define_metric(rig.events, long_dims)

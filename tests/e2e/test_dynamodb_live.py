@@ -22,6 +22,8 @@ from tests.e2e.test_live_subscriptions import PUSH_DEADLINE, Stream, event
 from tests.support import real_now
 from workers.processes import stop
 
+pytestmark = pytest.mark.serves
+
 FEED = 'subscription { recentEventsUpdated(type: "ddb_sale", limit: 5) { id properties } }'
 
 

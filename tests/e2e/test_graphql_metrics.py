@@ -1,10 +1,11 @@
 """GraphQL metrics end to end through the real Flask app: real keys, events posted over
-REST, the backend's real worker, queries and mutations over /graphql."""
+REST, the backend's real worker, queries and mutations over /graphql. All in this
+process: the app's clock is frozen at an awkward instant (tests/support.py) and the
+events are placed relative to it."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +15,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from domain.clock import FrozenClock, now_utc
 from domain.keys import create_key
 from projections.counters import PROJECTION
 from tests.projections.conftest import BACKENDS, ProjectionRig
+from tests.support import at_awkward_instants
 
 
 @dataclasses.dataclass
@@ -24,6 +27,12 @@ class Live:
     rig: ProjectionRig
     client: FlaskClient
     keys: dict[str, str]
+    #: The app's (frozen) now, and the start of its hour.
+    now: datetime
+
+    @property
+    def hour(self) -> datetime:
+        return self.now.replace(minute=0, second=0, microsecond=0)
 
     def gql(self, query: str, key: str | None = "read", **variables: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
@@ -47,26 +56,13 @@ class Live:
         self.rig.catch_up(100)
 
 
-def _set_clock() -> None:
-    """NOW and HOUR for one test, read when it starts (not at collection, minutes earlier),
-    and never in the last seconds of an hour, so no test straddles an hour boundary."""
-    global NOW, HOUR
-    now = datetime.now(UTC)
-    to_next_hour = 3600 - (now.minute * 60 + now.second + now.microsecond / 1e6)
-    if to_next_hour < 20:
-        time.sleep(to_next_hour + 0.1)
-    NOW = datetime.now(UTC).replace(microsecond=0)
-    HOUR = NOW.replace(minute=0, second=0)
-
-
 # The positioned backends; DynamoDB's GraphQL answers are tests/dynamodb_projections/test_graphql.py.
 @pytest.fixture(params=["memory", "sqlite"])
-def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    _set_clock()
+def live(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Iterator[Live]:
     rig = BACKENDS[request.param](tmp_path, "Europe/Paris")
     keys = {scope: create_key(rig.events, f"k-{scope}", [scope])[1] for scope in ("ingest", "read", "admin")}
-    app = create_app(dataclasses.replace(rig.settings, auth=True))
-    yield Live(rig, app.test_client(), keys)
+    app = create_app(dataclasses.replace(rig.settings, auth=True), clock=clock)
+    yield Live(rig, app.test_client(), keys, now_utc(clock))
     views = app.extensions["pulse"].views
     if views is not None:
         views.close()
@@ -76,9 +72,6 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
-
-NOW = datetime.now(UTC).replace(microsecond=0)
-HOUR = NOW.replace(minute=0, second=0)
 
 DEFINE_REVENUE = """mutation { defineMetric(input: {name: "revenue", eventType: "sale", aggregation: SUM,
   valueProperty: "amount", dimensions: ["category", "store"]}) { name eventType aggregation valueProperty
@@ -100,6 +93,7 @@ def sale(n: int, at: datetime, amount: float, category: str, store: str) -> dict
     }
 
 
+@at_awkward_instants
 def test_live_numbers_through_graphql(live: Live) -> None:
     defined = live.data(DEFINE_REVENUE, key="admin")["defineMetric"]
     assert defined == {
@@ -114,15 +108,20 @@ def test_live_numbers_through_graphql(live: Live) -> None:
     }
     live.data(DEFINE_STOCK, key="admin")
     events = [
-        sale(1, HOUR - timedelta(hours=2, minutes=-5), 10, "coffee", "harbor"),  # late: two hours ago
-        sale(2, HOUR - timedelta(hours=1, minutes=-1), 4.5, "pastry", "harbor"),
-        sale(3, NOW, 20, "coffee", "downtown"),
-        sale(4, NOW, 2.5, "coffee", "harbor"),
-        {"id": "s-mug-1", "type": "stock_level", "occurredAt": iso(NOW), "properties": {"product": "mug", "level": 7}},
+        sale(1, live.hour - timedelta(hours=2, minutes=-5), 10, "coffee", "harbor"),  # late: two hours ago
+        sale(2, live.hour - timedelta(hours=1, minutes=-1), 4.5, "pastry", "harbor"),
+        sale(3, live.now, 20, "coffee", "downtown"),
+        sale(4, live.now, 2.5, "coffee", "harbor"),
+        {
+            "id": "s-mug-1",
+            "type": "stock_level",
+            "occurredAt": iso(live.now),
+            "properties": {"product": "mug", "level": 7},
+        },
         {
             "id": "s-mug-0",
             "type": "stock_level",
-            "occurredAt": iso(NOW - timedelta(minutes=5)),  # older reading, delivered later
+            "occurredAt": iso(live.now - timedelta(minutes=5)),  # older reading, delivered later
             "properties": {"product": "mug", "level": 30},
         },
     ]
@@ -136,8 +135,8 @@ def test_live_numbers_through_graphql(live: Live) -> None:
     assert [p["value"] for p in series["points"]] == [10.0, 4.5, 22.5]
     assert [p["count"] for p in series["points"]] == [1, 1, 2]
     assert [p["partial"] for p in series["points"]] == [False, False, True]
-    assert datetime.fromisoformat(series["points"][-1]["bucket"]) == HOUR
-    assert datetime.fromisoformat(series["watermark"]) == NOW
+    assert datetime.fromisoformat(series["points"][-1]["bucket"]) == live.hour
+    assert datetime.fromisoformat(series["watermark"]) == live.now
     assert series["previous"] is None
 
     harbor = live.data(
@@ -149,7 +148,11 @@ def test_live_numbers_through_graphql(live: Live) -> None:
     assert (
         builtin["points"][0]["count"]
         == builtin["points"][0]["value"]
-        == sum(1 for e in events if e["type"] == "sale" and e["occurredAt"] >= iso(builtin_day_start(builtin)))
+        == sum(
+            1
+            for e in events
+            if e["type"] == "sale" and datetime.fromisoformat(e["occurredAt"]) >= builtin_day_start(builtin)
+        )
     )
 
     rows = live.data(
@@ -161,7 +164,7 @@ def test_live_numbers_through_graphql(live: Live) -> None:
     ]
 
     gauges = live.data('{ gauges(name: "stock") { key value occurredAt eventId } }')["gauges"]
-    assert gauges == [{"key": "mug", "value": 7.0, "occurredAt": NOW.isoformat(), "eventId": "s-mug-1"}]
+    assert gauges == [{"key": "mug", "value": 7.0, "occurredAt": live.now.isoformat(), "eventId": "s-mug-1"}]
     assert live.data('{ gauges(name: "stock", keys: ["beans"]) { key } }')["gauges"] == []
 
     metrics = live.data("{ metrics { name builtin aggregation } }")["metrics"]
@@ -183,7 +186,7 @@ def builtin_day_start(series: dict[str, Any]) -> datetime:
 
 
 def test_lag_is_visible_before_the_worker_runs(live: Live) -> None:
-    live.post([sale(1, NOW, 1, "coffee", "harbor"), sale(2, NOW, 1, "coffee", "harbor")])
+    live.post([sale(1, live.now, 1, "coffee", "harbor"), sale(2, live.now, 1, "coffee", "harbor")])
     (status,) = [
         p
         for p in live.data("{ projections { name checkpoint lagEvents lagSeconds } }")["projections"]
@@ -197,10 +200,14 @@ def test_lag_is_visible_before_the_worker_runs(live: Live) -> None:
     assert statuses and all(status["lagEvents"] == 0 for status in statuses)
 
 
+@at_awkward_instants
 def test_compare_to_aligns_every_point(live: Live) -> None:
     live.data(DEFINE_REVENUE, key="admin")
     live.post(
-        [sale(1, HOUR - timedelta(hours=5, minutes=-10), 8, "coffee", "harbor"), sale(2, NOW, 1, "coffee", "harbor")]
+        [
+            sale(1, live.hour - timedelta(hours=5, minutes=-10), 8, "coffee", "harbor"),
+            sale(2, live.now, 1, "coffee", "harbor"),
+        ]
     )
     live.catch_up()
     series = live.data(SERIES, metric="revenue", resolution="HOUR", last=3, compareTo="PREVIOUS_PERIOD")["series"]
@@ -217,8 +224,9 @@ def test_compare_to_aligns_every_point(live: Live) -> None:
     assert [p["partial"] for p in week["previous"]] == [False, True]
 
 
+@at_awkward_instants
 def test_updating_and_deleting_a_metric_rebuilds_its_counters(live: Live) -> None:
-    live.post([sale(i, NOW - timedelta(minutes=i), i, ["coffee", "tea"][i % 2], "harbor") for i in range(1, 7)])
+    live.post([sale(i, live.now - timedelta(minutes=i), i, ["coffee", "tea"][i % 2], "harbor") for i in range(1, 7)])
     live.catch_up()
     live.data(DEFINE_REVENUE, key="admin")  # defined after the facts: backfilled
     live.catch_up()

@@ -16,6 +16,9 @@ import pytest
 import requests
 
 from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse
+from tests.support import real_now
+
+pytestmark = pytest.mark.serves
 
 
 @pytest.fixture
@@ -60,9 +63,9 @@ def test_events_posted_to_a_running_server_with_a_cli_key(server: tuple[str, Pat
     assert created.returncode == 0, created.stderr
     secret = created.stdout.strip().splitlines()[-1]
 
+    occurred = real_now().isoformat()  # the server refuses events more than 5 minutes ahead of its clock
     events = [
-        {"id": f"e2e-{i}", "type": "sale", "occurredAt": "2026-11-23T12:00:00Z", "properties": {"amount": i}}
-        for i in range(500)
+        {"id": f"e2e-{i}", "type": "sale", "occurredAt": occurred, "properties": {"amount": i}} for i in range(500)
     ]
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {secret}"

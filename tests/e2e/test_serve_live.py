@@ -9,13 +9,15 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
+from tests.support import real_now
+
+pytestmark = pytest.mark.serves
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -143,7 +145,7 @@ def test_the_demo_streams_live_numbers_and_the_worker_stops_with_the_server(
     probe = {
         "id": "probe-1",
         "type": "probe",
-        "occurredAt": datetime.now(UTC).isoformat(),
+        "occurredAt": real_now().isoformat(),
         "properties": {},
     }
     posted = requests.post(

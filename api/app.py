@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from api.auth import Forbidden, Unauthenticated
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
+from api.health import probes
 from api.ingest import ingest
 from api.rest import v1
 from bootstrap import Pulse, bootstrap
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     app.extensions["pulse.stream_slots"] = stream_slots  # GET /v1/live reports it
     app.register_blueprint(v1)
     app.register_blueprint(ingest)
+    app.register_blueprint(probes)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",

@@ -88,9 +88,12 @@ REQUESTS: dict[tuple[str, str, int], Send] = {
     ("GET", "/v1/live", 403): lambda client, keys: client.get("/v1/live", headers=bearer(keys.ingest)),
     ("GET", "/v1/health", 200): lambda client, keys: client.get("/v1/health"),
     ("GET", "/v1/health", 503): lambda client, keys: client.get("/v1/health"),
+    ("GET", "/healthz", 200): lambda client, keys: client.get("/healthz"),
+    ("GET", "/readyz", 200): lambda client, keys: client.get("/readyz"),
+    ("GET", "/readyz", 503): lambda client, keys: client.get("/readyz"),
     ("GET", "/openapi.json", 200): lambda client, keys: client.get("/openapi.json"),
 }
-OUTAGES = {("POST", "/v1/events", 503), ("GET", "/v1/health", 503)}
+OUTAGES = {("POST", "/v1/events", 503), ("GET", "/v1/health", 503), ("GET", "/readyz", 503)}
 
 
 def test_every_documented_response_has_a_request_here() -> None:

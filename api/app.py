@@ -13,6 +13,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from api.auth import Forbidden, Unauthenticated
+from api.graphiql import graphiql_assets
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.health import probes
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     elif (settings is not None and settings != pulse.settings) or (clock is not None and clock is not pulse.clock):
         pulse = pulse.with_settings(settings or pulse.settings, clock)
     settings = pulse.settings
-    app = Flask("pulse")
+    app = Flask("pulse", static_folder=None)  # the only static files: GraphiQL's, below
     app.extensions["pulse"] = pulse
     CORS(
         app,
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     app.register_blueprint(v1)
     app.register_blueprint(ingest)
     app.register_blueprint(probes)
+    app.register_blueprint(graphiql_assets)
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",

@@ -33,6 +33,7 @@ from strawberry.types import ExecutionResult
 from werkzeug.local import LocalProxy
 
 from api.context import current_pulse
+from api.graphiql import graphiql_html
 from api.live import SharedData
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class PulseGraphQLView(AsyncGraphQLView):
         multipart = MultipartSubscriptionTransport()
         multipart.heartbeat_interval = self.heartbeat_seconds
         return {sse.protocol: sse, multipart.protocol: multipart}
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # The GraphiQL page with its assets served by Pulse (api/graphiql.py), not unpkg.com.
+        return graphiql_html()
 
     def encode_json(self, data: object) -> str | bytes:
         # A live push is one SharedData for all its subscribers (api/graphql_live.py): a

@@ -7,13 +7,16 @@ events may carry nested JSON in ``properties``.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+from domain.micros import epoch_micros
 
 # Facts live in one logical stream; aggregates each have their own.
 FACTS_STREAM = "$facts"
@@ -83,16 +86,65 @@ class RecordedEvent:
         )
 
 
+#: What makes two events with one id the same event: type, instant (epoch µs), source and
+#: canonical JSON of properties (``payload``).
+Payload = tuple[str, int, str | None, str]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 1.0 and 1 are the same JSON number
+    if isinstance(value, Mapping):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def payload(type_: str, occurred_micros: int, source: str | None, properties: Mapping[str, Any]) -> Payload:
+    """The comparable payload of an event: properties as JSON with sorted keys and integral
+    numbers written alike, so key order or ``1`` vs ``1.0`` do not make a resend differ."""
+    text = json.dumps(_canonical(dict(properties)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return (type_, occurred_micros, source, text)
+
+
+def event_payload(event: Event) -> Payload:
+    return payload(event.type, epoch_micros(event.occurred_at), event.source, event.properties)
+
+
+def conflicting_ids(
+    ids: Sequence[str],
+    duplicate: Sequence[bool],
+    sent: Callable[[int], Payload],
+    stored: Mapping[str, Payload],
+) -> tuple[str, ...]:
+    """The ids of the duplicates (in batch order) whose payload ``sent(index)`` differs from
+    the one ``stored`` under their id (the first of the batch for a repeat within it)."""
+    return tuple(
+        event_id
+        for index, (event_id, repeated) in enumerate(zip(ids, duplicate, strict=True))
+        if repeated and event_id in stored and sent(index) != stored[event_id]
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """Outcome of ingesting a batch of facts, one entry per event sent, in order.
 
     ``duplicate[i]`` is true when event ``i`` was already stored, or repeats an earlier
-    id of the same batch; it was then not stored again.
+    id of the same batch; it was then not stored again. ``conflict_ids`` are the ids of
+    the duplicates whose payload (type, occurredAt, source or properties) differs from the
+    stored event's, one entry per such event sent: they were not stored either, the stored
+    event stands, and the sender should know.
     """
 
     ids: tuple[str, ...]
     duplicate: tuple[bool, ...]
+    conflict_ids: tuple[str, ...] = ()
+
+    @property
+    def conflicts(self) -> int:
+        return len(self.conflict_ids)
 
     @property
     def duplicates(self) -> int:

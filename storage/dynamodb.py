@@ -39,7 +39,17 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from domain.errors import ConcurrencyError, EventTooLarge, FieldError, StoreUnavailable, ValidationError
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent, utc_now
+from domain.events import (
+    FACTS_STREAM,
+    Event,
+    FactPage,
+    IngestResult,
+    Payload,
+    RecordedEvent,
+    conflicting_ids,
+    payload,
+    utc_now,
+)
 from domain.micros import epoch_micros, from_epoch_micros
 from domain.settings import Settings
 from storage.codec import dumps, loads
@@ -211,6 +221,16 @@ def decode_item(item: Mapping[str, Mapping[str, Any]], position: int | None = No
     )
 
 
+def _item_payload(item: Mapping[str, Mapping[str, Any]]) -> Payload:
+    source = item.get("source")
+    return payload(
+        item["type"]["S"],
+        int(item["occurredAt"]["N"]),
+        None if source is None else source["S"],
+        loads(item["properties"]["S"]),
+    )
+
+
 def _utf8_len(text: str) -> int:
     return len(text.encode())
 
@@ -270,15 +290,25 @@ class DynamoEventStore:
             raise ValidationError(problems)
         return items
 
-    def _existing_ids(self, keys: list[Item]) -> set[str]:
-        def fetch(chunk: Sequence[Item]) -> set[str]:
-            # Consistent: a resend right after the first write must see it.
-            found = self._table.batch_get(
-                chunk, "checking for duplicates", ProjectionExpression="sk", ConsistentRead=True
-            )
-            return {item["sk"]["S"] for item in found}
+    def _existing(self, keys: list[Item]) -> dict[str, Payload]:
+        """The payload of each of ``keys`` already stored, by id: the items' payload
+        attributes are read so a resend with another payload is reported as a conflict."""
 
-        return set().union(*self._pool.each(fetch, chunked(keys, BATCH_GET_KEYS)))
+        def fetch(chunk: Sequence[Item]) -> list[Item]:
+            # Consistent: a resend right after the first write must see it.
+            return self._table.batch_get(
+                chunk,
+                "checking for duplicates",
+                ProjectionExpression="sk, #type, occurredAt, #source, properties",
+                ExpressionAttributeNames={"#type": "type", "#source": "source"},
+                ConsistentRead=True,
+            )
+
+        return {
+            item["sk"]["S"]: _item_payload(item)
+            for found in self._pool.each(fetch, chunked(keys, BATCH_GET_KEYS))
+            for item in found
+        }
 
     def _put_all(self, items: list[Item]) -> None:
         def write(chunk: Sequence[Item]) -> None:
@@ -307,10 +337,16 @@ class DynamoEventStore:
         for index, event_id in enumerate(ids):
             first_of.setdefault(event_id, index)
         unique = [items[index] for index in first_of.values()]
-        existing = self._existing_ids([{"pk": item["pk"], "sk": item["sk"]} for item in unique])
+        existing = self._existing([{"pk": item["pk"], "sk": item["sk"]} for item in unique])
         self._put_all([item for item in unique if item["sk"]["S"] not in existing])
         duplicate = tuple(first_of[event_id] != index or event_id in existing for index, event_id in enumerate(ids))
-        return IngestResult(ids, duplicate)
+        # What each repeated id now has stored: the earlier item, else the batch's first.
+        stored = {
+            event_id: existing[event_id] if event_id in existing else _item_payload(items[first_of[event_id]])
+            for event_id, repeated in zip(ids, duplicate, strict=True)
+            if repeated
+        }
+        return IngestResult(ids, duplicate, conflicting_ids(ids, duplicate, lambda i: _item_payload(items[i]), stored))
 
     def read_facts(self, cursor: str | None = None, limit: int = 1000) -> FactPage:
         """Up to ``limit`` facts in Scan order, resuming exactly after ``cursor``.

@@ -32,7 +32,16 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from domain.errors import ConcurrencyError, StoreUnavailable
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent
+from domain.events import (
+    FACTS_STREAM,
+    Event,
+    FactPage,
+    IngestResult,
+    Payload,
+    RecordedEvent,
+    conflicting_ids,
+    payload,
+)
 from domain.micros import epoch_micros, from_epoch_micros
 from domain.ports import (
     ALL_TYPES,
@@ -95,6 +104,10 @@ class _Row(NamedTuple):
         )
 
 
+def _payload(row: _Row) -> Payload:
+    return payload(row.type, row.occurred_at, row.source, loads(row.properties))
+
+
 class MemoryEventStore:
     """``EventStore`` and ``PositionedLog`` in a process's memory."""
 
@@ -106,6 +119,7 @@ class MemoryEventStore:
         self._fact_positions: list[int] = []
         self._streams: dict[str, list[_Row]] = {}
         self._ids: set[str] = set()
+        self._by_id: dict[str, _Row] = {}
         self._position = 0
 
     def _rows(self, stream_id: str, events: Sequence[Event], first_version: int | None) -> list[_Row]:
@@ -115,6 +129,7 @@ class MemoryEventStore:
     def _positioned(self, row: _Row) -> _Row:
         self._position += 1
         self._ids.add(row.id)
+        self._by_id[row.id] = row
         return row._replace(position=self._position)
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
@@ -129,7 +144,14 @@ class MemoryEventStore:
                     stored.append(self._positioned(row))
             self._facts.extend(stored)
             self._fact_positions.extend(row.position for row in stored)
-        return IngestResult(tuple(row.id for row in rows), tuple(duplicate))
+            ids = tuple(row.id for row in rows)
+            conflicts = conflicting_ids(
+                ids,
+                duplicate,
+                lambda index: _payload(rows[index]),
+                {row.id: _payload(self._by_id[row.id]) for row, seen in zip(rows, duplicate, strict=True) if seen},
+            )
+        return IngestResult(ids, tuple(duplicate), conflicts)
 
     def append(self, stream_id: str, events: Sequence[Event], expected_version: int) -> int:
         if stream_id == FACTS_STREAM:

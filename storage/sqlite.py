@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from domain.errors import ConcurrencyError, StoreUnavailable
-from domain.events import FACTS_STREAM, Event, FactPage, IngestResult, RecordedEvent
+from domain.events import (
+    FACTS_STREAM,
+    Event,
+    FactPage,
+    IngestResult,
+    Payload,
+    RecordedEvent,
+    conflicting_ids,
+    payload,
+)
 from domain.micros import from_epoch_micros
-from storage.codec import EventColumns, event_columns, loads
+from storage.codec import EventColumns, dumps, event_columns, loads
 
 # Beside the database: ingest writers of every process take turns on it (see _writer_turn).
 WRITER_LOCK_SUFFIX = "-writer.lock"
@@ -147,7 +156,20 @@ def _insert_facts(conn: sqlite3.Connection, rows: list[tuple]) -> IngestResult:
     for event_id in ids:
         flags.append(event_id not in new_ids)
         new_ids.discard(event_id)  # a second occurrence in the batch is a duplicate
-    return IngestResult(ids, tuple(flags))
+    repeated = sorted({event_id for event_id, flag in zip(ids, flags, strict=True) if flag})
+    stored = {
+        event_id: payload(type_, occurred, source, loads(properties))
+        for event_id, type_, occurred, source, properties in conn.execute(
+            "SELECT id, type, occurred_at, source, properties FROM events WHERE id IN (SELECT value FROM json_each(?))",
+            (dumps(repeated),),
+        )
+    }
+
+    def sent(index: int) -> Payload:
+        _, _, _, type_, occurred, source, properties, _ = rows[index]
+        return payload(type_, occurred, source, loads(properties))
+
+    return IngestResult(ids, tuple(flags), conflicting_ids(ids, flags, sent, stored))
 
 
 class SqliteEventStore:

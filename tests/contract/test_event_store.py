@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -106,6 +107,46 @@ def test_duplicate_across_batches_keeps_the_first(store: EventStore) -> None:
     assert sorted(facts) == ["a", "b", "c"]
     assert facts["b"].properties == {"amount": 1}
     assert facts["b"].occurred_at == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_a_resend_with_another_payload_is_a_conflict_and_the_stored_event_stands(store: EventStore) -> None:
+    first = Event(
+        id="order-1",
+        type="sale",
+        occurred_at=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+        properties={"amount": 1, "product": "sku-1"},
+        source="pos-12",
+    )
+    store.ingest([first, sale("x")])
+    paris = timezone(timedelta(hours=1))
+    same = [  # the same payload, written differently: plain duplicates
+        first,
+        Event(
+            id="order-1",
+            type="sale",
+            occurred_at=datetime(2026, 11, 23, 13, 0, tzinfo=paris),  # the same instant
+            properties={"product": "sku-1", "amount": 1.0},  # other key order, 1.0 == 1
+            source="pos-12",
+        ),
+    ]
+    differing = [
+        replace(first, type="refund"),
+        replace(first, occurred_at=first.occurred_at + timedelta(microseconds=1)),
+        replace(first, properties={"amount": 2, "product": "sku-1"}),
+        replace(first, properties={"amount": 1}),
+        replace(first, source="pos-13"),
+        replace(first, source=None),
+    ]
+    # A repeat within the batch that differs from its first occurrence conflicts too.
+    result = store.ingest([*same, *differing, sale("y"), sale("y", amount=7), sale("x")])
+
+    assert result.duplicate == (True,) * 8 + (False, True, True)
+    assert (result.accepted, result.duplicates, result.conflicts) == (1, 10, 7)
+    assert result.conflict_ids == ("order-1",) * 6 + ("y",)
+    facts = {fact.id: fact for fact in all_facts(store)}
+    assert sorted(facts) == ["order-1", "x", "y"]
+    assert facts["order-1"].event == first
+    assert facts["y"].properties == {"amount": 1}
 
 
 def test_a_batch_of_5000_is_stored_whole(store: EventStore) -> None:

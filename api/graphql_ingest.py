@@ -49,6 +49,13 @@ class EventInput:
 class IngestResult:
     accepted: int = strawberry.field(description="Events newly stored.")
     duplicates: int = strawberry.field(description="Events whose id was already stored or repeated in the batch.")
+    conflicts: int = strawberry.field(
+        description="Duplicates whose type, occurredAt, source or properties differ from the stored event's;"
+        " not stored: the stored event is unchanged."
+    )
+    conflict_ids: list[str] = strawberry.field(
+        description="The id of each conflicting event, in batch order (once per conflicting event sent)."
+    )
     ids: list[str] = strawberry.field(description="The id of every event sent, in order.")
 
 
@@ -75,4 +82,10 @@ class IngestMutation:
             raise GraphQLError(
                 f"the event store is unavailable, retry shortly: {exc}", extensions={"code": "UNAVAILABLE"}
             ) from exc
-        return IngestResult(accepted=result.accepted, duplicates=result.duplicates, ids=list(result.ids))
+        return IngestResult(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            conflicts=result.conflicts,
+            conflict_ids=list(result.conflict_ids),
+            ids=list(result.ids),
+        )

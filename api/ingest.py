@@ -52,7 +52,16 @@ def post_events():
             body, pulse.settings.max_future_seconds, now_utc(pulse.clock), max_past_days=pulse.settings.max_past_days
         )
     result = pulse.store.ingest(events)
-    return jsonify(accepted=result.accepted, duplicates=result.duplicates, ids=list(result.ids)), 202
+    return (
+        jsonify(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            conflicts=result.conflicts,
+            conflictIds=list(result.conflict_ids),
+            ids=list(result.ids),
+        ),
+        202,
+    )
 
 
 def _media_type() -> str:

@@ -13,7 +13,7 @@ from tests.api.conftest import Keys, all_facts, bearer, http_layer_only, sale
 
 INGEST = """
 mutation Ingest($events: [EventInput!]!) {
-  ingestEvents(events: $events) { accepted duplicates ids }
+  ingestEvents(events: $events) { accepted duplicates conflicts conflictIds ids }
 }
 """
 
@@ -26,13 +26,26 @@ def ingest(client: FlaskClient, events: list[Any], headers: dict[str, str] | Non
 
 def test_ingest_events_stores_and_reports_duplicates(client: FlaskClient, keys: Keys, store: EventStore) -> None:
     first = ingest(client, [sale(1), sale(2)], bearer(keys.ingest))
-    assert first == {"data": {"ingestEvents": {"accepted": 2, "duplicates": 0, "ids": ["sale-1", "sale-2"]}}}
+    assert first["data"]["ingestEvents"] == {
+        "accepted": 2,
+        "duplicates": 0,
+        "conflicts": 0,
+        "conflictIds": [],
+        "ids": ["sale-1", "sale-2"],
+    }
 
-    again = ingest(client, [sale(2), sale(3)], bearer(keys.ingest))
-    assert again["data"]["ingestEvents"] == {"accepted": 1, "duplicates": 1, "ids": ["sale-2", "sale-3"]}
+    again = ingest(client, [sale(2), sale(3), sale(1, type="refund")], bearer(keys.ingest))
+    assert again["data"]["ingestEvents"] == {
+        "accepted": 1,
+        "duplicates": 2,
+        "conflicts": 1,
+        "conflictIds": ["sale-1"],
+        "ids": ["sale-2", "sale-3", "sale-1"],
+    }
     stored = {fact.id: fact for fact in all_facts(store)}
     assert sorted(stored) == ["sale-1", "sale-2", "sale-3"]
     assert dict(stored["sale-1"].properties) == sale(1)["properties"]
+    assert stored["sale-1"].type == "sale"  # the conflicting resend changed nothing
 
 
 def test_invalid_input_is_one_bad_user_input_error_with_the_rest_field_paths(

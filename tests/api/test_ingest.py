@@ -79,13 +79,45 @@ def test_duplicates_across_requests_are_acknowledged_not_stored_twice(
     client: FlaskClient, keys: Keys, store: EventStore
 ) -> None:
     first = post(client, keys.ingest, {"events": [sale(1), sale(2)]})
-    assert first.get_json() == {"accepted": 2, "duplicates": 0, "ids": ["sale-1", "sale-2"]}
+    assert first.get_json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "conflicts": 0,
+        "conflictIds": [],
+        "ids": ["sale-1", "sale-2"],
+    }
 
     again = post(client, keys.ingest, {"events": [sale(2), sale(3), sale(3)]})
 
     assert again.status_code == 202
-    assert again.get_json() == {"accepted": 1, "duplicates": 2, "ids": ["sale-2", "sale-3", "sale-3"]}
+    assert again.get_json() == {
+        "accepted": 1,
+        "duplicates": 2,
+        "conflicts": 0,
+        "conflictIds": [],
+        "ids": ["sale-2", "sale-3", "sale-3"],
+    }
     assert sorted(fact.id for fact in all_facts(store)) == ["sale-1", "sale-2", "sale-3"]
+
+
+def test_a_resend_with_another_payload_is_reported_as_a_conflict(
+    client: FlaskClient, keys: Keys, store: EventStore
+) -> None:
+    assert post(client, keys.ingest, {"events": [sale(1), sale(2)]}).status_code == 202
+
+    changed = sale(2, properties={"amount": 5})
+    again = post(client, keys.ingest, {"events": [sale(1), changed, sale(3)]})
+
+    assert again.status_code == 202
+    assert again.get_json() == {
+        "accepted": 1,
+        "duplicates": 2,
+        "conflicts": 1,
+        "conflictIds": ["sale-2"],
+        "ids": ["sale-1", "sale-2", "sale-3"],
+    }
+    stored = {fact.id: fact for fact in all_facts(store)}
+    assert dict(stored["sale-2"].properties) == sale(2)["properties"]
 
 
 def test_ndjson_one_event_per_line(client: FlaskClient, keys: Keys, store: EventStore) -> None:

@@ -329,7 +329,9 @@ class DynamoEventStore:
         safe, since ids already written come back as duplicates. Two concurrent ingests of
         the same new id may both report it as new (the check and the write are separate
         calls); the second put then rewrites the item, which the change feed shows as a
-        MODIFY, so consumers count INSERTs only.
+        MODIFY, so consumers count INSERTs only. Conflicts (a duplicate with another
+        payload) are found from the same read: in that race, if the two payloads differ,
+        neither is reported as a conflict and the later put's payload is the one kept.
         """
         items = self._fact_items(events)
         ids = tuple(event.id for event in events)

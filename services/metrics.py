@@ -97,7 +97,9 @@ class MetricsService:
         return found
 
     def watermark(self) -> int | None:
-        marks = [cp.watermark for cp in self.views.checkpoints() if cp.projection == PROJECTION and cp.watermark]
+        marks = [
+            cp.watermark for cp in self.views.checkpoints() if cp.projection == PROJECTION and cp.watermark is not None
+        ]
         return max(marks) if marks else None
 
     def series(

@@ -123,7 +123,9 @@ class DynamoPoller:
         return reader
 
     def step(self) -> tuple[int, bool]:
-        """Read each ready shard once. Returns (records applied, whether a shard finished)."""
+        """Prepare the projections, then read each ready shard once. Returns (records
+        applied, whether a shard finished)."""
+        self.engine.prepare()
         applied = 0
         finished_any = False
         for shard in ready_shards(self.shards(), self._finished):
@@ -147,7 +149,6 @@ class DynamoPoller:
                 self.shard_log.mark_finished(shard.shard_id)
                 self._finished.add(shard.shard_id)
                 self._readers.pop(shard.shard_id, None)
-                self.engine.prepare()
                 self._shards = None  # list again: its children are ready now
                 finished_any = True
         return applied, finished_any
@@ -180,7 +181,6 @@ class DynamoPoller:
                     log.info("parent process %d is gone; stopping", parent_pid)
                     return
                 try:
-                    self.engine.prepare()
                     applied, finished = self.step()
                     if not applied and not finished:
                         stop.wait(self.idle_seconds)

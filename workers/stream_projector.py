@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
-from domain.micros import epoch_micros
+from domain.micros import epoch_micros, now_micros
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
@@ -229,7 +229,7 @@ class StreamProjector:
         self.forget_finished()
 
     def _retired(self) -> Collection[str]:
-        horizon = time.time_ns() // 1000 - int(self.retire_after_seconds * 1e6)
+        horizon = now_micros() - int(self.retire_after_seconds * 1e6)
         return {shard for shard, at in self.finished().items() if at <= horizon}
 
     # --- as the engine's handler of the counters read model -----------------------------
@@ -358,7 +358,7 @@ def run_pending_rebuild(
     state = views.definitions_state()
     target = history.latest_version
     build = state.build
-    now = time.time_ns() // 1000
+    now = now_micros()
     if build is not None and build.owner != owner and build.lease > now:
         return None  # someone else's, alive
     if build is None or build.owner != owner or build.version != target:

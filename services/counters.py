@@ -207,6 +207,9 @@ class PositionedCounters:
         self._checkpoint = None
         return applied
 
+    def flush(self) -> None:
+        return None  # every batch is applied as it comes
+
     def maintain(self, now: float) -> None:
         deleted = self.prune(now)
         if deleted:

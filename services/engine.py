@@ -80,8 +80,9 @@ class ProjectionHandler(Protocol):
     def forget(self) -> None:
         """Drop cached checkpoints: another writer moved them."""
 
-    # Optional: ``flush()``, for a handler that buffers (its ``position`` then runs ahead of
-    # what it stored): write the buffer out. The engine calls it on a clean stop.
+    def flush(self) -> None:
+        """Write out what the handler buffers (its ``position`` then runs ahead of what it
+        stored); the engine calls it on a clean stop and once caught up. Most buffer nothing."""
 
 
 class RateMeter:
@@ -130,6 +131,9 @@ class ReadModelHandler:
 
     def maintain(self, now: float) -> None:
         return None
+
+    def flush(self) -> None:
+        return None  # every batch is applied as it comes
 
     def forget(self) -> None:
         self._positions.clear()
@@ -232,14 +236,11 @@ class ProjectionEngine:
                 log.exception("housekeeping of projection %s failed", state.handler.name)
 
     def flush(self) -> None:
-        """Write out what buffering handlers hold (those with a ``flush()``): a driver
-        calls it when it stops cleanly or has caught up."""
+        """Write out what buffering handlers hold: a driver calls it when it stops cleanly
+        or has caught up."""
         for state in self._states:
-            flush = getattr(state.handler, "flush", None)
-            if not callable(flush):
-                continue
             try:
-                flush()
+                state.handler.flush()
             except StoreUnavailable:
                 raise
             except Exception as exc:

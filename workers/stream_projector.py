@@ -244,6 +244,9 @@ class StreamProjector:
     def prepare(self) -> None:
         return None  # rebuilds run beside the feed (``run_pending_rebuild``)
 
+    def flush(self) -> None:
+        return None  # every batch is applied as it comes
+
     def maintain(self, now: float) -> None:
         return None  # retention is the items' TTL
 

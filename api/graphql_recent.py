@@ -7,7 +7,6 @@ marker (``recent:<type>`` or ``recent:*``), through the same machinery as
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -39,7 +38,7 @@ class RecordedEvent:
             occurred_at=event.occurred_at,
             received_at=event.received_at,
             source=event.source,
-            properties=json.loads(json.dumps(dict(event.properties))),
+            properties=dict(event.properties),  # a read-only view of the decoded JSON: copy the top
         )
 
 

@@ -24,7 +24,10 @@ from domain.events import Event, RecordedEvent, utc_now
 from domain.ports import EventStore
 
 KEYS_STREAM = "api-keys"
-SCOPES = ("ingest", "read", "admin")
+SCOPES = ("ingest", "read", "editor", "admin")
+#: What a scope grants beyond itself: ``admin`` everything, ``editor`` (dashboards, alert
+#: rules) also ``read``.
+IMPLIED = {"editor": frozenset({"read"})}
 SECRET_PREFIX = "pulse_"
 KEY_CREATED = "key_created"
 KEY_REVOKED = "key_revoked"
@@ -39,8 +42,8 @@ def hash_secret(secret: str) -> str:
 
 
 def scopes_allow(scopes: frozenset[str], scope: str) -> bool:
-    """``admin`` implies every scope."""
-    return "admin" in scopes or scope in scopes
+    """``admin`` implies every scope, ``editor`` implies ``read``."""
+    return "admin" in scopes or scope in scopes or any(scope in IMPLIED.get(held, ()) for held in scopes)
 
 
 def key_id_of(secret: str) -> str | None:

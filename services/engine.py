@@ -41,12 +41,16 @@ class FeedBatch:
     its ``position`` set (a SQLite position or a DynamoDB Streams sequence number). A
     batch may hold no events at all and still move the checkpoints past ``upto`` (e.g.
     records that are not inserts).
+
+    ``replay``: the batch is part of a replay (rebuilding a read model from the log), not
+    news; projections with side effects (alerts, webhooks) must not notify anyone for it.
     """
 
     partition: str
     first: int
     upto: int
     events: Sequence[RecordedEvent]
+    replay: bool = False
 
     def facts_after(self, position: int, types: frozenset[str] | None = None) -> list[RecordedEvent]:
         """The batch's facts past ``position`` (of ``types``, when given)."""

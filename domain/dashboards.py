@@ -1,0 +1,628 @@
+"""Dashboards as event-sourced aggregates: one stream per dashboard, ``dashboard:<slug>``.
+
+A dashboard is a series of **versions**, each a definition (name, description, tags,
+visibility, ordered widgets) in one state, as in PDoA: ``DRAFT → PUBLISHED → ARCHIVED``,
+and ``INACTIVE`` for a published version a newer one replaced. At most one draft exists:
+editing a dashboard that has none opens one, a copy of its latest version. Publishing the
+draft (with release notes) makes the previous published version INACTIVE; archiving
+retires the published version (and drops the draft) so that nothing of it is live.
+
+The slug is the stream's name, so it is unique for free (creating appends at version 0)
+and never changes. Every event records who made the change (``by``: the API key's id and
+name), so the stream is the audit log. Commands append at the version they read: with an
+``expected_version`` from the caller, a stale one is a ``ConcurrencyError`` (the API's
+``CONFLICT``) and never a lost edit; without one, a race is retried against the new state.
+
+The stream ``dashboards`` lists the slugs (``dashboard_listed``) so that they can be
+enumerated without a projection; a dashboard is listed right after its creation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from domain.access import Principal
+from domain.aggregate import decide_and_append
+from domain.errors import ConcurrencyError, FieldError, NotFound, ValidationError
+from domain.events import Event, RecordedEvent
+from domain.ports import EventStore
+from domain.widgets import Widget, check_sections, parse_widget, widget_from
+
+DIRECTORY_STREAM = "dashboards"
+STREAM_PREFIX = "dashboard:"
+DRAFT, PUBLISHED, ARCHIVED, INACTIVE = "DRAFT", "PUBLISHED", "ARCHIVED", "INACTIVE"
+STATES = (DRAFT, PUBLISHED, ARCHIVED, INACTIVE)
+PUBLIC, PRIVATE = "PUBLIC", "PRIVATE"
+VISIBILITIES = (PUBLIC, PRIVATE)
+
+CREATED = "dashboard_created"
+DRAFT_OPENED = "dashboard_draft_opened"
+DETAILS_CHANGED = "dashboard_details_changed"
+WIDGET_ADDED = "dashboard_widget_added"
+WIDGET_UPDATED = "dashboard_widget_updated"
+WIDGET_MOVED = "dashboard_widget_moved"
+WIDGET_REMOVED = "dashboard_widget_removed"
+PUBLISHED_EVENT = "dashboard_published"
+ARCHIVED_EVENT = "dashboard_archived"
+LISTED = "dashboard_listed"
+
+MAX_WIDGETS = 100
+MAX_TAGS = 20
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+_TAG = re.compile(r"[a-z0-9][a-z0-9 _-]{0,39}")
+
+
+def stream_of(slug: str) -> str:
+    return STREAM_PREFIX + slug
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    visibility: str = PRIVATE
+    widgets: tuple[Widget, ...] = ()
+
+    def widget(self, widget_id: str) -> Widget | None:
+        return next((w for w in self.widgets if w.id == widget_id), None)
+
+    def as_properties(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tags": list(self.tags),
+            "visibility": self.visibility,
+            "widgets": [w.as_properties() for w in self.widgets],
+        }
+
+
+def definition_from(props: Mapping[str, Any]) -> Definition:
+    return Definition(
+        name=props["name"],
+        description=props.get("description") or "",
+        tags=tuple(props.get("tags") or ()),
+        visibility=props.get("visibility") or PRIVATE,
+        widgets=tuple(widget_from(w) for w in props.get("widgets") or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of a dashboard's history: what happened, when, by whom."""
+
+    stream_version: int
+    type: str
+    at: datetime
+    by: str
+    by_key_id: str | None
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    number: int
+    state: str
+    definition: Definition
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    release_notes: str | None = None
+    published_at: datetime | None = None
+    published_by: str | None = None
+
+
+@dataclass
+class Dashboard:
+    """The fold of one dashboard's stream; ``version`` is the stream's version."""
+
+    slug: str
+    versions: list[Version] = field(default_factory=list)
+    history: list[Change] = field(default_factory=list)
+    copied_from: str | None = None
+    version: int = 0
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.versions)
+
+    def in_state(self, state: str) -> Version | None:
+        return next((v for v in reversed(self.versions) if v.state == state), None)
+
+    @property
+    def draft(self) -> Version | None:
+        return self.in_state(DRAFT)
+
+    @property
+    def published(self) -> Version | None:
+        return self.in_state(PUBLISHED)
+
+    @property
+    def latest(self) -> Version:
+        return self.versions[-1]
+
+    @property
+    def current(self) -> Version:
+        """What the dashboard shows by default: the published version, else the latest one."""
+        return self.published or self.latest
+
+    @property
+    def state(self) -> str:
+        return self.current.state
+
+    def apply(self, events: Iterable[RecordedEvent]) -> None:
+        for recorded in events:
+            _apply(self, recorded)
+            self.version = recorded.version or self.version
+
+
+def _by(recorded: RecordedEvent) -> tuple[str, str | None]:
+    by = recorded.properties.get("by") or {}
+    return by.get("name") or "unknown", by.get("keyId")
+
+
+def _edit_draft(dashboard: Dashboard, recorded: RecordedEvent, change: Callable[[Definition], Definition]) -> None:
+    name, _ = _by(recorded)
+    for i, version in enumerate(dashboard.versions):
+        if version.state == DRAFT:
+            dashboard.versions[i] = replace(
+                version, definition=change(version.definition), updated_at=recorded.occurred_at, updated_by=name
+            )
+
+
+def _apply(dashboard: Dashboard, recorded: RecordedEvent) -> None:
+    props = recorded.properties
+    at = recorded.occurred_at
+    name, key_id = _by(recorded)
+    kind = recorded.type
+    summary = kind.removeprefix("dashboard_").replace("_", " ")
+    if kind == CREATED:
+        dashboard.copied_from = props.get("copiedFrom")
+        dashboard.versions.append(Version(1, DRAFT, definition_from(props["definition"]), at, name, at, name))
+    elif kind == DRAFT_OPENED:
+        source = next(v for v in dashboard.versions if v.number == props["fromVersion"])
+        dashboard.versions.append(Version(props["version"], DRAFT, source.definition, at, name, at, name))
+        summary = f"draft {props['version']} opened from version {props['fromVersion']}"
+    elif kind == DETAILS_CHANGED:
+        fields = {k: v for k, v in props["details"].items()}
+        _edit_draft(
+            dashboard,
+            recorded,
+            lambda d: replace(
+                d,
+                name=fields.get("name", d.name),
+                description=fields.get("description", d.description),
+                tags=tuple(fields.get("tags", d.tags)),
+                visibility=fields.get("visibility", d.visibility),
+            ),
+        )
+        summary = f"changed {', '.join(sorted(fields))}"
+    elif kind == WIDGET_ADDED:
+        widget = widget_from(props["widget"])
+        at_index = props.get("index")
+
+        def add(d: Definition) -> Definition:
+            widgets = list(d.widgets)
+            widgets.insert(len(widgets) if at_index is None else at_index, widget)
+            return replace(d, widgets=tuple(widgets))
+
+        _edit_draft(dashboard, recorded, add)
+        summary = f"added {widget.kind} widget {widget.id}"
+    elif kind == WIDGET_UPDATED:
+        widget = widget_from(props["widget"])
+        _edit_draft(
+            dashboard,
+            recorded,
+            lambda d: replace(d, widgets=tuple(widget if w.id == widget.id else w for w in d.widgets)),
+        )
+        summary = f"updated widget {widget.id}"
+    elif kind == WIDGET_MOVED:
+        widget_id, index = props["widgetId"], props["index"]
+
+        def move(d: Definition) -> Definition:
+            widgets = [w for w in d.widgets if w.id != widget_id]
+            widgets.insert(index, next(w for w in d.widgets if w.id == widget_id))
+            return replace(d, widgets=tuple(widgets))
+
+        _edit_draft(dashboard, recorded, move)
+        summary = f"moved widget {widget_id} to position {index}"
+    elif kind == WIDGET_REMOVED:
+        widget_id = props["widgetId"]
+        _edit_draft(
+            dashboard, recorded, lambda d: replace(d, widgets=tuple(w for w in d.widgets if w.id != widget_id))
+        )
+        summary = f"removed widget {widget_id}"
+    elif kind == PUBLISHED_EVENT:
+        for i, version in enumerate(dashboard.versions):
+            if version.state == PUBLISHED:
+                dashboard.versions[i] = replace(version, state=INACTIVE)
+            elif version.state == DRAFT:
+                dashboard.versions[i] = replace(
+                    version,
+                    state=PUBLISHED,
+                    release_notes=props.get("releaseNotes"),
+                    published_at=at,
+                    published_by=name,
+                )
+        summary = f"published version {props['version']}"
+    elif kind == ARCHIVED_EVENT:
+        kept = []
+        for version in dashboard.versions:
+            if version.state == PUBLISHED:
+                kept.append(replace(version, state=ARCHIVED, updated_at=at, updated_by=name))
+            elif version.state != DRAFT or not props.get("dropDraft", True):
+                kept.append(version)
+        dashboard.versions = kept
+        summary = "archived"
+    dashboard.history.append(Change(recorded.version or 0, kind, at, name, key_id, summary))
+
+
+def load(store: EventStore, slug: str) -> Dashboard:
+    dashboard = Dashboard(slug)
+    dashboard.apply(store.read_stream(stream_of(slug)))
+    return dashboard
+
+
+def load_or_missing(store: EventStore, slug: str) -> Dashboard:
+    dashboard = load(store, slug)
+    if not dashboard.exists:
+        raise NotFound(f"no dashboard {slug!r}")
+    return dashboard
+
+
+def listed_slugs(store: EventStore, after_version: int | None = None) -> tuple[list[str], int]:
+    """The slugs of the directory stream after ``after_version`` and its version."""
+    events = store.read_stream(DIRECTORY_STREAM, after_version=after_version)
+    return [e.properties["slug"] for e in events if e.type == LISTED], (events[-1].version or 0) if events else (
+        after_version or 0
+    )
+
+
+# --- Validation ---------------------------------------------------------------------------
+
+
+def check_slug(slug: str, field_name: str = "slug") -> None:
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise ValidationError(
+            [
+                FieldError(
+                    field_name,
+                    f"{str(slug)[:80]!r} is not a slug: 1 to 64 lowercase letters, digits and -,"
+                    " starting and ending with a letter or digit",
+                )
+            ]
+        )
+
+
+def check_details(details: Mapping[str, Any], creating: bool) -> dict[str, Any]:
+    """The changed fields among name, description, tags, visibility; ``ValidationError`` naming each bad one."""
+    errors = []
+    clean: dict[str, Any] = {}
+    unknown = sorted(set(details) - {"name", "description", "tags", "visibility"})
+    for name in unknown:
+        errors.append(FieldError(name, "is not a dashboard field (name, description, tags, visibility)"))
+    if "name" in details or creating:
+        name = details.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            errors.append(FieldError("name", "is required: 1 to 200 characters"))
+        else:
+            clean["name"] = name.strip()
+    if details.get("description") is not None:
+        description = details["description"]
+        if not isinstance(description, str) or len(description) > 20_000:
+            errors.append(FieldError("description", "must be text of at most 20000 characters"))
+        else:
+            clean["description"] = description
+    if details.get("tags") is not None:
+        tags = details["tags"]
+        if not isinstance(tags, list | tuple) or len(tags) > MAX_TAGS:
+            errors.append(FieldError("tags", f"must be a list of at most {MAX_TAGS} tags"))
+        else:
+            for i, tag in enumerate(tags):
+                if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+                    message = f"{str(tag)[:40]!r} is not a tag: 1 to 40 lowercase letters, digits, space, _ or -"
+                    errors.append(FieldError(f"tags[{i}]", message))
+            clean["tags"] = sorted(set(tags)) if not errors else []
+    if details.get("visibility") is not None:
+        if details["visibility"] not in VISIBILITIES:
+            errors.append(FieldError("visibility", f"must be one of {', '.join(VISIBILITIES)}"))
+        else:
+            clean["visibility"] = details["visibility"]
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+# --- Commands -------------------------------------------------------------------------------
+
+
+def _by_of(principal: Principal) -> dict[str, Any]:
+    return {"keyId": principal.key_id, "name": principal.name}
+
+
+def _event(kind: str, now: datetime, principal: Principal, **props: Any) -> Event:
+    return Event(type=kind, occurred_at=now, properties={**props, "by": _by_of(principal)})
+
+
+def _command(
+    store: EventStore,
+    slug: str,
+    expected_version: int | None,
+    decide: Callable[[Dashboard], Sequence[Event]],
+) -> Dashboard:
+    """Decide against the dashboard's state and append; returns the new state."""
+
+    def decided(dashboard: Dashboard):
+        if not dashboard.exists:
+            raise NotFound(f"no dashboard {slug!r}")
+        if expected_version is not None and dashboard.version != expected_version:
+            raise ConcurrencyError(stream_of(slug), expected_version, dashboard.version)
+        events = list(decide(dashboard))
+        if not events:
+            raise _NoChange
+        return events, lambda _version: None
+
+    with contextlib.suppress(_NoChange):
+        decide_and_append(store, stream_of(slug), lambda s: load(s, slug), decided)
+    return load(store, slug)
+
+
+class _NoChange(Exception):
+    """A command that changes nothing (e.g. opening a draft that is open): nothing to append."""
+
+
+def _ensure_listed(store: EventStore, slug: str, now: datetime) -> None:
+    def decide(directory: _Directory):
+        if slug in directory.slugs:
+            raise _NoChange
+        return [Event(type=LISTED, occurred_at=now, properties={"slug": slug})], lambda _v: None
+
+    def load_directory(s: EventStore) -> _Directory:
+        slugs, version = listed_slugs(s)
+        return _Directory(set(slugs), version)
+
+    with contextlib.suppress(_NoChange):
+        decide_and_append(store, DIRECTORY_STREAM, load_directory, decide)
+
+
+@dataclass
+class _Directory:
+    slugs: set[str]
+    version: int
+
+
+def create(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    details: Mapping[str, Any],
+    now: datetime,
+    widgets: Sequence[Widget] = (),
+    copied_from: str | None = None,
+) -> Dashboard:
+    """A new dashboard, its first version a DRAFT; ``ValidationError`` when the slug is taken."""
+    check_slug(slug)
+    clean = check_details(details, creating=True)
+    check_sections(tuple(widgets))
+    definition = replace(
+        Definition(name=clean["name"]),
+        description=clean.get("description", ""),
+        tags=tuple(clean.get("tags", ())),
+        visibility=clean.get("visibility", PRIVATE),
+        widgets=tuple(widgets),
+    )
+
+    def decide(dashboard: Dashboard):
+        if dashboard.exists:
+            raise ValidationError([FieldError("slug", f"a dashboard {slug!r} already exists")])
+        props: dict[str, Any] = {"slug": slug, "definition": definition.as_properties()}
+        if copied_from is not None:
+            props["copiedFrom"] = copied_from
+        return [_event(CREATED, now, principal, **props)], lambda _v: None
+
+    decide_and_append(store, stream_of(slug), lambda s: load(s, slug), decide)
+    _ensure_listed(store, slug, now)
+    return load(store, slug)
+
+
+def _draft_events(dashboard: Dashboard, principal: Principal, now: datetime) -> list[Event]:
+    """Opening a draft when there is none (a copy of the latest version)."""
+    if dashboard.draft is not None:
+        return []
+    latest = dashboard.latest
+    number = max(v.number for v in dashboard.versions) + 1
+    return [_event(DRAFT_OPENED, now, principal, version=number, fromVersion=latest.number)]
+
+
+def _draft_after(dashboard: Dashboard, events: list[Event]) -> Definition:
+    draft = dashboard.draft
+    if draft is not None:
+        return draft.definition
+    return dashboard.latest.definition if events else dashboard.current.definition
+
+
+def open_draft(
+    store: EventStore, principal: Principal, slug: str, now: datetime, expected_version: int | None = None
+) -> Dashboard:
+    """The dashboard with a draft: the existing one, or a new one copied from the latest version."""
+    return _command(store, slug, expected_version, lambda d: _draft_events(d, principal, now))
+
+
+def change_details(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    details: Mapping[str, Any],
+    now: datetime,
+    expected_version: int | None = None,
+) -> Dashboard:
+    clean = check_details(details, creating=False)
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        events = _draft_events(dashboard, principal, now)
+        if not clean:
+            return events
+        return [*events, _event(DETAILS_CHANGED, now, principal, details=clean)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def _index_error(index: int | None, size: int, field_name: str = "index") -> None:
+    if index is not None and not 0 <= index <= size:
+        raise ValidationError([FieldError(field_name, f"must be 0 to {size}, got {index}")])
+
+
+def add_widget(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    widget: Mapping[str, Any],
+    now: datetime,
+    index: int | None = None,
+    expected_version: int | None = None,
+) -> Dashboard:
+    parsed = parse_widget(widget)
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        events = _draft_events(dashboard, principal, now)
+        definition = _draft_after(dashboard, events)
+        if definition.widget(parsed.id) is not None:
+            raise ValidationError([FieldError("widget.id", f"the dashboard already has a widget {parsed.id!r}")])
+        if len(definition.widgets) >= MAX_WIDGETS:
+            raise ValidationError([FieldError("widget", f"a dashboard holds at most {MAX_WIDGETS} widgets")])
+        _index_error(index, len(definition.widgets))
+        check_sections((*definition.widgets, parsed))
+        return [*events, _event(WIDGET_ADDED, now, principal, widget=parsed.as_properties(), index=index)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def _existing(definition: Definition, widget_id: str, field_name: str = "widgetId") -> Widget:
+    found = definition.widget(widget_id)
+    if found is None:
+        known = ", ".join(w.id for w in definition.widgets) or "none"
+        raise ValidationError([FieldError(field_name, f"no widget {widget_id!r} (widgets: {known})")])
+    return found
+
+
+def update_widget(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    widget: Mapping[str, Any],
+    now: datetime,
+    expected_version: int | None = None,
+) -> Dashboard:
+    """Replace a widget (same id) with a new definition of it."""
+    parsed = parse_widget(widget)
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        events = _draft_events(dashboard, principal, now)
+        definition = _draft_after(dashboard, events)
+        _existing(definition, parsed.id, "widget.id")
+        check_sections(tuple(parsed if w.id == parsed.id else w for w in definition.widgets))
+        return [*events, _event(WIDGET_UPDATED, now, principal, widget=parsed.as_properties())]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def move_widget(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    widget_id: str,
+    index: int,
+    now: datetime,
+    expected_version: int | None = None,
+) -> Dashboard:
+    """Put a widget at position ``index`` of the ordered list."""
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        events = _draft_events(dashboard, principal, now)
+        definition = _draft_after(dashboard, events)
+        _existing(definition, widget_id)
+        _index_error(index, len(definition.widgets) - 1)
+        return [*events, _event(WIDGET_MOVED, now, principal, widgetId=widget_id, index=index)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def remove_widget(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    widget_id: str,
+    now: datetime,
+    expected_version: int | None = None,
+) -> Dashboard:
+    def decide(dashboard: Dashboard) -> list[Event]:
+        events = _draft_events(dashboard, principal, now)
+        definition = _draft_after(dashboard, events)
+        _existing(definition, widget_id)
+        inside = [w.id for w in definition.widgets if w.layout.section == widget_id]
+        if inside:
+            message = f"section {widget_id!r} still holds {', '.join(inside)}: move or remove them first"
+            raise ValidationError([FieldError("widgetId", message)])
+        return [*events, _event(WIDGET_REMOVED, now, principal, widgetId=widget_id)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def publish(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    now: datetime,
+    release_notes: str | None = None,
+    expected_version: int | None = None,
+) -> Dashboard:
+    """Publish the draft; the previously published version becomes INACTIVE."""
+    if release_notes is not None and len(release_notes) > 20_000:
+        raise ValidationError([FieldError("releaseNotes", "must be at most 20000 characters")])
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        draft = dashboard.draft
+        if draft is None:
+            raise ValidationError([FieldError("slug", f"dashboard {slug!r} has no draft to publish; edit it first")])
+        return [_event(PUBLISHED_EVENT, now, principal, version=draft.number, releaseNotes=release_notes)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def archive(
+    store: EventStore, principal: Principal, slug: str, now: datetime, expected_version: int | None = None
+) -> Dashboard:
+    """Retire the published version (ARCHIVED) and drop any draft: nothing of it stays live."""
+
+    def decide(dashboard: Dashboard) -> list[Event]:
+        if dashboard.published is None:
+            raise ValidationError([FieldError("slug", f"dashboard {slug!r} has no published version to archive")])
+        return [_event(ARCHIVED_EVENT, now, principal, dropDraft=True)]
+
+    return _command(store, slug, expected_version, decide)
+
+
+def copy(
+    store: EventStore,
+    principal: Principal,
+    slug: str,
+    new_slug: str,
+    now: datetime,
+    name: str | None = None,
+) -> Dashboard:
+    """A new dashboard (a DRAFT) with the definition of ``slug``'s latest version."""
+    check_slug(new_slug, "newSlug")
+    source = load_or_missing(store, slug).latest.definition
+    details = {
+        "name": name if name is not None else f"{source.name} (copy)",
+        "description": source.description,
+        "tags": list(source.tags),
+        "visibility": source.visibility,
+    }
+    return create(store, principal, new_slug, details, now, source.widgets, copied_from=slug)

@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql_dashboards import DashboardsMutation, DashboardsQuery, DashboardsSubscription
 from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
@@ -35,9 +36,9 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, DashboardsQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, DashboardsMutation)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

@@ -24,6 +24,7 @@ from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
+from services.dashboards import DashboardsService
 from services.engine import ProjectionEngine, ProjectionHandler
 from services.metrics import MetricsService
 
@@ -123,6 +124,11 @@ class Pulse:
     def metrics(self) -> MetricsService:
         """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
         return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
+
+    @property
+    def dashboards(self) -> DashboardsService:
+        """Dashboards: listed, resolved with their widgets' data, edited; rights checked."""
+        return self.cached("dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock))
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""

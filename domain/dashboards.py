@@ -31,7 +31,7 @@ from domain.aggregate import decide_and_append
 from domain.errors import ConcurrencyError, FieldError, NotFound, ValidationError
 from domain.events import Event, RecordedEvent
 from domain.ports import EventStore
-from domain.widgets import Widget, check_sections, parse_widget, widget_from
+from domain.widgets import Widget, check_sections, is_text, parse_widget, widget_from
 
 DIRECTORY_STREAM = "dashboards"
 STREAM_PREFIX = "dashboard:"
@@ -309,13 +309,13 @@ def check_details(details: Mapping[str, Any], creating: bool) -> dict[str, Any]:
         errors.append(FieldError(name, "is not a dashboard field (name, description, tags, visibility)"))
     if "name" in details or creating:
         name = details.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        if not is_text(name) or not name.strip() or len(name) > 200:
             errors.append(FieldError("name", "is required: 1 to 200 characters"))
         else:
             clean["name"] = name.strip()
     if details.get("description") is not None:
         description = details["description"]
-        if not isinstance(description, str) or len(description) > 20_000:
+        if not is_text(description) or len(description) > 20_000:
             errors.append(FieldError("description", "must be text of at most 20000 characters"))
         else:
             clean["description"] = description
@@ -357,6 +357,9 @@ def _command(
     decide: Callable[[Dashboard], Sequence[Event]],
 ) -> Dashboard:
     """Decide against the dashboard's state and append; returns the new state."""
+
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise NotFound(f"no dashboard {slug[:80]!r}")
 
     def decided(dashboard: Dashboard):
         if not dashboard.exists:
@@ -583,8 +586,8 @@ def publish(
     expected_version: int | None = None,
 ) -> Dashboard:
     """Publish the draft; the previously published version becomes INACTIVE."""
-    if release_notes is not None and len(release_notes) > 20_000:
-        raise ValidationError([FieldError("releaseNotes", "must be at most 20000 characters")])
+    if release_notes is not None and (not is_text(release_notes) or len(release_notes) > 20_000):
+        raise ValidationError([FieldError("releaseNotes", "must be valid Unicode text of at most 20000 characters")])
 
     def decide(dashboard: Dashboard) -> list[Event]:
         draft = dashboard.draft
@@ -618,9 +621,11 @@ def copy(
 ) -> Dashboard:
     """A new dashboard (a DRAFT) with the definition of ``slug``'s latest version."""
     check_slug(new_slug, "newSlug")
+    if not SLUG.fullmatch(slug):
+        raise NotFound(f"no dashboard {slug[:80]!r}")
     source = load_or_missing(store, slug).latest.definition
     details = {
-        "name": name if name is not None else f"{source.name} (copy)",
+        "name": name if name is not None else f"{source.name} (copy)"[:200],
         "description": source.description,
         "tags": list(source.tags),
         "visibility": source.visibility,

@@ -153,6 +153,17 @@ class Widget:
         }
 
 
+def is_text(value: object) -> bool:
+    """A string that can be stored: UTF-8 encodable (no lone surrogates, which JSON allows)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def widget_from(props: Mapping[str, Any]) -> Widget:
     """A widget as stored (trusted: it was validated when recorded)."""
     lay = props.get("layout") or {}
@@ -206,8 +217,8 @@ class _Check:
             if required:
                 self.fail(name, "is required")
             return None
-        if not isinstance(value, str):
-            self.fail(name, "must be text")
+        if not is_text(value):
+            self.fail(name, "must be text (valid Unicode)")
             return None
         if len(value) > limit:
             self.fail(name, f"is {len(value)} characters; at most {limit}")
@@ -262,7 +273,7 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
     elif kind == S_GAUGE:
         gauge = sub.text(raw, "gauge", True, 64)
         keys = raw.get("keys")
-        if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+        if keys is not None and (not isinstance(keys, list) or not all(is_text(k) for k in keys)):
             sub.fail("keys", "must be a list of texts")
             keys = None
         source = Source(kind, gauge=gauge, keys=None if keys is None else tuple(keys))
@@ -316,7 +327,7 @@ def parse_widget(props: Mapping[str, Any], prefix: str = "widget") -> Widget:
     tabs: tuple[str, ...] = ()
     if kind == SECTION and props.get("tabs") is not None:
         raw_tabs = props["tabs"]
-        if not isinstance(raw_tabs, list) or not all(isinstance(t, str) and t.strip() for t in raw_tabs):
+        if not isinstance(raw_tabs, list) or not all(is_text(t) and t.strip() for t in raw_tabs):
             check.fail("tabs", "must be a list of non-empty tab names")
         else:
             tabs = tuple(raw_tabs)

@@ -234,9 +234,7 @@ def _apply(dashboard: Dashboard, recorded: RecordedEvent) -> None:
         summary = f"moved widget {widget_id} to position {index}"
     elif kind == WIDGET_REMOVED:
         widget_id = props["widgetId"]
-        _edit_draft(
-            dashboard, recorded, lambda d: replace(d, widgets=tuple(w for w in d.widgets if w.id != widget_id))
-        )
+        _edit_draft(dashboard, recorded, lambda d: replace(d, widgets=tuple(w for w in d.widgets if w.id != widget_id)))
         summary = f"removed widget {widget_id}"
     elif kind == PUBLISHED_EVENT:
         for i, version in enumerate(dashboard.versions):

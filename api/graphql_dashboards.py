@@ -168,7 +168,10 @@ def _edited(dashboard: agg.Dashboard) -> Dashboard:
 
 
 def _same(a: Dashboard, b: Dashboard) -> bool:
-    return dataclasses.replace(a, computed_at=None) == dataclasses.replace(b, computed_at=None)
+    """Nothing a viewer sees changed: edits to a draft they do not view are not pushed."""
+    return dataclasses.replace(a, computed_at=None, stream_version=0) == dataclasses.replace(
+        b, computed_at=None, stream_version=0
+    )
 
 
 def live_dashboard(pulse: Pulse, principal: Principal, slug: str, which: str | int) -> LiveValue[Dashboard]:

@@ -255,6 +255,8 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
         check.fail("source", f"is required: one of {', '.join(allowed)}")
         return None
     sub = _Check(f"{check.prefix}.source")
+    # Resolutions and comparisons are lowercase (as the metrics API's); their GraphQL enum names are accepted too.
+    raw = {k: v.lower() if k in ("resolution", "compareTo") and isinstance(v, str) else v for k, v in raw.items()}
     kind = sub.choice(raw, "kind", allowed, None)
     if kind is None:
         if "kind" not in raw:

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 
 from api.graphql_metrics import BreakdownRow, GaugeReading, Point, Resolution, Series
 from api.graphql_recent import RecordedEvent
@@ -58,6 +59,8 @@ class WidgetSource:
     keys: list[str] | None
     event_type: str | None
     limit: int
+    dataset: str | None
+    fields: list[str] | None
 
 
 @strawberry.type
@@ -75,6 +78,18 @@ class Kpi:
 
 
 @strawberry.type
+class DatasetColumn:
+    name: str
+    type: str = strawberry.field(description="NUMBER, BOOLEAN, DATETIME (ISO 8601) or TEXT.")
+
+
+@strawberry.type(description="A dataset's columns and rows (each row a list, one cell per column).")
+class DatasetTable:
+    columns: list[DatasetColumn]
+    rows: JSON
+
+
+@strawberry.type
 class WidgetError:
     code: str
     message: str
@@ -89,6 +104,7 @@ class WidgetValues:
     breakdown: list[BreakdownRow] | None = None
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
+    table: DatasetTable | None = None
     error: WidgetError | None = None
 
 
@@ -189,6 +205,8 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
             keys=None if source.keys is None else list(source.keys),
             event_type=source.event_type,
             limit=source.limit,
+            dataset=source.dataset,
+            fields=None if source.fields is None else list(source.fields),
         ),
         chart=None if widget.chart is None else ChartKind(widget.chart),
         markdown=widget.markdown,
@@ -267,6 +285,12 @@ def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
             for r in data.gauges
         ],
         events=None if data.events is None else [RecordedEvent.of(e) for e in data.events],
+        table=None
+        if data.table is None
+        else DatasetTable(
+            columns=[DatasetColumn(name=c.name, type=c.type) for c in data.table.columns],
+            rows=[list(row) for row in data.table.rows],
+        ),
         error=None if data.error is None else WidgetError(code=data.error[0], message=data.error[1]),
     )
 

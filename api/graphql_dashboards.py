@@ -74,6 +74,8 @@ class SourceInput:
     keys: list[str] | None = None
     event_type: str | None = None
     limit: int | None = None
+    dataset: str | None = None
+    fields: list[str] | None = None
 
 
 @strawberry.input

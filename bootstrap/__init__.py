@@ -25,6 +25,7 @@ from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from services.dashboards import DashboardsService
+from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
 from services.metrics import MetricsService
 
@@ -128,7 +129,24 @@ class Pulse:
     @property
     def dashboards(self) -> DashboardsService:
         """Dashboards: listed, resolved with their widgets' data, edited; rights checked."""
-        return self.cached("dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock))
+        return self.cached(
+            "dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock, self.datasets)
+        )
+
+    @property
+    def datasets(self) -> DatasetsService:
+        """Uploaded tables: rows in a blob store, schema in the event store; rights checked."""
+
+        def build() -> DatasetsService:
+            from bootstrap.datasets import dataset_blobs
+
+            # Lazily: the dashboards name the widgets that use a dataset, and show datasets.
+            return DatasetsService(self.store, dataset_blobs(self.settings), self.clock, self._dataset_users)
+
+        return self.cached("datasets", build)
+
+    def _dataset_users(self, name: str) -> list[str]:
+        return self.dashboards.dataset_users(name)
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""

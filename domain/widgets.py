@@ -34,15 +34,15 @@ TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS = (
 KINDS = (TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS)
 CHART_KINDS = ("LINE", "COLUMN", "BAR", "STACKED_COLUMN", "PIE", "DONUT")
 #: Data sources: the queries Pulse answers.
-S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT = "SERIES", "BREAKDOWN", "GAUGE", "RECENT_EVENTS"
-SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT)
+S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET = "SERIES", "BREAKDOWN", "GAUGE", "RECENT_EVENTS", "DATASET"
+SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET)
 SOURCES_OF: dict[str, tuple[str, ...]] = {
     TEXT: (),
     IMAGE: (),
     SECTION: (),
     KPI: (S_SERIES,),
-    CHART: (S_SERIES, S_BREAKDOWN),
-    TABLE: (S_BREAKDOWN, S_GAUGE),
+    CHART: (S_SERIES, S_BREAKDOWN, S_DATASET),
+    TABLE: (S_BREAKDOWN, S_GAUGE, S_DATASET),
     GAUGE: (S_GAUGE,),
     RECENT_EVENTS: (S_RECENT,),
 }
@@ -86,6 +86,9 @@ class Source:
     keys: tuple[str, ...] | None = None
     event_type: str | None = None
     limit: int = 20
+    dataset: str | None = None
+    #: DATASET: the columns shown, in order (None: all).
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ class Widget:
                 "keys": None if source.keys is None else list(source.keys),
                 "eventType": source.event_type,
                 "limit": source.limit,
+                "dataset": source.dataset,
+                "fields": None if source.fields is None else list(source.fields),
             },
             "chart": self.chart,
             "markdown": self.markdown,
@@ -190,6 +195,8 @@ def widget_from(props: Mapping[str, Any]) -> Widget:
             keys=None if src.get("keys") is None else tuple(src["keys"]),
             event_type=src.get("eventType"),
             limit=src.get("limit") or 20,
+            dataset=src.get("dataset"),
+            fields=None if src.get("fields") is None else tuple(src["fields"]),
         ),
         chart=props.get("chart"),
         markdown=props.get("markdown"),
@@ -285,6 +292,13 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
             sub.fail("eventType", f"{str(event_type)[:80]!r} is not an event type ({EVENT_TYPE.pattern})")
         limit = sub.integer(raw, "limit", 20, 1, MAX_RECENT) or 20
         source = Source(kind, event_type=event_type, limit=limit)
+    elif kind == S_DATASET:
+        dataset = sub.text(raw, "dataset", True, 64)
+        fields = raw.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(is_text(f) and f for f in fields)):
+            sub.fail("fields", "must be a list of column names")
+            fields = None
+        source = Source(kind, dataset=dataset, fields=None if fields is None else tuple(fields))
     check.errors.extend(sub.errors)
     return source
 

@@ -32,11 +32,23 @@ from domain import dashboards as agg
 from domain.access import Principal, require
 from domain.clock import Clock, now_utc
 from domain.dashboards import PUBLIC, Dashboard, Version
+from domain.datasets import Table
 from domain.errors import FieldError, NotFound, ValidationError
 from domain.events import RecordedEvent
 from domain.ports import EventStore, GaugeReading, RecentEventsReader, gauge_marker, metric_marker, recent_marker
-from domain.widgets import KPI, S_BREAKDOWN, S_GAUGE, S_RECENT, S_SERIES, Widget, check_sections, parse_widget
+from domain.widgets import (
+    KPI,
+    S_BREAKDOWN,
+    S_DATASET,
+    S_GAUGE,
+    S_RECENT,
+    S_SERIES,
+    Widget,
+    check_sections,
+    parse_widget,
+)
 from projections import series as shaping
+from services.datasets import DatasetsService
 from services.metrics import MetricsService, SeriesAnswer
 
 #: How stale another process's edits may look.
@@ -125,6 +137,8 @@ class WidgetData:
     breakdown: list[shaping.BreakdownRow] | None = None
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
+    #: DATASET: the columns shown and the rows.
+    table: Table | None = None
     #: ``(code, message)`` when the source could not be read; the other widgets still resolve.
     error: tuple[str, str] | None = None
 
@@ -157,6 +171,19 @@ def _combine(aggregation: str, points: Sequence[shaping.Point]) -> float | None:
     return float(sum(v for v, _ in values))
 
 
+def _columns(table: Table, fields: Sequence[str] | None) -> Table:
+    """The table with only ``fields`` (in that order); an unknown one is a ``ValidationError``."""
+    if fields is None:
+        return table
+    index = {column.name: i for i, column in enumerate(table.columns)}
+    missing = [f for f in fields if f not in index]
+    if missing:
+        known = ", ".join(index)
+        raise ValidationError([FieldError("source.fields", f"no column {missing[0]!r} in the dataset ({known})")])
+    chosen = [index[f] for f in fields]
+    return Table(tuple(table.columns[i] for i in chosen), tuple(tuple(row[i] for i in chosen) for row in table.rows))
+
+
 def kpi_of(answer: SeriesAnswer) -> Kpi:
     aggregation = answer.metric.aggregation
     value = _combine(aggregation, answer.points)
@@ -168,11 +195,19 @@ def kpi_of(answer: SeriesAnswer) -> Kpi:
 
 
 class DashboardsService:
-    def __init__(self, events: EventStore, metrics: MetricsService, recent: RecentEventsReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        metrics: MetricsService,
+        recent: RecentEventsReader,
+        clock: Clock,
+        datasets: DatasetsService | None = None,
+    ) -> None:
         self.events = events
         self.metrics = metrics
         self.recent = recent
         self.clock = clock
+        self.datasets = datasets
         self.cache = DashboardCache(events)
 
     # --- visibility ------------------------------------------------------------------
@@ -288,6 +323,8 @@ class DashboardsService:
                 return WidgetData(widget, gauges=readings)
             if source.kind == S_RECENT:
                 return WidgetData(widget, events=self.recent.recent_events(source.event_type, source.limit))
+            if source.kind == S_DATASET and self.datasets is not None:
+                return WidgetData(widget, table=_columns(self.datasets.table(source.dataset or ""), source.fields))
         except ValidationError as exc:
             return WidgetData(widget, error=("BAD_WIDGET_SOURCE", str(exc)))
         except NotFound as exc:
@@ -311,6 +348,20 @@ class DashboardsService:
             elif source.kind == S_RECENT:
                 keys.add(recent_marker(source.event_type or "*"))
         return frozenset(keys)
+
+    def dataset_users(self, name: str) -> list[str]:
+        """``slug/widget`` of every widget showing dataset ``name`` in a version that is not INACTIVE."""
+        users = []
+        for dashboard in self.cache.all():
+            for version in dashboard.versions:
+                if version.state == agg.INACTIVE:
+                    continue
+                for widget in version.definition.widgets:
+                    source = widget.source
+                    found = f"{dashboard.slug}/{widget.id}"
+                    if source is not None and source.dataset == name and found not in users:
+                        users.append(found)
+        return users
 
     def stream_version(self, slug: str) -> int:
         """The dashboard stream's version as this process knows it (for live updates)."""

@@ -4,6 +4,7 @@ one round trip with one watermark, who may see and edit what, conflicts and bad 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ WIDGETS = """
     breakdown { key value }
     gauges { key value }
     events { id type }
+    table { columns { name type } rows }
     error { code message }
   }
 """
@@ -81,6 +83,13 @@ ALL_KINDS = [
         "kind": "RECENT_EVENTS",
         "title": "Latest sales",
         "source": {"kind": "RECENT_EVENTS", "eventType": "sale", "limit": 2},
+    },
+    {
+        "id": "prices",
+        "kind": "CHART",
+        "chart": "BAR",
+        "title": "Prices",
+        "source": {"kind": "DATASET", "dataset": "prices", "fields": ["product", "price"]},
     },
 ]
 
@@ -151,9 +160,18 @@ def _counted_shop(client: FlaskClient, keys: Keys, settings: Settings, clock: Fr
 
 
 def test_every_widget_kind_resolves_in_one_round_trip(
-    client: FlaskClient, keys: Keys, editor: str, settings: Settings, clock: FrozenClock
+    client: FlaskClient,
+    keys: Keys,
+    editor: str,
+    settings: Settings,
+    clock: FrozenClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # DynamoDB without a bucket keeps datasets beside its (relative) db name
     _counted_shop(client, keys, settings, clock)
+    prices = {"name": "prices", "data": "product,price\nlatte,4.2\nmuffin,3.1\n"}
+    assert client.post("/v1/datasets", json=prices, headers=bearer(editor)).status_code == 201
     created = ok(create(client, editor, "coffee", ALL_KINDS, visibility="PUBLIC"))["createDashboard"]
     assert created["state"] == "DRAFT" and [w["id"] for w in created["widgets"]] == [w["id"] for w in ALL_KINDS]
     assert all(w["data"] is None for w in created["widgets"])  # mutations do not resolve data
@@ -171,6 +189,10 @@ def test_every_widget_kind_resolves_in_one_round_trip(
     assert data["stock-table"]["gauges"] == [{"key": "beans", "value": 12.0}, {"key": "milk", "value": 3.0}]
     assert data["stock"]["gauges"] == [{"key": "beans", "value": 12.0}]
     assert [e["id"] for e in data["feed"]["events"]] == ["s3", "s2"]
+    assert data["prices"]["table"] == {
+        "columns": [{"name": "product", "type": "TEXT"}, {"name": "price", "type": "NUMBER"}],
+        "rows": [["latte", 4.2], ["muffin", 3.1]],
+    }
     assert all(d is None or d["error"] is None for d in data.values())
 
 

@@ -1,0 +1,183 @@
+"""REST for datasets and CSV exports (documented in openapi/openapi.yaml).
+
+- ``POST /v1/datasets`` creates a dataset (409 if it exists), ``PUT /v1/datasets/<name>``
+  replaces its data (404 if it does not), both ``editor``: a JSON body ``{name, data, types}``
+  (``data``: CSV text or a list of row objects) or ``multipart/form-data`` (``file``, ``name``,
+  ``types`` as JSON text). Too big: 413; a bad value: 422 naming the row and column; the
+  upload is refused whole.
+- ``GET /v1/datasets/<name>`` (schema) and ``GET /v1/datasets/<name>.csv`` need ``read``;
+  ``DELETE /v1/datasets/<name>`` needs ``editor`` and is 409, naming the widgets, while a
+  dashboard shows it.
+- ``GET /v1/dashboards/<slug>/widgets/<id>.csv``: the widget's data as ``dashboard(slug)``
+  resolves it, with the same visibility: no key needed for a PUBLIC published dashboard,
+  and 404 (not 403) for what the caller may not see.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+
+from api.auth import principal_of
+from api.context import current_pulse
+from domain import datasets as parsing
+from domain.access import Principal
+from domain.datasets import Dataset, DatasetConflict, DatasetTooLarge, Table
+from domain.errors import FieldError, NotFound, ValidationError
+from services.dashboard_export import widget_csv
+from services.dashboards import ANONYMOUS
+
+datasets = Blueprint("datasets", __name__, url_prefix="/v1")
+CSV = "text/csv; charset=utf-8"
+#: The body: the dataset itself plus room for the JSON or multipart envelope.
+MAX_REQUEST_BYTES = parsing.MAX_BYTES + 64 * 1024
+
+
+@datasets.errorhandler(NotFound)
+def not_found(exc: NotFound):
+    return jsonify(message=str(exc)), 404
+
+
+@datasets.errorhandler(DatasetConflict)
+def conflict(exc: DatasetConflict):
+    return jsonify(message=str(exc), widgets=exc.widgets), 409
+
+
+@datasets.errorhandler(DatasetTooLarge)
+def too_large(exc: DatasetTooLarge):
+    return jsonify(message=str(exc), errors=[e.as_dict() for e in exc.errors]), 413
+
+
+def _caller() -> Principal:
+    pulse = current_pulse()
+    sent = request.headers.get("Authorization") or request.headers.get("X-Api-Key")
+    if pulse.settings.auth and not sent:
+        return ANONYMOUS
+    return principal_of(request, pulse)
+
+
+def _types(raw: Any) -> dict[str, str] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ValidationError([FieldError("types", "must be a JSON object: column name to type")]) from None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValidationError([FieldError("types", "must be an object: column name to type")])
+    return raw
+
+
+def _read_upload(name_required: bool) -> tuple[str | None, Table]:
+    declared = request.content_length
+    if declared is not None and declared > MAX_REQUEST_BYTES:
+        raise RequestEntityTooLarge(f"the body is {declared} bytes; a dataset is at most {parsing.MAX_BYTES} bytes")
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ValidationError([FieldError("file", "attach the CSV or JSON file as the form field 'file'")])
+        data = upload.read(MAX_REQUEST_BYTES + 1)
+        name = request.form.get("name")
+        types = _types(request.form.get("types"))
+        is_json = (upload.mimetype == "application/json") or (upload.filename or "").lower().endswith(".json")
+        table = parsing.parse_json(_json(data), types) if is_json else parsing.parse_csv(data, types)
+    elif request.mimetype == "application/json":
+        body = _json(_body())
+        if not isinstance(body, dict):
+            raise ValidationError([FieldError("body", "must be an object: {name, data, types}")])
+        name = body.get("name")
+        types = _types(body.get("types"))
+        data = body.get("data")
+        if isinstance(data, str):
+            table = parsing.parse_csv(data.encode("utf-8", "surrogatepass"), types)
+        elif isinstance(data, list):
+            table = parsing.parse_json(data, types)
+        else:
+            raise ValidationError([FieldError("data", "is required: CSV text, or a list of row objects")])
+    elif request.mimetype == "text/csv":
+        data = _body()
+        name = request.args.get("name")
+        table = parsing.parse_csv(data, _types(request.args.get("types")))
+    else:
+        sent = request.content_type or "none"
+        raise UnsupportedMediaType(f"send application/json, multipart/form-data or text/csv; got {sent}")
+    if name_required:
+        parsing.check_name(name)
+    return name, table
+
+
+def _body() -> bytes:
+    """At most one byte past the limit, whatever the body claims (chunked bodies have no length)."""
+    data = request.stream.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        raise RequestEntityTooLarge(
+            f"the body is over {MAX_REQUEST_BYTES} bytes; a dataset is at most {parsing.MAX_BYTES}"
+        )
+    return data
+
+
+def _json(data: bytes) -> Any:
+    if len(data) > MAX_REQUEST_BYTES:
+        raise DatasetTooLarge([FieldError("data", f"the upload is over {parsing.MAX_BYTES} bytes")])
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _described(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "columns": [{"name": c.name, "type": c.type} for c in dataset.columns],
+        "rows": dataset.rows,
+        "bytes": dataset.bytes,
+        "version": dataset.version,
+        "updatedAt": None if dataset.updated_at is None else dataset.updated_at.isoformat(),
+        "updatedBy": dataset.updated_by,
+    }
+
+
+@datasets.post("/datasets")
+def create_dataset():
+    principal = principal_of(request, current_pulse())
+    name, table = _read_upload(name_required=True)
+    dataset = current_pulse().datasets.upload(principal, name or "", table, replace=False)
+    return jsonify(_described(dataset)), 201
+
+
+@datasets.put("/datasets/<name>")
+def replace_dataset(name: str):
+    principal = principal_of(request, current_pulse())
+    sent, table = _read_upload(name_required=False)
+    if sent is not None and sent != name:
+        raise ValidationError([FieldError("name", f"the body names {sent!r}, the path {name!r}")])
+    return jsonify(_described(current_pulse().datasets.upload(principal, name, table, replace=True)))
+
+
+@datasets.get("/datasets/<name>")
+def get_dataset(name: str):
+    principal = principal_of(request, current_pulse())
+    if name.endswith(".csv"):
+        text = current_pulse().datasets.export_csv(principal, name.removesuffix(".csv"))
+        return Response(text, 200, content_type=CSV)
+    return jsonify(_described(current_pulse().datasets.get(principal, name)))
+
+
+@datasets.delete("/datasets/<name>")
+def delete_dataset(name: str):
+    principal = principal_of(request, current_pulse())
+    return jsonify(_described(current_pulse().datasets.delete(principal, name)))
+
+
+@datasets.get("/dashboards/<slug>/widgets/<widget_id>.csv")
+def widget_export(slug: str, widget_id: str):
+    pulse = current_pulse()
+    resolved = pulse.dashboards.resolve(_caller(), slug)
+    data = next((d for d in resolved.widgets if d.widget.id == widget_id), None)
+    if data is None:
+        raise NotFound(f"dashboard {slug!r} has no widget {widget_id[:80]!r}")
+    return Response(widget_csv(data, pulse.bucketing), 200, content_type=CSV)

@@ -1,0 +1,144 @@
+"""Datasets as the API serves them: upload (create or replace), read, export, delete, with
+the caller's scope checked here (``editor`` to change, ``read`` to read).
+
+An upload is parsed and checked whole (``domain.datasets``) before anything is written;
+its rows go to the blob store first, then one event records the schema and names the blob,
+appended at the version read (a racing upload of the same name is a conflict, not a lost
+write). Deleting a dataset that a dashboard widget shows is refused, naming the widgets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+
+from domain import datasets as agg
+from domain.access import Principal, require
+from domain.aggregate import decide_and_append
+from domain.blobs import BlobStore
+from domain.clock import Clock, now_utc
+from domain.datasets import Dataset, DatasetConflict, Table
+from domain.errors import NotFound
+from domain.events import Event
+from domain.ports import EventStore
+
+PREFIX = "datasets"
+
+
+def load(store: EventStore, name: str) -> Dataset:
+    dataset = Dataset(name)
+    dataset.apply(store.read_stream(agg.stream_of(name)))
+    return dataset
+
+
+def table_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Rows as CSV text with a header line; empty cells for nulls, booleans as true/false."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else _number(v) for v in row])
+    return out.getvalue()
+
+
+def _number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class DatasetsService:
+    def __init__(
+        self, events: EventStore, blobs: BlobStore, clock: Clock, users: Callable[[str], list[str]] = lambda _: []
+    ) -> None:
+        self.events = events
+        self.blobs = blobs
+        self.clock = clock
+        self.users = users
+        self._tables: dict[str, Table] = {}
+        self._lock = threading.Lock()
+
+    def upload(self, principal: Principal, name: str, table: Table, replace: bool) -> Dataset:
+        """Create (``replace`` False: refused when it exists) or replace (404 when it does not)."""
+        require(principal, "editor")
+        agg.check_name(name)
+        data = table.as_json()
+        key = f"{PREFIX}/{name}/{uuid.uuid4().hex}.json"
+        self.blobs.put(key, data)  # before the event that names it
+        now = now_utc(self.clock)
+
+        def decide(dataset: Dataset):
+            if dataset.exists and not replace:
+                raise DatasetConflict(f"dataset {name!r} exists already; PUT /v1/datasets/{name} replaces its data")
+            if not dataset.exists and replace:
+                raise NotFound(f"no dataset {name!r}; POST /v1/datasets creates it")
+            event = Event(
+                type=agg.UPLOADED,
+                occurred_at=now,
+                properties={
+                    "name": name,
+                    "columns": [{"name": c.name, "type": c.type} for c in table.columns],
+                    "rows": len(table.rows),
+                    "bytes": len(data),
+                    "blob": key,
+                    "by": {"keyId": principal.key_id, "name": principal.name},
+                },
+            )
+            return [event], lambda _version: None
+
+        try:
+            decide_and_append(self.events, agg.stream_of(name), lambda s: load(s, name), decide)
+        except Exception:
+            self.blobs.delete(key)  # named by no event
+            raise
+        with self._lock:
+            self._tables[key] = table
+        return load(self.events, name)
+
+    def get(self, principal: Principal, name: str) -> Dataset:
+        require(principal, "read")
+        return self.found(name)
+
+    def found(self, name: str) -> Dataset:
+        dataset = load(self.events, name) if agg.NAME.fullmatch(name) else Dataset(name)
+        if not dataset.exists:
+            raise NotFound(f"no dataset {name[:80]!r}")
+        return dataset
+
+    def table(self, name: str) -> Table:
+        """The dataset's rows (cached per blob: a replaced dataset has a new blob)."""
+        dataset = self.found(name)
+        key = dataset.blob or ""
+        with self._lock:
+            cached = self._tables.get(key)
+        if cached is None:
+            cached = Table.from_json(self.blobs.get(key))
+            with self._lock:
+                self._tables[key] = cached
+        return cached
+
+    def export_csv(self, principal: Principal, name: str) -> str:
+        require(principal, "read")
+        table = self.table(name)
+        return table_csv([c.name for c in table.columns], table.rows)
+
+    def delete(self, principal: Principal, name: str) -> Dataset:
+        """Delete, unless a dashboard widget shows it (``DatasetConflict`` naming them)."""
+        require(principal, "editor")
+        dataset = self.found(name)
+        users = self.users(name)
+        if users:
+            raise DatasetConflict(f"dataset {name!r} is used by {', '.join(users)}; change those widgets first", users)
+        now = now_utc(self.clock)
+
+        def decide(current: Dataset):
+            if not current.exists:
+                raise NotFound(f"no dataset {name!r}")
+            by = {"keyId": principal.key_id, "name": principal.name}
+            return [Event(type=agg.DELETED, occurred_at=now, properties={"name": name, "by": by})], lambda _v: None
+
+        decide_and_append(self.events, agg.stream_of(name), lambda s: load(s, name), decide)
+        if dataset.blob:
+            self.blobs.delete(dataset.blob)
+        return load(self.events, name)

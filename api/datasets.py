@@ -24,7 +24,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 from api.auth import principal_of
 from api.context import current_pulse
 from domain import datasets as parsing
-from domain.access import Principal
+from domain.access import Principal, require
 from domain.datasets import Dataset, DatasetConflict, DatasetTooLarge, Table
 from domain.errors import FieldError, NotFound, ValidationError
 from services.dashboard_export import widget_csv
@@ -143,7 +143,7 @@ def _described(dataset: Dataset) -> dict[str, Any]:
 
 @datasets.post("/datasets")
 def create_dataset():
-    principal = principal_of(request, current_pulse())
+    principal = require(principal_of(request, current_pulse()), "editor")
     name, table = _read_upload(name_required=True)
     dataset = current_pulse().datasets.upload(principal, name or "", table, replace=False)
     return jsonify(_described(dataset)), 201
@@ -151,7 +151,7 @@ def create_dataset():
 
 @datasets.put("/datasets/<name>")
 def replace_dataset(name: str):
-    principal = principal_of(request, current_pulse())
+    principal = require(principal_of(request, current_pulse()), "editor")
     sent, table = _read_upload(name_required=False)
     if sent is not None and sent != name:
         raise ValidationError([FieldError("name", f"the body names {sent!r}, the path {name!r}")])

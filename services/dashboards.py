@@ -89,10 +89,12 @@ class DashboardCache:
                 if events:
                     known = _copy(known)
                     known.apply(events)
+                if not known.exists:
+                    return None  # not cached: probing random slugs must not grow the cache
                 self._dashboards[slug] = known
                 self._checked[slug] = now
             found = self._dashboards[slug]
-        return found if found.exists else None
+        return found
 
     def put(self, dashboard: Dashboard) -> None:
         """A command's result: newer than anything cached."""

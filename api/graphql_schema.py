@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
@@ -73,5 +74,6 @@ schema = PulseSchema(
     # Renders a live push once for every subscriber with the same operation (api/graphql_live.py).
     execution_context_class=SharedRenderExecutionContext,
     # Refuses over-budget documents and, per PULSE_INTROSPECTION, introspection, before they run.
-    extensions=[RequestGuard],
+    # ParserCache: a dashboard's query (600 fields) is the same text on every view; parse it once (LRU of 128).
+    extensions=[RequestGuard, ParserCache],
 )

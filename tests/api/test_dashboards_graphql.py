@@ -3,6 +3,8 @@ one round trip with one watermark, who may see and edit what, conflicts and bad 
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,21 @@ def test_every_widget_kind_resolves_in_one_round_trip(
         "rows": [["latte", 4.2], ["muffin", 3.1]],
     }
     assert all(d is None or d["error"] is None for d in data.values())
+
+    # The CSV export of a widget is its data, row for row.
+    def exported(widget: str) -> list[list[str]]:
+        response = client.get(f"/v1/dashboards/coffee/widgets/{widget}.csv")  # public: no key
+        assert response.status_code == 200, response.data
+        return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+    assert exported("by-category") == [["key", "value", "count"], ["coffee", "7.5", "2"], ["pastry", "2.5", "1"]]
+    line_csv = exported("revenue-line")
+    assert line_csv[0] == ["bucket", "value", "count", "partial", "previous_bucket", "previous_value"]
+    assert [float(row[1]) for row in line_csv[1:]] == [p["value"] for p in line["points"]]
+    assert [float(row[5]) for row in line_csv[1:]] == [p["value"] for p in line["previous"]]
+    assert exported("revenue")[1][0] == "10"
+    assert exported("stock")[1][:2] == ["beans", "12"]
+    assert [row[0] for row in exported("feed")[1:]] == ["s3", "s2"]
 
 
 def test_lifecycle_versions_and_history(client: FlaskClient, editor: str, keys: Keys) -> None:

@@ -140,13 +140,13 @@ class Dashboard:
     stream_version: int = strawberry.field(
         description="Pass as expectedVersion to an edit: a stale one is refused with CONFLICT, never a lost edit."
     )
-    has_draft: bool
-    copied_from: str | None
+    has_draft: bool = strawberry.field(description="Always false without a key.")
+    copied_from: str | None = strawberry.field(description="The dashboard it was copied from; null without a key.")
     release_notes: str | None
     published_at: datetime | None
-    published_by: str | None
+    published_by: str | None = strawberry.field(description="Who published it; null without a key.")
     updated_at: datetime
-    updated_by: str
+    updated_by: str | None = strawberry.field(description="Who changed it last; null without a key.")
     widgets: list[Widget]
     watermark: datetime | None = strawberry.field(
         default=None, description="With resolved data: the latest occurredAt counted, the same for every widget."
@@ -161,9 +161,9 @@ class DashboardVersion:
     name: str
     release_notes: str | None
     created_at: datetime
-    created_by: str
+    created_by: str | None
     updated_at: datetime
-    updated_by: str
+    updated_by: str | None
     published_at: datetime | None
     published_by: str | None
     widgets: int = strawberry.field(description="How many widgets it has.")
@@ -220,8 +220,10 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
 
 
 def dashboard_of(
-    dashboard: agg.Dashboard, version: agg.Version, data: list[WidgetValues | None] | None = None
+    dashboard: agg.Dashboard, version: agg.Version, data: list[WidgetValues | None] | None = None, public: bool = False
 ) -> Dashboard:
+    """``public``: for a caller without a key, who learns nothing beyond the published version
+    itself (not who edits it, not whether a draft exists, not a private dashboard it was copied from)."""
     definition = version.definition
     widgets = [_widget(w, None if data is None else data[i]) for i, w in enumerate(definition.widgets)]
     return Dashboard(
@@ -232,14 +234,14 @@ def dashboard_of(
         visibility=Visibility(definition.visibility),
         version=version.number,
         state=DashboardState(version.state),
-        stream_version=dashboard.version,
-        has_draft=dashboard.draft is not None,
-        copied_from=dashboard.copied_from,
+        stream_version=0 if public else dashboard.version,
+        has_draft=not public and dashboard.draft is not None,
+        copied_from=None if public else dashboard.copied_from,
         release_notes=version.release_notes,
         published_at=version.published_at,
-        published_by=version.published_by,
+        published_by=None if public else version.published_by,
         updated_at=version.updated_at,
-        updated_by=version.updated_by,
+        updated_by=None if public else version.updated_by,
         widgets=widgets,
     )
 
@@ -295,27 +297,27 @@ def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
     )
 
 
-def resolved_of(bucketing: Bucketing, resolved: ResolvedDashboard) -> Dashboard:
+def resolved_of(bucketing: Bucketing, resolved: ResolvedDashboard, public: bool = False) -> Dashboard:
     # A widget without a source (text, image, section) has no data: null.
     data = [None if d.widget.source is None else widget_data_of(bucketing, d) for d in resolved.widgets]
-    shaped = dashboard_of(resolved.dashboard, resolved.version, data)
+    shaped = dashboard_of(resolved.dashboard, resolved.version, data, public)
     shaped.watermark = None if resolved.watermark is None else from_epoch_micros(resolved.watermark)
     shaped.computed_at = datetime.fromtimestamp(resolved.at, UTC)
     return shaped
 
 
-def version_of(version: agg.Version) -> DashboardVersion:
+def version_of(version: agg.Version, public: bool = False) -> DashboardVersion:
     return DashboardVersion(
         version=version.number,
         state=DashboardState(version.state),
         name=version.definition.name,
         release_notes=version.release_notes,
         created_at=version.created_at,
-        created_by=version.created_by,
+        created_by=None if public else version.created_by,
         updated_at=version.updated_at,
-        updated_by=version.updated_by,
+        updated_by=None if public else version.updated_by,
         published_at=version.published_at,
-        published_by=version.published_by,
+        published_by=None if public else version.published_by,
         widgets=len(version.definition.widgets),
     )
 

@@ -192,7 +192,7 @@ def live_dashboard(pulse: Pulse, principal: Principal, slug: str, which: str | i
         principal,
         ("dashboard", slug, which, principal.allows("read")),
         service.markers(version),
-        lambda now: resolved_of(bucketing, service.resolve(principal, slug, which)),
+        lambda now: resolved_of(bucketing, service.resolve(principal, slug, which), not principal.allows("read")),
         slot,
         same=_same,
     )
@@ -209,7 +209,8 @@ async def _follow(
         await anext(inner)  # ``last``, already pushed
         try:
             async for pushed in inner:
-                changed = pushed.stream_version != last.stream_version
+                # A new definition (without a key streamVersion is hidden: 0; a publish changes version).
+                changed = (pushed.stream_version, pushed.version) != (last.stream_version, last.version)
                 last = pushed
                 yield pushed
                 if changed:
@@ -238,7 +239,8 @@ class DashboardsQuery:
         pulse, principal = viewer(info)
         chosen = None if state is None else state.value
         found = guarded(lambda: pulse.dashboards.listed(principal, chosen, tag, search))
-        return [dashboard_of(dashboard, version) for dashboard, version in found]
+        public = not principal.allows("read")
+        return [dashboard_of(dashboard, version, public=public) for dashboard, version in found]
 
     @strawberry.field(
         description="A dashboard with every widget's data resolved at one instant (one watermark): the published"
@@ -248,12 +250,13 @@ class DashboardsQuery:
         pulse, principal = viewer(info)
         bucketing = bucketing_of(pulse)
         resolved = guarded(lambda: pulse.dashboards.resolve(principal, slug, _which(version, draft)))
-        return resolved_of(bucketing, resolved)
+        return resolved_of(bucketing, resolved, not principal.allows("read"))
 
     @strawberry.field(description="Every version of a dashboard, newest first (without a key: the published one).")
     def dashboard_versions(self, info: Info, slug: str) -> list[DashboardVersion]:
         pulse, principal = viewer(info)
-        return [version_of(v) for v in guarded(lambda: pulse.dashboards.versions(principal, slug))]
+        public = not principal.allows("read")
+        return [version_of(v, public) for v in guarded(lambda: pulse.dashboards.versions(principal, slug))]
 
     @strawberry.field(description="A dashboard's audit log: every change, when and by whom. Needs read.")
     def dashboard_history(self, info: Info, slug: str) -> list[DashboardChange]:

@@ -252,6 +252,16 @@ def test_anonymous_callers_see_public_published_dashboards_and_nothing_else(
     ok(gql(client, 'mutation { updateDashboard(slug: "public-live", input: {name: "Renamed"}) { state } }', editor))
 
     assert ok(fetch(client, "public-live"))["dashboard"]["name"] == "Public-Live"
+    # Nothing beyond the published version itself: not who edits it, not that a draft is open.
+    who = '{ dashboard(slug: "public-live") { hasDraft updatedBy publishedBy copiedFrom streamVersion } }'
+    assert ok(gql(client, who))["dashboard"] == {
+        "hasDraft": False,
+        "updatedBy": None,
+        "publishedBy": None,
+        "copiedFrom": None,
+        "streamVersion": 0,
+    }
+    assert ok(gql(client, who, keys.read))["dashboard"]["hasDraft"] is True
     listed = ok(gql(client, '{ dashboards(search: "open") { slug } }'))["dashboards"]
     assert listed == [{"slug": "public-live"}]
     assert [d["slug"] for d in ok(gql(client, "{ dashboards { slug } }", keys.read))["dashboards"]] == [

@@ -158,6 +158,12 @@ def replace_dataset(name: str):
     return jsonify(_described(current_pulse().datasets.upload(principal, name, table, replace=True)))
 
 
+@datasets.get("/datasets")
+def list_datasets():
+    principal = principal_of(request, current_pulse())
+    return jsonify(datasets=[_described(d) for d in current_pulse().datasets.listed(principal)])
+
+
 @datasets.get("/datasets/<name>")
 def get_dataset(name: str):
     principal = principal_of(request, current_pulse())

@@ -9,11 +9,14 @@ write). Deleting a dataset that a dashboard widget shows is refused, naming the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from domain import datasets as agg
 from domain.access import Principal, require
@@ -26,6 +29,9 @@ from domain.events import Event
 from domain.ports import EventStore
 
 PREFIX = "datasets"
+#: Lists the dataset names (``dataset_listed``), so that they can be enumerated.
+DIRECTORY_STREAM = "datasets"
+LISTED = "dataset_listed"
 
 
 def load(store: EventStore, name: str) -> Dataset:
@@ -42,6 +48,16 @@ def table_csv(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     for row in rows:
         writer.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else _number(v) for v in row])
     return out.getvalue()
+
+
+@dataclass
+class _Directory:
+    names: set[str]
+    version: int
+
+
+class _Listed(Exception):
+    """The name is in the directory already: nothing to append."""
 
 
 def _number(value: object) -> object:
@@ -94,7 +110,30 @@ class DatasetsService:
             raise
         with self._lock:
             self._tables[key] = table
+        if not replace:
+            self._list(name, now)
         return load(self.events, name)
+
+    def _list(self, name: str, now: datetime) -> None:
+        """Record the name in the directory stream (once; a re-created dataset is listed already)."""
+
+        def names(store: EventStore) -> _Directory:
+            events = store.read_stream(DIRECTORY_STREAM)
+            return _Directory({e.properties["name"] for e in events}, (events[-1].version or 0) if events else 0)
+
+        def decide(directory: _Directory):
+            if name in directory.names:
+                raise _Listed
+            return [Event(type=LISTED, occurred_at=now, properties={"name": name})], lambda _v: None
+
+        with contextlib.suppress(_Listed):
+            decide_and_append(self.events, DIRECTORY_STREAM, names, decide)
+
+    def listed(self, principal: Principal) -> list[Dataset]:
+        """Every dataset that exists, by name. Needs ``read``."""
+        require(principal, "read")
+        names = {e.properties["name"] for e in self.events.read_stream(DIRECTORY_STREAM) if e.type == LISTED}
+        return [d for d in (load(self.events, n) for n in sorted(names)) if d.exists]
 
     def get(self, principal: Principal, name: str) -> Dataset:
         require(principal, "read")

@@ -88,6 +88,9 @@ REQUESTS: dict[tuple[str, str, int], Send] = {
     ("POST", "/v1/datasets", 422): _post(
         {"name": "prices", "data": PRICES + "scone,cheap\n", "types": {"price": "NUMBER"}}, ADMIN
     ),
+    ("GET", "/v1/datasets", 200): _then(_upload, _get("/v1/datasets")),
+    ("GET", "/v1/datasets", 401): _get("/v1/datasets", lambda keys: None),
+    ("GET", "/v1/datasets", 403): _get("/v1/datasets", lambda keys: keys.ingest),
     ("GET", DATASET, 200): _then(_upload, _get("/v1/datasets/prices")),
     ("GET", DATASET, 401): _get("/v1/datasets/prices", lambda keys: None),
     ("GET", DATASET, 403): _get("/v1/datasets/prices", lambda keys: keys.ingest),

@@ -128,8 +128,13 @@ def test_a_dataset_in_use_cannot_be_deleted(client: FlaskClient, editor: str, ke
     assert refused.status_code == 409 and refused.json["widgets"] == ["menu/prices"]
     assert "menu/prices" in refused.json["message"]
     ok(gql(client, 'mutation { removeWidget(slug: "menu", widgetId: "prices") { slug } }', editor))
+    assert [d["name"] for d in client.get("/v1/datasets", headers=bearer(keys.read)).json["datasets"]] == ["prices"]
     assert client.delete("/v1/datasets/prices", headers=bearer(editor)).status_code == 200
     assert client.get("/v1/datasets/prices", headers=bearer(keys.read)).status_code == 404
+    assert client.get("/v1/datasets", headers=bearer(keys.read)).json == {"datasets": []}
+    # Uploaded again after its deletion: listed once.
+    assert upload(client, editor, {"name": "prices", "data": PRICES}).status_code == 201
+    assert [d["name"] for d in client.get("/v1/datasets", headers=bearer(keys.read)).json["datasets"]] == ["prices"]
 
 
 def test_widget_csv_equals_the_widget_data_with_the_dashboards_visibility(

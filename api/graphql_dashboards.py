@@ -9,8 +9,8 @@ without a key, who see PUBLIC published dashboards and nothing else (a private s
 
 ``dashboardUpdated`` pushes the resolved dashboard again whenever a widget's data changes
 (the change markers of its metrics, gauges and feeds, as ``seriesUpdated``), its definition
-changes (its stream's version, seen within ``services.dashboards.REFRESH_SECONDS``) or a
-new minute starts (sliding windows). Viewers with the same arguments and rights share one
+or one of its datasets changes (their streams' versions, seen within about half a second) or
+a new minute starts (sliding windows). Viewers with the same arguments and rights share one
 recomputation and one rendering per change.
 """
 
@@ -184,8 +184,9 @@ def live_dashboard(pulse: Pulse, principal: Principal, slug: str, which: str | i
     _, version = guarded(lambda: service.visible(principal, slug, which))
 
     def slot(now: float) -> tuple[int, float | None]:
-        # One growing integer: the definition's stream version, then the minute.
-        return service.stream_version(slug) * 10**10 + int(now // 60), min(REFRESH_SECONDS, 60 - now % 60)
+        # One growing integer: the definition's stream version and its datasets' versions, then the minute.
+        changes = service.stream_version(slug) + service.datasets_version(version)
+        return changes * 10**10 + int(now // 60), min(REFRESH_SECONDS, 60 - now % 60)
 
     return LiveValue(
         pulse,

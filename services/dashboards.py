@@ -365,6 +365,13 @@ class DashboardsService:
                         users.append(found)
         return users
 
+    def datasets_version(self, version: Version) -> int:
+        """A number that grows whenever a dataset the version's widgets show is replaced."""
+        if self.datasets is None:
+            return 0
+        names = {w.source.dataset for w in version.definition.widgets if w.source and w.source.dataset}
+        return sum(self.datasets.version(name) for name in names)
+
     def stream_version(self, slug: str) -> int:
         """The dashboard stream's version as this process knows it (for live updates)."""
         found = self.cache.get(slug)

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from domain.ports import EventStore
 PREFIX = "datasets"
 #: Lists the dataset names (``dataset_listed``), so that they can be enumerated.
 DIRECTORY_STREAM = "datasets"
+VERSION_REFRESH_SECONDS = 0.5
 LISTED = "dataset_listed"
 
 
@@ -73,6 +75,7 @@ class DatasetsService:
         self.clock = clock
         self.users = users
         self._tables: dict[str, Table] = {}
+        self._versions: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     def upload(self, principal: Principal, name: str, table: Table, replace: bool) -> Dataset:
@@ -156,6 +159,21 @@ class DatasetsService:
             with self._lock:
                 self._tables[key] = cached
         return cached
+
+    def version(self, name: str) -> int:
+        """The dataset stream's version, read at most every ``VERSION_REFRESH_SECONDS`` (live
+        dashboards poll it to notice a replaced dataset)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._versions.get(name)
+        if cached is not None and now - cached[0] < VERSION_REFRESH_SECONDS:
+            return cached[1]
+        found = load(self.events, name).version if agg.NAME.fullmatch(name) else 0
+        with self._lock:
+            if len(self._versions) > 10_000:
+                self._versions.clear()  # names come from dashboard definitions: bounded in practice
+            self._versions[name] = (now, found)
+        return found
 
     def export_csv(self, principal: Principal, name: str) -> str:
         require(principal, "read")

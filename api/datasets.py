@@ -8,6 +8,8 @@
 - ``GET /v1/datasets/<name>`` (schema) and ``GET /v1/datasets/<name>.csv`` need ``read``;
   ``DELETE /v1/datasets/<name>`` needs ``editor`` and is 409, naming the widgets, while a
   dashboard shows it.
+- ``POST /v1/images`` (``editor``): a PNG, JPEG, GIF or WebP for IMAGE widgets, served by
+  ``GET /v1/images/<id>`` to whoever has the (unguessable) id.
 - ``GET /v1/dashboards/<slug>/widgets/<id>.csv``: the widget's data as ``dashboard(slug)``
   resolves it, with the same visibility: no key needed for a PUBLIC published dashboard,
   and 404 (not 403) for what the caller may not see.
@@ -27,6 +29,7 @@ from domain import datasets as parsing
 from domain.access import Principal, require
 from domain.datasets import Dataset, DatasetConflict, DatasetTooLarge, Table
 from domain.errors import FieldError, NotFound, ValidationError
+from services import images
 from services.dashboard_export import widget_csv
 from services.dashboards import ANONYMOUS
 
@@ -177,6 +180,31 @@ def get_dataset(name: str):
 def delete_dataset(name: str):
     principal = principal_of(request, current_pulse())
     return jsonify(_described(current_pulse().datasets.delete(principal, name)))
+
+
+@datasets.post("/images")
+def upload_image():
+    """An image for IMAGE widgets: ``multipart/form-data`` (``file``) or the raw bytes."""
+    principal = require(principal_of(request, current_pulse()), "editor")
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ValidationError([FieldError("file", "attach the image as the form field 'file'")])
+        data = upload.read(images.MAX_BYTES + 1)
+    elif request.mimetype.startswith("image/"):
+        data = request.stream.read(images.MAX_BYTES + 1)
+    else:
+        sent = request.content_type or "none"
+        raise UnsupportedMediaType(f"send multipart/form-data or the image itself (image/*); got {sent}")
+    image = current_pulse().images.upload(principal, data)
+    return jsonify(id=image.id, url=image.url, contentType=image.content_type, bytes=image.bytes), 201
+
+
+@datasets.get("/images/<image_id>")
+def get_image(image_id: str):
+    data, kind = current_pulse().images.get(image_id)
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"}
+    return Response(data, 200, content_type=kind, headers=headers)
 
 
 @datasets.get("/dashboards/<slug>/widgets/<widget_id>.csv")

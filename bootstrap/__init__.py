@@ -27,6 +27,7 @@ from projections.buckets import Bucketing, Retention
 from services.dashboards import DashboardsService
 from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
+from services.images import ImagesService
 from services.metrics import MetricsService
 
 #: ``settings.store`` → the module whose ``open_backend`` builds that backend ("memory":
@@ -144,6 +145,11 @@ class Pulse:
             return DatasetsService(self.store, dataset_blobs(self.settings), self.clock, self._dataset_users)
 
         return self.cached("datasets", build)
+
+    @property
+    def images(self) -> ImagesService:
+        """Images for IMAGE widgets, beside the datasets' blobs."""
+        return self.cached("images", lambda: ImagesService(self.datasets.blobs))
 
     def _dataset_users(self, name: str) -> list[str]:
         return self.dashboards.dataset_users(name)

@@ -16,6 +16,9 @@ PRICES = "product,price\nlatte,4.2\nmuffin,3.1\n"
 JSON = {"Content-Type": "application/json"}
 
 
+ADMIN = lambda keys: keys.admin  # noqa: E731
+
+
 def _upload(client: FlaskClient, keys: Keys, name: str = "prices") -> None:
     response = client.post("/v1/datasets", json={"name": name, "data": PRICES}, headers=bearer(keys.admin))
     assert response.status_code == 201, response.json
@@ -71,13 +74,36 @@ def _delete(secret: Callable[[Keys], str | None] = lambda keys: keys.admin) -> S
     return send
 
 
-ADMIN = lambda keys: keys.admin  # noqa: E731
 GOOD = {"name": "prices", "data": PRICES}
 DATASET = "/v1/datasets/{name}"
 EXPORT = "/v1/datasets/{name}.csv"
 WIDGET = "/v1/dashboards/{slug}/widgets/{widget}.csv"
 
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _image(data: bytes, secret: Callable[[Keys], str | None], kind: str = "image/png") -> Send:
+    def send(client: FlaskClient, keys: Keys) -> Any:
+        key = secret(keys)
+        return client.post("/v1/images", data=data, headers={"Content-Type": kind, **(bearer(key) if key else {})})
+
+    return send
+
+
+def _uploaded_image(client: FlaskClient, keys: Keys) -> Any:
+    url = _image(PNG, ADMIN)(client, keys).json["url"]
+    return client.get(url)
+
+
 REQUESTS: dict[tuple[str, str, int], Send] = {
+    ("POST", "/v1/images", 201): _image(PNG, ADMIN),
+    ("POST", "/v1/images", 401): _image(PNG, lambda keys: None),
+    ("POST", "/v1/images", 403): _image(PNG, lambda keys: keys.read),
+    ("POST", "/v1/images", 413): _image(PNG + b"\x00" * (2 * 2**20), ADMIN),
+    ("POST", "/v1/images", 415): _image(PNG, ADMIN, "text/plain"),
+    ("POST", "/v1/images", 422): _image(b"<svg onload=alert(1)></svg>", ADMIN, "image/svg+xml"),
+    ("GET", "/v1/images/{id}", 200): _uploaded_image,
+    ("GET", "/v1/images/{id}", 404): lambda client, keys: client.get("/v1/images/" + "0" * 32 + ".png"),
     ("POST", "/v1/datasets", 201): _post(GOOD, ADMIN),
     ("POST", "/v1/datasets", 400): _post(b'{"name": ', ADMIN),
     ("POST", "/v1/datasets", 401): _post(GOOD, lambda keys: None),

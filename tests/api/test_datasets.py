@@ -162,3 +162,18 @@ def test_widget_csv_equals_the_widget_data_with_the_dashboards_visibility(
     assert hidden.status_code == nobody.status_code == 404
     assert client.get("/v1/dashboards/costs/widgets/prices.csv", headers=bearer(keys.read)).status_code == 200
     assert fetch(client, "menu")["data"]["dashboard"]["slug"] == "menu"
+
+
+def test_an_uploaded_image_is_served_by_its_id_and_svg_is_refused(client: FlaskClient, editor: str) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    data = {"file": (io.BytesIO(png), "logo.png")}
+    created = client.post("/v1/images", data=data, headers=bearer(editor), content_type="multipart/form-data")
+    assert created.status_code == 201 and created.json["contentType"] == "image/png"
+    served = client.get(created.json["url"])  # no key: whoever has the id
+    assert served.status_code == 200 and served.data == png and served.mimetype == "image/png"
+    svg = client.post(
+        "/v1/images", data=b"<svg onload='alert(1)'/>", headers={**bearer(editor), "Content-Type": "image/png"}
+    )
+    assert svg.status_code == 422 and svg.json["errors"][0]["field"] == "file"
+    widget = {"id": "logo", "kind": "IMAGE", "title": "Logo", "imageUrl": created.json["url"], "alt": "Our beans"}
+    assert ok(create(client, editor, "brand", [widget]))["createDashboard"]["slug"] == "brand"

@@ -61,6 +61,7 @@ class WidgetSource:
     limit: int
     dataset: str | None
     fields: list[str] | None
+    metrics: list[str]
 
 
 @strawberry.type
@@ -72,6 +73,7 @@ class Column:
 
 @strawberry.type
 class Kpi:
+    metric: str
     value: float | None = strawberry.field(description="The metric over the widget's range.")
     previous: float | None = strawberry.field(description="Over the period compared with (compareTo).")
     change_percent: float | None = strawberry.field(description="(value - previous) / |previous| x 100.")
@@ -100,7 +102,8 @@ class WidgetError:
 )
 class WidgetValues:
     series: Series | None = None
-    kpi: Kpi | None = None
+    kpi: Kpi | None = strawberry.field(default=None, description="A KPI's first metric (its `source.metric`).")
+    kpis: list[Kpi] | None = strawberry.field(default=None, description="A KPI's metrics: `metric`, then `metrics`.")
     breakdown: list[BreakdownRow] | None = None
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
@@ -207,6 +210,7 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
             limit=source.limit,
             dataset=source.dataset,
             fields=None if source.fields is None else list(source.fields),
+            metrics=list(source.metrics),
         ),
         chart=None if widget.chart is None else ChartKind(widget.chart),
         markdown=widget.markdown,
@@ -271,12 +275,17 @@ def _series(bucketing: Bucketing, data: WidgetData) -> Series | None:
     )
 
 
+def _kpis(data: WidgetData) -> list[Kpi]:
+    return [
+        Kpi(metric=name, value=k.value, previous=k.previous, change_percent=k.change_percent) for name, k in data.kpis
+    ]
+
+
 def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
     return WidgetValues(
         series=_series(bucketing, data),
-        kpi=None
-        if data.kpi is None
-        else Kpi(value=data.kpi.value, previous=data.kpi.previous, change_percent=data.kpi.change_percent),
+        kpi=_kpis(data)[0] if data.kpis else None,
+        kpis=_kpis(data) if data.kpis else None,
         breakdown=None
         if data.breakdown is None
         else [BreakdownRow(key=r.key, value=r.value, count=r.count) for r in data.breakdown],

@@ -76,6 +76,7 @@ class SourceInput:
     limit: int | None = None
     dataset: str | None = None
     fields: list[str] | None = None
+    metrics: list[str] | None = None
 
 
 @strawberry.input

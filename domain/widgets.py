@@ -89,6 +89,8 @@ class Source:
     dataset: str | None = None
     #: DATASET: the columns shown, in order (None: all).
     fields: tuple[str, ...] | None = None
+    #: KPI over a SERIES: more metrics shown beside ``metric``, over the same range.
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ class Widget:
                 "limit": source.limit,
                 "dataset": source.dataset,
                 "fields": None if source.fields is None else list(source.fields),
+                "metrics": list(source.metrics),
             },
             "chart": self.chart,
             "markdown": self.markdown,
@@ -197,6 +200,7 @@ def widget_from(props: Mapping[str, Any]) -> Widget:
             limit=src.get("limit") or 20,
             dataset=src.get("dataset"),
             fields=None if src.get("fields") is None else tuple(src["fields"]),
+            metrics=tuple(src.get("metrics") or ()),
         ),
         chart=props.get("chart"),
         markdown=props.get("markdown"),
@@ -253,6 +257,7 @@ class _Check:
 
 
 def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -> Source | None:
+    check_kind = props.get("kind")
     if not allowed:
         if props.get("source") is not None:
             check.fail("source", f"a {props.get('kind')} widget shows no data; remove its source")
@@ -278,7 +283,13 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
         compare = sub.choice(raw, "compareTo", COMPARISONS, None) if kind == S_SERIES else None
         dimension = sub.text(raw, "dimension", kind == S_BREAKDOWN, 128) if kind == S_BREAKDOWN else None
         top = sub.integer(raw, "top", 10, 1, MAX_TOP) or 10
-        source = Source(kind, metric, resolution, last, compare, dimension, top)
+        more = raw.get("metrics") or []
+        if not isinstance(more, list) or not all(is_text(m) and 0 < len(m) <= 64 for m in more) or len(more) > 5:
+            sub.fail("metrics", "must be a list of at most 5 metric names")
+            more = []
+        elif more and (kind != S_SERIES or check_kind != KPI):
+            sub.fail("metrics", "only a KPI shows several metrics")
+        source = Source(kind, metric, resolution, last, compare, dimension, top, metrics=tuple(more))
     elif kind == S_GAUGE:
         gauge = sub.text(raw, "gauge", True, 64)
         keys = raw.get("keys")

@@ -24,9 +24,11 @@ def widget_csv(data: WidgetData, bucketing: Bucketing) -> str:
         raise NotFound(f"widget {widget.id!r} is a {widget.kind} and shows no data")
     if data.error is not None:
         raise ValidationError([FieldError("widget", f"widget {widget.id!r} has no data: {data.error[1]}")])
-    if data.kpi is not None:
-        kpi = data.kpi
-        return table_csv(["value", "previous", "change_percent"], [[kpi.value, kpi.previous, kpi.change_percent]])
+    if data.kpis:
+        return table_csv(
+            ["metric", "value", "previous", "change_percent"],
+            [[name, kpi.value, kpi.previous, kpi.change_percent] for name, kpi in data.kpis],
+        )
     if data.series is not None:
         answer = data.series
         moment = lambda bucket: _iso(bucketing.to_datetime(answer.resolution, bucket))  # noqa: E731

@@ -136,6 +136,8 @@ class WidgetData:
     widget: Widget
     series: SeriesAnswer | None = None
     kpi: Kpi | None = None
+    #: A KPI's metrics (``source.metric``, then ``source.metrics``), each with its value.
+    kpis: tuple[tuple[str, Kpi], ...] = ()
     breakdown: list[shaping.BreakdownRow] | None = None
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
@@ -308,7 +310,11 @@ class DashboardsService:
                     VIEWER, source.metric or "", source.resolution, span, (), source.compare_to, now
                 )
                 if widget.kind == KPI:
-                    return WidgetData(widget, series=answer, kpi=kpi_of(answer))
+                    kpis = [(answer.metric.name, kpi_of(answer))]
+                    for name in source.metrics:
+                        more = self.metrics.series(VIEWER, name, source.resolution, span, (), source.compare_to, now)
+                        kpis.append((more.metric.name, kpi_of(more)))
+                    return WidgetData(widget, series=answer, kpi=kpis[0][1], kpis=tuple(kpis))
                 return WidgetData(widget, series=answer)
             if source.kind == S_BREAKDOWN:
                 rows = self.metrics.breakdown(
@@ -341,10 +347,11 @@ class DashboardsService:
             if source is None:
                 continue
             if source.kind in (S_SERIES, S_BREAKDOWN) and source.metric:
-                try:
-                    keys.add(metric_marker(self.metrics.resolve_metric(source.metric).key))
-                except ValidationError:
-                    continue  # the widget shows its error until the metric exists; its key would not move
+                for name in (source.metric, *source.metrics):
+                    try:
+                        keys.add(metric_marker(self.metrics.resolve_metric(name).key))
+                    except ValidationError:
+                        continue  # the widget shows its error until the metric exists; its key would not move
             elif source.kind == S_GAUGE and source.gauge:
                 keys.add(gauge_marker(source.gauge))
             elif source.kind == S_RECENT:

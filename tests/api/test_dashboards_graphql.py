@@ -25,6 +25,7 @@ WIDGETS = """
   data {
     series { points { value count } previous { value } }
     kpi { value previous changePercent }
+    kpis { metric value }
     breakdown { key value }
     gauges { key value }
     events { id type }
@@ -42,7 +43,7 @@ ALL_KINDS = [
         "id": "revenue",
         "kind": "KPI",
         "title": "Revenue",
-        "source": {"kind": "SERIES", "metric": "revenue", "resolution": "HOUR", "last": 24},
+        "source": {"kind": "SERIES", "metric": "revenue", "resolution": "HOUR", "last": 24, "metrics": ["sale"]},
         "layout": {"w": 4},
     },
     {
@@ -184,6 +185,7 @@ def test_every_widget_kind_resolves_in_one_round_trip(
     assert shown["watermark"] is not None
     assert all(d is None for d in (data["intro"], data["logo"], data["shop"]))
     assert data["revenue"]["kpi"]["value"] == pytest.approx(10.0)
+    assert data["revenue"]["kpis"] == [{"metric": "revenue", "value": 10.0}, {"metric": "sale", "value": 3.0}]
     line = data["revenue-line"]["series"]
     assert sum(p["value"] for p in line["points"]) == pytest.approx(10.0) and len(line["previous"]) == 6
     assert data["by-category"]["breakdown"] == [{"key": "coffee", "value": 7.5}, {"key": "pastry", "value": 2.5}]
@@ -208,7 +210,7 @@ def test_every_widget_kind_resolves_in_one_round_trip(
     assert line_csv[0] == ["bucket", "value", "count", "partial", "previous_bucket", "previous_value"]
     assert [float(row[1]) for row in line_csv[1:]] == [p["value"] for p in line["points"]]
     assert [float(row[5]) for row in line_csv[1:]] == [p["value"] for p in line["previous"]]
-    assert exported("revenue")[1][0] == "10"
+    assert exported("revenue")[1:] == [["revenue", "10", "", ""], ["sale", "3", "", ""]]
     assert exported("stock")[1][:2] == ["beans", "12"]
     assert [row[0] for row in exported("feed")[1:]] == ["s3", "s2"]
 

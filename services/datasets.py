@@ -74,7 +74,8 @@ class DatasetsService:
         self.blobs = blobs
         self.clock = clock
         self.users = users
-        self._tables: dict[str, Table] = {}
+        #: Per dataset name, its latest blob's key and rows (a replaced dataset has a new blob).
+        self._tables: dict[str, tuple[str, Table]] = {}
         self._versions: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +113,7 @@ class DatasetsService:
             self.blobs.delete(key)  # named by no event
             raise
         with self._lock:
-            self._tables[key] = table
+            self._tables[name] = (key, table)
         if not replace:
             self._list(name, now)
         return load(self.events, name)
@@ -153,12 +154,13 @@ class DatasetsService:
         dataset = self.found(name)
         key = dataset.blob or ""
         with self._lock:
-            cached = self._tables.get(key)
-        if cached is None:
-            cached = Table.from_json(self.blobs.get(key))
-            with self._lock:
-                self._tables[key] = cached
-        return cached
+            cached = self._tables.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = Table.from_json(self.blobs.get(key))
+        with self._lock:
+            self._tables[name] = (key, table)
+        return table
 
     def version(self, name: str) -> int:
         """The dataset stream's version, read at most every ``VERSION_REFRESH_SECONDS`` (live

@@ -4,7 +4,8 @@
   replaces its data (404 if it does not), both ``editor``: a JSON body ``{name, data, types}``
   (``data``: CSV text or a list of row objects) or ``multipart/form-data`` (``file``, ``name``,
   ``types`` as JSON text). Too big: 413; a bad value: 422 naming the row and column; the
-  upload is refused whole.
+  upload is refused whole. A JSON body with ``query`` instead of ``data`` (a SERIES,
+  BREAKDOWN, GAUGE or RECENT_EVENTS query) makes a dynamic dataset, answered when read.
 - ``GET /v1/datasets/<name>`` (schema) and ``GET /v1/datasets/<name>.csv`` need ``read``;
   ``DELETE /v1/datasets/<name>`` needs ``editor`` and is 409, naming the widgets, while a
   dashboard shows it.
@@ -29,9 +30,11 @@ from domain import datasets as parsing
 from domain.access import Principal, require
 from domain.datasets import Dataset, DatasetConflict, DatasetTooLarge, Table
 from domain.errors import FieldError, NotFound, ValidationError
+from domain.widgets import Source, parse_source
 from services import images
 from services.dashboard_export import widget_csv
 from services.dashboards import ANONYMOUS
+from services.datasets import table_csv
 
 datasets = Blueprint("datasets", __name__, url_prefix="/v1")
 CSV = "text/csv; charset=utf-8"
@@ -75,7 +78,8 @@ def _types(raw: Any) -> dict[str, str] | None:
     return raw
 
 
-def _read_upload(name_required: bool) -> tuple[str | None, Table]:
+def _read_upload(name_required: bool) -> tuple[str | None, Table | Source]:
+    """The name and the rows (a static dataset) or the query (a dynamic one) sent."""
     declared = request.content_length
     if declared is not None and declared > MAX_REQUEST_BYTES:
         raise RequestEntityTooLarge(f"the body is {declared} bytes; a dataset is at most {parsing.MAX_BYTES} bytes")
@@ -95,12 +99,22 @@ def _read_upload(name_required: bool) -> tuple[str | None, Table]:
         name = body.get("name")
         types = _types(body.get("types"))
         data = body.get("data")
+        if data is None and body.get("query") is not None:
+            if name_required:
+                parsing.check_name(name)
+            return name, parse_source(body["query"])
         if isinstance(data, str):
             table = parsing.parse_csv(data.encode("utf-8", "surrogatepass"), types)
         elif isinstance(data, list):
             table = parsing.parse_json(data, types)
         else:
-            raise ValidationError([FieldError("data", "is required: CSV text, or a list of row objects")])
+            raise ValidationError(
+                [
+                    FieldError(
+                        "data", "is required: CSV text or a list of row objects (or a query, for a dynamic dataset)"
+                    )
+                ]
+            )
     elif request.mimetype == "text/csv":
         data = _body()
         name = request.args.get("name")
@@ -138,6 +152,7 @@ def _described(dataset: Dataset) -> dict[str, Any]:
         "columns": [{"name": c.name, "type": c.type} for c in dataset.columns],
         "rows": dataset.rows,
         "bytes": dataset.bytes,
+        "query": None if dataset.query is None else dict(dataset.query),
         "version": dataset.version,
         "updatedAt": None if dataset.updated_at is None else dataset.updated_at.isoformat(),
         "updatedBy": dataset.updated_by,
@@ -147,18 +162,24 @@ def _described(dataset: Dataset) -> dict[str, Any]:
 @datasets.post("/datasets")
 def create_dataset():
     principal = require(principal_of(request, current_pulse()), "editor")
-    name, table = _read_upload(name_required=True)
-    dataset = current_pulse().datasets.upload(principal, name or "", table, replace=False)
-    return jsonify(_described(dataset)), 201
+    name, sent = _read_upload(name_required=True)
+    return jsonify(_described(_store(principal, name or "", sent, replace=False))), 201
+
+
+def _store(principal: Principal, name: str, sent: Table | Source, replace: bool) -> Dataset:
+    service = current_pulse().datasets
+    if isinstance(sent, Source):
+        return service.define(principal, name, sent, replace)
+    return service.upload(principal, name, sent, replace)
 
 
 @datasets.put("/datasets/<name>")
 def replace_dataset(name: str):
     principal = require(principal_of(request, current_pulse()), "editor")
-    sent, table = _read_upload(name_required=False)
-    if sent is not None and sent != name:
-        raise ValidationError([FieldError("name", f"the body names {sent!r}, the path {name!r}")])
-    return jsonify(_described(current_pulse().datasets.upload(principal, name, table, replace=True)))
+    named, sent = _read_upload(name_required=False)
+    if named is not None and named != name:
+        raise ValidationError([FieldError("name", f"the body names {named!r}, the path {name!r}")])
+    return jsonify(_described(_store(principal, name, sent, replace=True)))
 
 
 @datasets.get("/datasets")
@@ -171,8 +192,10 @@ def list_datasets():
 def get_dataset(name: str):
     principal = principal_of(request, current_pulse())
     if name.endswith(".csv"):
-        text = current_pulse().datasets.export_csv(principal, name.removesuffix(".csv"))
-        return Response(text, 200, content_type=CSV)
+        pulse = current_pulse()
+        dataset = pulse.datasets.get(principal, name.removesuffix(".csv"))  # read scope, or 404
+        table = pulse.dashboards.dataset_table(dataset.name)
+        return Response(table_csv([c.name for c in table.columns], table.rows), 200, content_type=CSV)
     return jsonify(_described(current_pulse().datasets.get(principal, name)))
 
 

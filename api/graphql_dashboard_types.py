@@ -19,7 +19,8 @@ from domain import dashboards as agg
 from domain import widgets as kinds
 from domain.micros import from_epoch_micros
 from projections.buckets import Bucketing
-from services.dashboards import ResolvedDashboard, WidgetData
+from services.dashboards import ResolvedDashboard
+from services.widget_data import WidgetData
 
 DashboardState = strawberry.enum(Enum("DashboardState", {s: s for s in agg.STATES}), description="A version's state.")
 Visibility = strawberry.enum(

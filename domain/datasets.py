@@ -6,6 +6,9 @@ or refuse it whole: ``ValidationError`` (HTTP 422) naming the row and column of 
 value, ``DatasetTooLarge`` (413) naming the limit and where it was passed. Nothing of a
 refused upload is stored.
 
+A dynamic dataset is a saved query instead (``dataset_defined``): a series, breakdown, gauge
+or recent-events query, answered afresh whenever it is read.
+
 A dataset's schema lives in the event store, one stream per dataset (``dataset:<name>``:
 ``dataset_uploaded`` with the columns, row count, size and the blob holding the rows, and
 ``dataset_deleted``); its rows are a blob (a local folder, or S3), written before the event
@@ -31,6 +34,8 @@ NUMBER, BOOLEAN, DATETIME, TEXT = "NUMBER", "BOOLEAN", "DATETIME", "TEXT"
 TYPES = (NUMBER, BOOLEAN, DATETIME, TEXT)
 STREAM_PREFIX = "dataset:"
 UPLOADED = "dataset_uploaded"
+#: A dynamic dataset: a saved query (``domain.widgets.Source`` properties) instead of rows.
+DEFINED = "dataset_defined"
 DELETED = "dataset_deleted"
 MAX_BYTES = 5 * 2**20
 MAX_ROWS = 50_000
@@ -259,6 +264,8 @@ class Dataset:
     rows: int = 0
     bytes: int = 0
     blob: str | None = None
+    #: A dynamic dataset's query, as stored (``domain.widgets.source_from`` reads it).
+    query: Mapping[str, Any] | None = None
     updated_at: datetime | None = None
     updated_by: str | None = None
     deleted: bool = True
@@ -267,7 +274,7 @@ class Dataset:
 
     @property
     def exists(self) -> bool:
-        return not self.deleted and self.blob is not None
+        return not self.deleted and (self.blob is not None or self.query is not None)
 
     def apply(self, events: Sequence[RecordedEvent]) -> None:
         for recorded in events:
@@ -276,7 +283,10 @@ class Dataset:
             if recorded.type == UPLOADED:
                 self.columns = tuple(Column(c["name"], c["type"]) for c in props["columns"])
                 self.rows, self.bytes, self.blob = props["rows"], props["bytes"], props["blob"]
-                self.deleted = False
+                self.query, self.deleted = None, False
+            elif recorded.type == DEFINED:
+                self.columns, self.rows, self.bytes, self.blob = (), 0, 0, None
+                self.query, self.deleted = dict(props["query"]), False
             elif recorded.type == DELETED:
                 self.deleted = True
             self.updated_at, self.updated_by = recorded.occurred_at, by

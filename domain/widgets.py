@@ -133,24 +133,7 @@ class Widget:
                 "section": self.layout.section,
                 "tab": self.layout.tab,
             },
-            "source": None
-            if source is None
-            else {
-                "kind": source.kind,
-                "metric": source.metric,
-                "resolution": source.resolution,
-                "last": source.last,
-                "compareTo": source.compare_to,
-                "dimension": source.dimension,
-                "top": source.top,
-                "gauge": source.gauge,
-                "keys": None if source.keys is None else list(source.keys),
-                "eventType": source.event_type,
-                "limit": source.limit,
-                "dataset": source.dataset,
-                "fields": None if source.fields is None else list(source.fields),
-                "metrics": list(source.metrics),
-            },
+            "source": None if source is None else source_properties(source),
             "chart": self.chart,
             "markdown": self.markdown,
             "imageUrl": self.image_url,
@@ -159,6 +142,56 @@ class Widget:
             "columns": [{"field": c.field, "label": c.label, "format": c.format} for c in self.columns],
             "format": self.format,
         }
+
+
+def source_properties(source: Source) -> dict[str, Any]:
+    return {
+        "kind": source.kind,
+        "metric": source.metric,
+        "resolution": source.resolution,
+        "last": source.last,
+        "compareTo": source.compare_to,
+        "dimension": source.dimension,
+        "top": source.top,
+        "gauge": source.gauge,
+        "keys": None if source.keys is None else list(source.keys),
+        "eventType": source.event_type,
+        "limit": source.limit,
+        "dataset": source.dataset,
+        "fields": None if source.fields is None else list(source.fields),
+        "metrics": list(source.metrics),
+    }
+
+
+def source_from(src: Mapping[str, Any]) -> Source:
+    """A source as stored (trusted: it was validated when recorded)."""
+    return Source(
+        kind=src["kind"],
+        metric=src.get("metric"),
+        resolution=src.get("resolution") or "hour",
+        last=src.get("last"),
+        compare_to=src.get("compareTo"),
+        dimension=src.get("dimension"),
+        top=src.get("top") or 10,
+        gauge=src.get("gauge"),
+        keys=None if src.get("keys") is None else tuple(src["keys"]),
+        event_type=src.get("eventType"),
+        limit=src.get("limit") or 20,
+        dataset=src.get("dataset"),
+        fields=None if src.get("fields") is None else tuple(src["fields"]),
+        metrics=tuple(src.get("metrics") or ()),
+    )
+
+
+def parse_source(raw: Any, prefix: str = "query") -> Source:
+    """A query Pulse answers (SERIES, BREAKDOWN, GAUGE or RECENT_EVENTS), e.g. a dynamic
+    dataset's; ``ValidationError`` naming ``<prefix>.<field>``."""
+    check = _Check(prefix.rpartition(".")[0] or "")
+    found = _source({"kind": TABLE, "source": raw}, (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT), check)
+    errors = [FieldError(e.field.lstrip(".").replace("source", prefix, 1), e.message) for e in check.errors]
+    if errors or found is None:
+        raise ValidationError(errors or [FieldError(prefix, "is required")])
+    return found
 
 
 def is_text(value: object) -> bool:
@@ -184,24 +217,7 @@ def widget_from(props: Mapping[str, Any]) -> Widget:
         layout=Layout(
             lay.get("x", 0), lay.get("y", 0), lay.get("w", 12), lay.get("h", 2), lay.get("section"), lay.get("tab")
         ),
-        source=None
-        if src is None
-        else Source(
-            kind=src["kind"],
-            metric=src.get("metric"),
-            resolution=src.get("resolution") or "hour",
-            last=src.get("last"),
-            compare_to=src.get("compareTo"),
-            dimension=src.get("dimension"),
-            top=src.get("top") or 10,
-            gauge=src.get("gauge"),
-            keys=None if src.get("keys") is None else tuple(src["keys"]),
-            event_type=src.get("eventType"),
-            limit=src.get("limit") or 20,
-            dataset=src.get("dataset"),
-            fields=None if src.get("fields") is None else tuple(src["fields"]),
-            metrics=tuple(src.get("metrics") or ()),
-        ),
+        source=None if src is None else source_from(src),
         chart=props.get("chart"),
         markdown=props.get("markdown"),
         image_url=props.get("imageUrl"),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from domain import dashboards as agg
@@ -34,8 +34,7 @@ from domain.clock import Clock, now_utc
 from domain.dashboards import PUBLIC, Dashboard, Version
 from domain.datasets import Table
 from domain.errors import FieldError, NotFound, ValidationError
-from domain.events import RecordedEvent
-from domain.ports import EventStore, GaugeReading, RecentEventsReader, gauge_marker, metric_marker, recent_marker
+from domain.ports import EventStore, RecentEventsReader, gauge_marker, metric_marker, recent_marker
 from domain.widgets import (
     KPI,
     S_BREAKDOWN,
@@ -43,13 +42,16 @@ from domain.widgets import (
     S_GAUGE,
     S_RECENT,
     S_SERIES,
+    TABLE,
     Widget,
     check_sections,
     parse_widget,
+    source_from,
 )
 from projections import series as shaping
 from services.datasets import DatasetsService
-from services.metrics import MetricsService, SeriesAnswer
+from services.metrics import MetricsService
+from services.widget_data import WidgetData, kpi_of, select_columns, table_of
 
 #: How stale another process's edits may look.
 REFRESH_SECONDS = 0.5
@@ -123,31 +125,6 @@ def _copy(dashboard: Dashboard) -> Dashboard:
 
 
 @dataclass(frozen=True, slots=True)
-class Kpi:
-    """A metric's value over a widget's range, and over the period it is compared with."""
-
-    value: float | None
-    previous: float | None
-    change_percent: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class WidgetData:
-    widget: Widget
-    series: SeriesAnswer | None = None
-    kpi: Kpi | None = None
-    #: A KPI's metrics (``source.metric``, then ``source.metrics``), each with its value.
-    kpis: tuple[tuple[str, Kpi], ...] = ()
-    breakdown: list[shaping.BreakdownRow] | None = None
-    gauges: list[GaugeReading] | None = None
-    events: list[RecordedEvent] | None = None
-    #: DATASET: the columns shown and the rows.
-    table: Table | None = None
-    #: ``(code, message)`` when the source could not be read; the other widgets still resolve.
-    error: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ResolvedDashboard:
     dashboard: Dashboard = field(compare=False)
     version: Version
@@ -158,44 +135,6 @@ class ResolvedDashboard:
     watermark: int | None
     #: The instant (epoch seconds) every widget was computed at.
     at: float = field(compare=False)
-
-
-def _combine(aggregation: str, points: Sequence[shaping.Point]) -> float | None:
-    """One value for a range from its points (avg weighted by count: exact)."""
-    values = [(p.value, p.count) for p in points if p.value is not None]
-    if not values:
-        return None if aggregation in ("min", "max", "avg") else 0.0
-    if aggregation == "min":
-        return min(v for v, _ in values)
-    if aggregation == "max":
-        return max(v for v, _ in values)
-    if aggregation == "avg":
-        total = sum(c for _, c in values)
-        return sum(v * c for v, c in values) / total if total else None
-    return float(sum(v for v, _ in values))
-
-
-def _columns(table: Table, fields: Sequence[str] | None) -> Table:
-    """The table with only ``fields`` (in that order); an unknown one is a ``ValidationError``."""
-    if fields is None:
-        return table
-    index = {column.name: i for i, column in enumerate(table.columns)}
-    missing = [f for f in fields if f not in index]
-    if missing:
-        known = ", ".join(index)
-        raise ValidationError([FieldError("source.fields", f"no column {missing[0]!r} in the dataset ({known})")])
-    chosen = [index[f] for f in fields]
-    return Table(tuple(table.columns[i] for i in chosen), tuple(tuple(row[i] for i in chosen) for row in table.rows))
-
-
-def kpi_of(answer: SeriesAnswer) -> Kpi:
-    aggregation = answer.metric.aggregation
-    value = _combine(aggregation, answer.points)
-    previous = None if answer.previous is None else _combine(aggregation, answer.previous)
-    change = None
-    if value is not None and previous:
-        change = (value - previous) / abs(previous) * 100
-    return Kpi(value, previous, change)
 
 
 class DashboardsService:
@@ -332,7 +271,9 @@ class DashboardsService:
             if source.kind == S_RECENT:
                 return WidgetData(widget, events=self.recent.recent_events(source.event_type, source.limit))
             if source.kind == S_DATASET and self.datasets is not None:
-                return WidgetData(widget, table=_columns(self.datasets.table(source.dataset or ""), source.fields))
+                return WidgetData(
+                    widget, table=select_columns(self.dataset_table(source.dataset or "", now), source.fields)
+                )
         except ValidationError as exc:
             return WidgetData(widget, error=("BAD_WIDGET_SOURCE", str(exc)))
         except NotFound as exc:
@@ -356,7 +297,29 @@ class DashboardsService:
                 keys.add(gauge_marker(source.gauge))
             elif source.kind == S_RECENT:
                 keys.add(recent_marker(source.event_type or "*"))
+            elif source.kind == S_DATASET and self.datasets is not None and source.dataset:
+                try:
+                    query = self.datasets.found(source.dataset).query
+                except NotFound:
+                    continue
+                if query is not None:  # a dynamic dataset: its query's markers
+                    inner = Widget(id=source.dataset, kind=TABLE, title="", source=source_from(query))
+                    keys |= self.markers(replace(version, definition=replace(version.definition, widgets=(inner,))))
         return frozenset(keys)
+
+    def dataset_table(self, name: str, now: float | None = None) -> Table:
+        """A dataset's rows: a static one's, or a dynamic one's query answered now."""
+        if self.datasets is None:
+            raise NotFound(f"no dataset {name!r}")
+        query = self.datasets.found(name).query
+        if query is None:
+            return self.datasets.table(name)
+        data = self.widget_data(
+            Widget(id=name, kind=TABLE, title=name, source=source_from(query)), now or self.clock.now()
+        )
+        if data.error is not None:
+            raise ValidationError([FieldError("query", f"dataset {name!r}: {data.error[1]}")])
+        return table_of(data, self.metrics.bucketing)
 
     def dataset_users(self, name: str) -> list[str]:
         """``slug/widget`` of every widget showing dataset ``name`` in a version that is not INACTIVE."""
@@ -468,7 +431,5 @@ __all__ = [
     "DRAFT",
     "DashboardCache",
     "DashboardsService",
-    "Kpi",
     "ResolvedDashboard",
-    "WidgetData",
 ]

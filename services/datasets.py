@@ -28,6 +28,7 @@ from domain.datasets import Dataset, DatasetConflict, Table
 from domain.errors import NotFound
 from domain.events import Event
 from domain.ports import EventStore
+from domain.widgets import Source, source_properties
 
 PREFIX = "datasets"
 #: Lists the dataset names (``dataset_listed``), so that they can be enumerated.
@@ -89,10 +90,7 @@ class DatasetsService:
         now = now_utc(self.clock)
 
         def decide(dataset: Dataset):
-            if dataset.exists and not replace:
-                raise DatasetConflict(f"dataset {name!r} exists already; PUT /v1/datasets/{name} replaces its data")
-            if not dataset.exists and replace:
-                raise NotFound(f"no dataset {name!r}; POST /v1/datasets creates it")
+            self._check_existence(name, dataset, replace)
             event = Event(
                 type=agg.UPLOADED,
                 occurred_at=now,
@@ -117,6 +115,33 @@ class DatasetsService:
         if not replace:
             self._list(name, now)
         return load(self.events, name)
+
+    def define(self, principal: Principal, name: str, query: Source, replace: bool) -> Dataset:
+        """A dynamic dataset: a saved query (create, or ``replace`` what is there)."""
+        require(principal, "editor")
+        agg.check_name(name)
+        now = now_utc(self.clock)
+
+        def decide(dataset: Dataset):
+            self._check_existence(name, dataset, replace)
+            by = {"keyId": principal.key_id, "name": principal.name}
+            props = {"name": name, "query": source_properties(query), "by": by}
+            return [Event(type=agg.DEFINED, occurred_at=now, properties=props)], lambda _v: None
+
+        previous = load(self.events, name)
+        decide_and_append(self.events, agg.stream_of(name), lambda s: load(s, name), decide)
+        if previous.exists and previous.blob:
+            self.blobs.delete(previous.blob)
+        if not replace:
+            self._list(name, now)
+        return load(self.events, name)
+
+    @staticmethod
+    def _check_existence(name: str, dataset: Dataset, replace: bool) -> None:
+        if dataset.exists and not replace:
+            raise DatasetConflict(f"dataset {name!r} exists already; PUT /v1/datasets/{name} replaces it")
+        if not dataset.exists and replace:
+            raise NotFound(f"no dataset {name!r}; POST /v1/datasets creates it")
 
     def _list(self, name: str, now: datetime) -> None:
         """Record the name in the directory stream (once; a re-created dataset is listed already)."""
@@ -150,9 +175,12 @@ class DatasetsService:
         return dataset
 
     def table(self, name: str) -> Table:
-        """The dataset's rows (cached per blob: a replaced dataset has a new blob)."""
+        """A static dataset's rows (cached per blob: a replaced dataset has a new blob);
+        ``NotFound`` for a dynamic one (``DashboardsService.dataset_table`` answers its query)."""
         dataset = self.found(name)
-        key = dataset.blob or ""
+        if dataset.blob is None:
+            raise NotFound(f"dataset {name!r} is a saved query, not rows")
+        key = dataset.blob
         with self._lock:
             cached = self._tables.get(name)
         if cached is not None and cached[0] == key:
@@ -176,11 +204,6 @@ class DatasetsService:
                 self._versions.clear()  # names come from dashboard definitions: bounded in practice
             self._versions[name] = (now, found)
         return found
-
-    def export_csv(self, principal: Principal, name: str) -> str:
-        require(principal, "read")
-        table = self.table(name)
-        return table_csv([c.name for c in table.columns], table.rows)
 
     def delete(self, principal: Principal, name: str) -> Dataset:
         """Delete, unless a dashboard widget shows it (``DatasetConflict`` naming them)."""

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from bootstrap import Pulse
 from domain import datasets as parsing
+from domain.clock import FrozenClock
 from domain.keys import create_key
 from tests.api.conftest import Keys, bearer, http_layer_only
 from tests.api.test_dashboards_graphql import create, fetch, gql, ok, publish
@@ -177,3 +178,35 @@ def test_an_uploaded_image_is_served_by_its_id_and_svg_is_refused(client: FlaskC
     assert svg.status_code == 422 and svg.json["errors"][0]["field"] == "file"
     widget = {"id": "logo", "kind": "IMAGE", "title": "Logo", "imageUrl": created.json["url"], "alt": "Our beans"}
     assert ok(create(client, editor, "brand", [widget]))["createDashboard"]["slug"] == "brand"
+
+
+def test_a_dynamic_dataset_is_a_saved_query_answered_when_read(
+    client: FlaskClient, editor: str, keys: Keys, pulse: Pulse, clock: FrozenClock
+) -> None:
+    from bootstrap import bootstrap
+    from domain.clock import now_utc
+    from domain.events import Event
+    from domain.metrics import define_metric, validate_metric
+
+    define_metric(pulse.store, validate_metric("revenue", "sale", "sum", "amount", ["store"], []))
+    now = now_utc(clock)  # the app's clock
+    pulse.store.ingest([Event(type="sale", occurred_at=now, properties={"amount": 5, "store": "harbor"})])
+    own = bootstrap(pulse.settings, clock=clock)
+    own.worker().catch_up()
+    own.close()
+    query = {"kind": "BREAKDOWN", "metric": "revenue", "dimension": "store"}
+    created = upload(client, editor, {"name": "by-store", "query": query})
+    assert created.status_code == 201 and created.json["query"]["metric"] == "revenue"
+    bad = upload(client, editor, {"name": "broken", "query": {"kind": "BREAKDOWN", "metric": "revenue"}})
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "query.dimension"
+    exported = client.get("/v1/datasets/by-store.csv", headers=bearer(keys.read)).get_data(as_text=True)
+    assert rows_of(exported) == [["key", "value", "count"], ["harbor", "5", "1"]]
+    widget = {
+        "id": "stores",
+        "kind": "TABLE",
+        "title": "By store",
+        "source": {"kind": "DATASET", "dataset": "by-store"},
+    }
+    ok(create(client, editor, "stores", [widget]))
+    shown = ok(gql(client, '{ dashboard(slug: "stores") { widgets { data { table { rows } } } } }', keys.read))
+    assert shown["dashboard"]["widgets"][0]["data"]["table"]["rows"] == [["harbor", 5.0, 1]]

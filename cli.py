@@ -603,5 +603,70 @@ def deploy_wire_streams(
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
+@main.group()
+def parked() -> None:
+    """Events a projection could not apply after its retries: list, retry (exactly once), drop."""
+
+
+def _parked_service(settings: Settings):
+    from bootstrap import bootstrap
+    from bootstrap.parked import parked_service
+
+    return parked_service(bootstrap(settings))
+
+
+@parked.command("list")
+@click.option("--projection", help="One projection (default: every one).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, the event included.")
+@store_options
+def parked_list(settings: Settings, projection: str | None, as_json: bool) -> None:
+    from domain.access import OPEN_ACCESS
+
+    found = _parked_service(settings).list(OPEN_ACCESS, projection)
+    for p in found:
+        if as_json:
+            event = {"id": p.event_id, "type": p.event.type, "properties": dict(p.event.properties)}
+            fields = {"projection": p.projection, "partition": p.partition, "position": p.position, "event": event}
+            fields |= {"error": p.error, "attempts": p.attempts, "first": p.first_failure, "last": p.last_failure}
+            click.echo(json.dumps(fields))
+        else:
+            where = f"position {p.position}" + (f" of {p.partition}" if p.partition else "")
+            click.echo(f"{p.projection}\t{p.event_id}\t{p.event.type}\t{where}\t{p.attempts} tries\t{p.error}")
+    if not found and not as_json:
+        click.echo("no parked events", err=True)
+
+
+@parked.command("retry")
+@click.argument("projection")
+@click.argument("event_id")
+@store_options
+def parked_retry(settings: Settings, projection: str, event_id: str) -> None:
+    """Apply a parked event to PROJECTION again, exactly once (run it twice: once)."""
+    from domain.access import OPEN_ACCESS
+
+    try:
+        outcome = _parked_service(settings).retry(OPEN_ACCESS, projection, event_id)
+    except Exception as exc:
+        _fail(exc)
+    if not outcome.applied:
+        raise click.ClickException(f"failed again, still parked: {outcome.error}")
+    click.echo(f"applied {event_id} to {projection}")
+
+
+@parked.command("drop")
+@click.argument("projection")
+@click.argument("event_id")
+@store_options
+def parked_drop(settings: Settings, projection: str, event_id: str) -> None:
+    """Forget a parked event: PROJECTION never counts it (a replay would)."""
+    from domain.access import OPEN_ACCESS
+
+    try:
+        _parked_service(settings).drop(OPEN_ACCESS, projection, event_id)
+    except Exception as exc:
+        _fail(exc)
+    click.echo(f"dropped {event_id} of {projection}")
+
+
 if __name__ == "__main__":
     main()

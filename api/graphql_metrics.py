@@ -163,6 +163,7 @@ class ProjectionStatus:
     watermark: datetime | None
     updated_at: datetime | None
     definitions_version: int
+    parked: int = strawberry.field(default=0, description="Events this projection parked (see parkedEvents).")
 
 
 # --- Helpers -----------------------------------------------------------------------------
@@ -278,6 +279,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
     def moment(micros: int | None) -> datetime | None:
         return None if micros is None else from_epoch_micros(micros)
 
+    parked = pulse.parked.counts()
     return [
         ProjectionStatus(
             name=state.checkpoint.projection,
@@ -289,6 +291,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
             watermark=moment(state.checkpoint.watermark),
             updated_at=moment(state.checkpoint.updated_at),
             definitions_version=state.checkpoint.definitions_version,
+            parked=parked.get(state.checkpoint.projection, 0),
         )
         for state in pulse.metrics.projections(principal)
     ]

@@ -19,6 +19,9 @@ TEST_STORES = ("memory",)
 INTROSPECTION_MODES = ("auto", "on", "off")
 #: `PULSE_ARCHIVE`: "auto" archives when pyarrow is installed (the `archive` extra).
 ARCHIVE_MODES = ("auto", "on", "off")
+#: `PULSE_METRICS_ACCESS`: who may scrape GET /metrics (README "Operating Pulse").
+METRICS_ACCESS_MODES = ("local", "key", "open")
+LOG_FORMATS = ("text", "json")
 
 
 def _bool(text: str) -> bool:
@@ -73,6 +76,14 @@ class Settings:
     archive_columns: str = ""
     archive_max_bytes: int = 64 * 2**20
     archive_max_age_seconds: float = 300.0
+    # Failed tries of a batch before a projection parks the event(s) it cannot apply
+    # (0: park on the first failure), and the first backoff (doubling up to a minute).
+    projection_retries: int = 5
+    projection_retry_seconds: float = 1.0
+    # GET /metrics: "local" (from 127.0.0.1/::1 without a key), "key" (read or admin), "open".
+    metrics_access: str = "local"
+    # "json": one JSON object per log line, with the request id (README "Operating Pulse").
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.store not in STORES + TEST_STORES:
@@ -92,6 +103,14 @@ class Settings:
             raise ValueError(f"PULSE_ARCHIVE must be one of {', '.join(ARCHIVE_MODES)}, got {self.archive!r}")
         if self.archive_max_bytes < 0 or self.archive_max_age_seconds < 0:
             raise ValueError("PULSE_ARCHIVE_MAX_BYTES and PULSE_ARCHIVE_MAX_AGE_SECONDS must be 0 or more")
+        if self.projection_retries < 0 or self.projection_retry_seconds < 0:
+            raise ValueError("PULSE_PROJECTION_RETRIES and PULSE_PROJECTION_RETRY_SECONDS must be 0 or more")
+        if self.metrics_access not in METRICS_ACCESS_MODES:
+            raise ValueError(
+                f"PULSE_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS_MODES)}, got {self.metrics_access!r}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"PULSE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.max_streams < 0:
             raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
 

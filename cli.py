@@ -119,9 +119,13 @@ def serve(
             bold=True,
             err=True,
         )
+    # GET /metrics sums every gunicorn worker's counters from files in a fresh directory;
+    # it must be set before any worker imports prometheus_client.
+    metrics_dir = _fresh_metrics_dir()
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
+    from api.logs import configure_logging
     from bootstrap import bootstrap
 
     # Opening the backend once here creates the embedded store's files before the workers fork.
@@ -136,10 +140,14 @@ def serve(
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
+            # The request id (X-Request-Id, generated when not sent) on each access line too.
+            self.cfg.set("access_log_format", self.cfg.access_log_format + " rid=%({x-request-id}o)s")
+            self.cfg.set("child_exit", _mark_worker_dead)
             if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
                 self.cfg.set("control_socket", control_socket_path(host, port))
 
         def load(self):
+            configure_logging(settings.log_format, "pulse-web")
             return create_app(settings)
 
     click.echo(f"Pulse on http://{host}:{port}/graphql  (store: {settings.store})")
@@ -155,6 +163,24 @@ def serve(
         PulseServer().run()
     finally:
         _stop_projection_worker(projection_worker)
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir() -> str:
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="pulse-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _mark_worker_dead(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit hook: a dead worker's live gauges (open streams) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def control_socket_path(host: str, port: int) -> str:
@@ -214,14 +240,14 @@ def worker(
     rebuild_settle_seconds: float | None = None,
 ) -> None:
     """Run one projection worker: every read model (counters, gauges, recent events), live."""
-    import logging
     import signal
     import threading
 
+    from api.logs import configure_logging
     from bootstrap import WorkerOptions, bootstrap
     from projections.buckets import Retention
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s pulse-worker %(levelname)s %(message)s")
+    configure_logging(settings.log_format, "pulse-worker")
     options = WorkerOptions(
         retention=Retention(
             minute_days=minute_retention_days or None,

@@ -70,9 +70,8 @@ def test_after_the_retries_the_poison_event_is_parked_and_the_rest_applied() -> 
     now = [0.0]
     parked = MemoryParkedEvents()
     fragile, good = Store(), Store()
-    engine = engine_of(
-        ReadModelHandler(Ids("fragile"), fragile), ReadModelHandler(Ids("good", broken=False), good), parked=parked, now=now
-    )
+    handlers = [ReadModelHandler(Ids("fragile"), fragile), ReadModelHandler(Ids("good", broken=False), good)]
+    engine = engine_of(*handlers, parked=parked, now=now)
 
     assert engine.handle(BATCH).failed == ("fragile",)
     now[0] = 0.5

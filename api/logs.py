@@ -26,6 +26,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         current = request_id.get()
+        if current is None and isinstance(record.args, dict):
+            # gunicorn's access line, logged after the request: its response header.
+            sent = record.args.get("{x-request-id}o")
+            current = sent if sent and sent != "-" else None
         record.request_id = current
         record.request_tag = f" [{current}]" if current else ""
         return True

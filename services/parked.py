@@ -72,9 +72,8 @@ class ParkedService:
         event = found.event
         position = event.position or 1
         try:
-            handler.prepare()
-            handler.handle(FeedBatch(retry_partition(event.id), position, position, [event]))
-        except (StoreUnavailable, CheckpointConflict):
+            self._apply(handler, FeedBatch(retry_partition(event.id), position, position, [event]))
+        except StoreUnavailable:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -84,6 +83,22 @@ class ParkedService:
             return RetryOutcome(False, self.parked.get(projection, event_id), error)
         finally:
             handler.forget()
-        self.parked.drop(projection, event_id)
+        self.parked.drop(projection, event_id)  # lost in a crash: the next retry finds it applied
         log.info("parked event %s of projection %s applied on retry", event.id, projection)
         return RetryOutcome(True)
+
+    @staticmethod
+    def _apply(handler: ProjectionHandler, batch: FeedBatch, tries: int = 3) -> None:
+        """Hand the retry batch to ``handler``; a racing retry of the same event moves the
+        same checkpoint, so after a conflict the next try finds it applied (a no-op)."""
+        for attempt in range(tries):
+            try:
+                handler.prepare()
+                handler.handle(batch)
+                return
+            except CheckpointConflict as exc:
+                handler.forget()
+                if attempt == tries - 1:
+                    raise StoreUnavailable(
+                        f"another process keeps moving the checkpoint; retry shortly: {exc}"
+                    ) from exc

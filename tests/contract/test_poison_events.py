@@ -9,6 +9,7 @@ deployed (``broken = False``) and an operator retries the parked event.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -142,3 +143,37 @@ def test_a_retry_of_a_parked_counter_event_counts_it_exactly_once(
     worker.catch_up()
     assert pulse.views.event_types()["sale"] == 4
     assert {s.partition for s in projections_of(pulse, OPEN_ACCESS)} == {""}
+
+
+def test_two_retries_at_once_count_the_event_once(pulse: Pulse, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not isinstance(pulse.backend.handlers(WorkerOptions())[0], PositionedCounters):
+        pytest.skip(
+            "retrying a parked counters event needs the positioned counters (not the DynamoDB stream projector)"
+        )
+    monkeypatch.setattr(counters_service, "MetricsProjection", CountsBadly)
+    monkeypatch.setattr(CountsBadly, "broken", True)
+    options = WorkerOptions(batch_size=50)
+    engine = ProjectionEngine(pulse.backend.handlers(options), retry_seconds=0, parked=pulse.parked, retries=0)
+    pulse.store.ingest([sale("s1", 10, 9), sale("bad", "12,50", 7)])
+    pulse.backend.worker(engine, options, pulse.clock).catch_up()
+    assert pulse.views.event_types()["sale"] == 1
+    CountsBadly.broken = False
+
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def retry() -> None:
+        service = ParkedService(pulse.parked, pulse.backend.handlers(options))  # as another process would
+        start.wait()
+        try:
+            outcomes.append(service.retry(OPEN_ACCESS, PROJECTION, "bad").applied)
+        except NotFound:
+            outcomes.append("already retried")
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert True in outcomes and len(outcomes) == 2
+    assert pulse.views.event_types()["sale"] == 2 and pulse.parked.list() == []

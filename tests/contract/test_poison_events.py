@@ -17,7 +17,7 @@ import pytest
 from api.graphql_metrics import projections_of
 from bootstrap import Pulse, WorkerOptions
 from domain.access import OPEN_ACCESS
-from domain.errors import NotFound
+from domain.errors import NotFound, ValidationError
 from domain.events import Event
 from projections.counters import PROJECTION, MetricsProjection
 from projections.recent import RecentEventsProjection
@@ -177,3 +177,29 @@ def test_two_retries_at_once_count_the_event_once(pulse: Pulse, monkeypatch: pyt
         thread.join()
     assert True in outcomes and len(outcomes) == 2
     assert pulse.views.event_types()["sale"] == 2 and pulse.parked.list() == []
+
+
+@pytest.mark.parametrize("settings", ["dynamodb"], indirect=True)
+def test_on_dynamodb_a_poison_event_of_the_counters_is_parked_and_the_shard_goes_on(
+    pulse: Pulse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.stream_projector as stream_projector
+
+    monkeypatch.setattr(stream_projector, "MetricsProjection", CountsBadly)
+    monkeypatch.setattr(CountsBadly, "broken", True)
+    options = WorkerOptions(batch_size=50)
+    handlers = pulse.backend.handlers(options)
+    engine = ProjectionEngine(handlers, retry_seconds=0, parked=pulse.parked, retries=RETRIES)
+    pulse.store.ingest([sale("s1", 10, 9), sale("bad", "12,50", 7), sale("s2", 20, 6)])
+    pulse.backend.worker(engine, options, pulse.clock).catch_up()
+
+    (parked,) = pulse.parked.list(PROJECTION)
+    assert parked.event_id == "bad" and parked.partition  # the shard it came from
+    assert pulse.views.event_types()["sale"] == 2
+    assert recent_ids(pulse) == ["bad", "s1", "s2"]
+    pulse.store.ingest([sale("s3", 30, 5)])
+    pulse.backend.worker(engine, options, pulse.clock).catch_up()
+    assert pulse.views.event_types()["sale"] == 3
+    with pytest.raises(ValidationError, match="cannot retry parked events on this backend"):
+        ParkedService(pulse.parked, handlers).retry(OPEN_ACCESS, PROJECTION, "bad")
+    assert pulse.parked.get(PROJECTION, "bad") is not None

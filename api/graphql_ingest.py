@@ -19,7 +19,7 @@ from api.auth import require_scope
 from api.observability import count_ingested, count_rejected
 from api.validation import parse_events
 from domain.clock import now_utc
-from domain.errors import EventTooLarge, StoreUnavailable, ValidationError
+from domain.errors import StoreUnavailable, ValidationError
 
 
 @strawberry.input(description="One event, as in POST /v1/events.")
@@ -75,7 +75,7 @@ class IngestMutation:
             )
             result = pulse.store.ingest(parsed)
         except ValidationError as exc:
-            count_rejected("too_large" if isinstance(exc, EventTooLarge) else "invalid")
+            count_rejected("invalid")
             raise GraphQLError(
                 str(exc),
                 extensions={"code": "BAD_USER_INPUT", "errors": [error.as_dict() for error in exc.errors]},

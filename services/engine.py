@@ -285,6 +285,19 @@ class ProjectionEngine:
         ready = self._ready() or self._states
         return min(state.handler.position(partition) for state in ready)
 
+    def behind(self, partition: str) -> bool:
+        """Whether a handler backing off after an error is behind the ready ones in
+        ``partition``: a driver that cannot re-read from each handler's own checkpoint (a
+        stream shard's reader, a Lambda batch) must wait for it instead of reading on."""
+        now = self.clock()
+        waiting = [state for state in self._states if state.retry_at > now]
+        if not waiting:
+            return False
+        ready = [state for state in self._states if state.retry_at <= now]
+        if not ready:
+            return True
+        return min(s.handler.position(partition) for s in waiting) < min(s.handler.position(partition) for s in ready)
+
     def lowest(self, partition: str) -> int:
         """The lowest checkpoint of every handler, whether or not it is backing off."""
         return min(state.handler.position(partition) for state in self._states)

@@ -119,3 +119,15 @@ def test_an_outage_or_a_conflict_is_never_parked(error: Exception) -> None:
         else:
             assert engine.handle(BATCH).failed == ("fragile",)
     assert parked.list() == [] and store.ids == []
+
+
+def test_a_driver_that_cannot_re_read_per_handler_is_told_to_wait_for_one_backing_off() -> None:
+    now = [0.0]
+    fragile, good = Store(), Store()
+    handlers = [ReadModelHandler(Ids("fragile"), fragile), ReadModelHandler(Ids("good", broken=False), good)]
+    engine = engine_of(*handlers, parked=MemoryParkedEvents(), now=now)
+    assert not engine.behind("")
+    engine.handle(BATCH)  # good applies it, fragile fails and backs off for 1 s
+    assert engine.behind("")
+    now[0] = 1.0
+    assert not engine.behind("")  # ready again: the driver re-reads from the lowest checkpoint

@@ -73,6 +73,11 @@ class ProjectionCollector(Collector):
             "Events the projection parked (`pulse parked list`).",
             labels=["projection"],
         )
+        replay = GaugeMetricFamily(
+            "pulse_projection_replay_progress",
+            "Share (0 to 1) of a running replay done; absent while none runs.",
+            labels=["projection"],
+        )
         up = GaugeMetricFamily("pulse_store_up", "1 when the stores answered this scrape, else 0.")
         try:
             states = self.pulse.metrics.projections(OPEN_ACCESS)
@@ -95,10 +100,14 @@ class ProjectionCollector(Collector):
             rate.add_metric(key, state.events_per_second)
             if cp.updated_at is not None:
                 write_age.add_metric(key, max(now - cp.updated_at / 1e6, 0.0))
+            # A replay's progress, once the status carries one (`pulse replay`, issue 9 part 1).
+            progress = getattr(state, "progress", None)
+            if isinstance(progress, int | float):
+                replay.add_metric([cp.projection], float(progress))
         for name in sorted(names | set(counts)):
             parked.add_metric([name], counts.get(name, 0))
         up.add_metric([], 1)
-        yield from (lag_events, lag_seconds, rate, write_age, parked, up)
+        yield from (lag_events, lag_seconds, rate, write_age, parked, replay, up)
 
 
 def _allowed(pulse: Pulse) -> None:

@@ -4,10 +4,14 @@ the views db (SQLite), the views table (DynamoDB), memory for the test fake."""
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.parked import ParkedEvents
 from storage.memory_parked import MemoryParkedEvents
+
+if TYPE_CHECKING:
+    from bootstrap import Pulse
+    from services.parked import ParkedService
 
 # The fake's stores, one per in-memory view store (so per settings.db, as bootstrap.memory).
 _memory: weakref.WeakKeyDictionary[Any, MemoryParkedEvents] = weakref.WeakKeyDictionary()
@@ -29,7 +33,7 @@ def open_parked(backend: Any) -> ParkedEvents:
     return found
 
 
-def parked_service(pulse: Any) -> Any:
+def parked_service(pulse: Pulse) -> ParkedService:
     """The ``services.parked.ParkedService`` of a ``bootstrap.Pulse``, built once per Pulse
     (it holds the backend's projection handlers, to retry events through them)."""
     from bootstrap import WorkerOptions

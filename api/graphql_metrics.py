@@ -84,6 +84,11 @@ class MetricInput:
     value_property: str | None = strawberry.field(default=None, description="Numeric property; not for COUNT.")
     dimensions: list[str] = strawberry.field(default_factory=list, description="Up to 3 properties to break down by.")
     filters: list[PropertyFilterInput] = strawberry.field(default_factory=list)
+    decimals: int | None = strawberry.field(
+        default=None,
+        description="Decimal places SUM/AVG/MIN/MAX values are rounded to (money: 2). Unset: 15 significant"
+        " digits, so float noise such as 1883.8000000000002 reads 1883.8.",
+    )
 
 
 @strawberry.input
@@ -130,6 +135,9 @@ class Metric:
     filters: list[PropertyFilter]
     builtin: bool = strawberry.field(description="The count every event type has, named after the type.")
     version: int = strawberry.field(description="Definitions-stream version that last changed it; 0: built-in.")
+    decimals: int | None = strawberry.field(
+        default=None, description="Decimal places values are rounded to; null: 15 significant digits."
+    )
 
 
 @strawberry.type
@@ -210,6 +218,7 @@ def _metric(definition: MetricDefinition) -> Metric:
         filters=[PropertyFilter(property=p, value=v) for p, v in definition.filters],
         builtin=definition.builtin,
         version=definition.revision,
+        decimals=definition.decimals,
     )
 
 
@@ -305,6 +314,7 @@ def _definition(input: MetricInput) -> MetricDefinition:
         input.value_property,
         input.dimensions,
         [(f.property, f.value) for f in input.filters],
+        decimals=input.decimals,
     )
 
 

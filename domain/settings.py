@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from domain.keys import SCOPES
+
 #: The backends an operator chooses from (`pulse --store`).
 STORES = ("sqlite", "dynamodb")
 #: Backends only tests use: "memory" is the in-memory fake of every port
@@ -76,6 +78,16 @@ class Settings:
     archive_columns: str = ""
     archive_max_bytes: int = 64 * 2**20
     archive_max_age_seconds: float = 300.0
+    # Sign-in tokens (JWT, RS256) from Amazon Cognito or any OIDC issuer, beside API keys
+    # (services/oidc.py, README "Access"): off while no issuer is set.
+    oidc_issuer: str | None = None
+    # The app client: an ID token's `aud`, an access token's `client_id`.
+    oidc_client_id: str | None = None
+    # Unset: "<issuer>/.well-known/jwks.json" (Cognito's and most issuers' address).
+    oidc_jwks_url: str | None = None
+    oidc_groups_claim: str = "cognito:groups"
+    # Group -> Pulse scopes, "group:scope[+scope],...".
+    oidc_roles: str = "viewer:read,editor:editor,admin:admin"
     # Failed tries of a batch before a projection parks the event(s) it cannot apply
     # (0: park on the first failure), and the first backoff (doubling up to a minute).
     projection_retries: int = 5
@@ -103,6 +115,15 @@ class Settings:
             raise ValueError(f"PULSE_ARCHIVE must be one of {', '.join(ARCHIVE_MODES)}, got {self.archive!r}")
         if self.archive_max_bytes < 0 or self.archive_max_age_seconds < 0:
             raise ValueError("PULSE_ARCHIVE_MAX_BYTES and PULSE_ARCHIVE_MAX_AGE_SECONDS must be 0 or more")
+        for part in filter(None, (p.strip() for p in self.oidc_roles.split(","))):
+            group, _, scopes = part.partition(":")
+            unknown = [s for s in scopes.split("+") if s.strip() and s.strip() not in SCOPES]
+            if not group.strip() or not scopes.strip() or unknown:
+                raise ValueError(
+                    f"PULSE_OIDC_ROLES: {part!r} must be 'group:scope[+scope]' with scopes among {', '.join(SCOPES)}"
+                )
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("PULSE_OIDC_ISSUER needs PULSE_OIDC_CLIENT_ID: the app client tokens must be issued to")
         if self.projection_retries < 0 or self.projection_retry_seconds < 0:
             raise ValueError("PULSE_PROJECTION_RETRIES and PULSE_PROJECTION_RETRY_SECONDS must be 0 or more")
         if self.metrics_access not in METRICS_ACCESS_MODES:

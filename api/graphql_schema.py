@@ -17,6 +17,7 @@ from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
+from api.graphql_parked import ParkedMutation, ParkedQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
 from api.health import health_report
 
@@ -37,8 +38,8 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, DashboardsQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, DashboardsMutation)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery, DashboardsQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ParkedMutation, DashboardsMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription)
 
 Query = merge_types("Query", QUERIES)

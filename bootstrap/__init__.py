@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from domain.clock import SYSTEM_CLOCK, Clock
@@ -47,6 +47,8 @@ class WorkerOptions:
     #: DynamoDB: bounds of clock skew and write latency for backfills (None: settings/env).
     rebuild_fence_seconds: float | None = None
     rebuild_settle_seconds: float | None = None
+    #: What "now" is for time-based projections (alert evaluation); None: the Pulse's clock.
+    clock: Clock | None = None
 
 
 class Backend(Protocol):
@@ -140,7 +142,10 @@ class Pulse:
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""
-        return ProjectionEngine(self.backend.handlers(options or WorkerOptions()))
+        options = options or WorkerOptions()
+        if options.clock is None:
+            options = replace(options, clock=self.clock)
+        return ProjectionEngine(self.backend.handlers(options))
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """The backend's feed driver running every read model."""

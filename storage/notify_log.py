@@ -14,5 +14,9 @@ log = logging.getLogger("pulse.alerts")
 class LogNotifier:
     def send(self, notification: Notification, target: Target) -> int | None:
         level = logging.WARNING if notification.kind == "firing" else logging.INFO
-        log.log(level, "alert %s: %s %s", notification.kind, notification.message, json.dumps(notification.as_json()))
+        body = notification.as_json()
+        # The JSON in the line for people reading the log; ``alert`` on the record for handlers.
+        log.log(
+            level, "alert %s: %s %s", notification.kind, notification.message, json.dumps(body), extra={"alert": body}
+        )
         return None

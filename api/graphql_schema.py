@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql_alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
@@ -35,9 +36,9 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, AlertsQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, AlertsMutation)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, AlertsSubscription)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from bootstrap.alerts import alerts_service
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
+from services.alerts import AlertsService
 from services.engine import ProjectionEngine, ProjectionHandler
 from services.metrics import MetricsService
 
@@ -125,6 +127,11 @@ class Pulse:
     def metrics(self) -> MetricsService:
         """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
         return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
+
+    @property
+    def alerts(self) -> AlertsService:
+        """Alert rules, their history and deliveries, test sends and backtests, scope-checked."""
+        return self.cached("alerts", lambda: alerts_service(self.store, self.views, self.settings, self.clock))
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""

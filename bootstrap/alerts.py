@@ -14,6 +14,7 @@ from projections.buckets import Bucketing
 from services.alert_delivery import Dispatcher, Outbox
 from services.alert_evaluation import AlertsHandler
 from services.alert_values import AlertValues
+from services.alerts import AlertsService
 from services.metrics import CatalogCache
 from storage.notify_log import LogNotifier
 from storage.notify_sns import SnsNotifier
@@ -63,3 +64,9 @@ def alerts_handler(
         clock=clock or SYSTEM_CLOCK,
         recorded=dispatcher.recorded if dispatcher is not None else None,
     )
+
+
+def alerts_service(events: EventStore, views: CounterViews, settings: Settings, clock: Clock) -> AlertsService:
+    """Rules, history, deliveries, test sends and backtests, for the API and the CLI."""
+    catalogs = CatalogCache(events)
+    return AlertsService(events, views, Bucketing(settings.timezone), catalogs.current, outbox(events, settings), clock)

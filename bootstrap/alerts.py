@@ -24,6 +24,8 @@ from storage.notify_webhook import WebhookNotifier
 SNS_TOPIC_ENV = "PULSE_SNS_TOPIC_ARN"
 #: Where SNS is (moto, LocalStack) when not AWS itself.
 SNS_ENDPOINT_ENV = "PULSE_SNS_ENDPOINT_URL"
+#: Set by AWS Lambda in every function's environment.
+LAMBDA_ENV = "AWS_LAMBDA_FUNCTION_NAME"
 
 
 class CounterViews(CounterReader, ChangeMarkers, Protocol):
@@ -49,10 +51,13 @@ def alerts_handler(
     settings: Settings,
     counters_position: Callable[[str], int],
     clock: Clock | None = None,
-    dispatch: bool = True,
+    dispatch: bool | None = None,
 ) -> AlertsHandler:
     """The ``alerts`` handler, after the counters it reads; with ``dispatch``, a dispatcher
-    thread delivers what it records (the Lambda handlers drain the outbox themselves)."""
+    thread delivers what it records. By default it does except on Lambda, where a thread
+    is frozen between invocations: the Lambda handlers drain the outbox themselves."""
+    if dispatch is None:
+        dispatch = LAMBDA_ENV not in os.environ
     catalogs = CatalogCache(events)
     values = AlertValues(views, Bucketing(settings.timezone), catalogs.current)
     dispatcher = Dispatcher(outbox(events, settings)) if dispatch else None

@@ -121,6 +121,8 @@ class AlertsHandler:
         self._positions: dict[str, int] = {}
         self._seen_markers: dict[str, int] | None = None
         self._ticked_at: float | None = None
+        #: Rules with announced transitions since ``take_owed`` (when nothing is told: Lambda).
+        self._owed: set[str] = set()
 
     # --- the engine's handler port --------------------------------------------------------
 
@@ -167,6 +169,12 @@ class AlertsHandler:
         self._changed_markers()  # what the tick evaluates need not be evaluated again
         return self.evaluate([s.name for s in self.book.active()], now)
 
+    def take_owed(self) -> list[str]:
+        """The rules that recorded announced transitions since the last call (when no
+        ``recorded`` hook delivers them: the Lambda handlers drain the outbox themselves)."""
+        owed, self._owed = sorted(self._owed), set()
+        return owed
+
     def _changed_markers(self) -> set[str]:
         markers = self.markers.change_markers()
         seen, self._seen_markers = self._seen_markers, markers
@@ -207,6 +215,8 @@ class AlertsHandler:
             self.book.catch_up(name)
             if self.recorded is not None:
                 self.recorded(state, transitions)
+            elif any(t.notify for t in transitions):
+                self._owed.add(name)
             return transitions
         log.info("alert rule %s: lost two races in a row; the next evaluation decides", name)
         return []

@@ -270,8 +270,15 @@ def evaluate_rule(
     transitions: list[Transition] = []
     for key in sorted({*instances, *observations}):
         observed = observations.get(key, Observation(None))
-        if rule.per_dimension and key not in instances and observed.value is None and observed.error is None:
-            continue  # a dimension value never seen with data is not made up
+        if (
+            key not in instances
+            and observed.value is None
+            and observed.error is None
+            and rule.no_data != NO_DATA_ALERTING
+        ):
+            # Data never seen is not data gone missing: no NO_DATA for a rule just defined,
+            # or for every rule while a worker catches up from scratch.
+            continue
         state, transition = evaluate(rule, instances.get(key), key, observed, now, version, snoozed)
         states[key] = state
         if transition is not None:

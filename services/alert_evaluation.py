@@ -4,9 +4,10 @@ Driven two ways:
 
 - by the feed: after the counters handler applied a batch (it comes first in the
   backends' handler lists), the change markers (``ChangeMarkers``, one read) say which
-  metrics and gauges changed; only the rules watching those are evaluated;
+  metrics and gauges changed; only the rules watching those are evaluated, at most every
+  ``change_seconds`` (1 s; what is pending then waits for the next step or ``flush``);
 - by the clock: every ``tick_seconds`` (checked in ``prepare``, which drivers call before
-  each step, idle or not) and on ``maintain(now)`` (the drivers' housekeeping, the AWS
+  each step, idle or not; 5 s) and on ``maintain(now)`` (the drivers' housekeeping, the AWS
   scheduled tick) every active rule is evaluated, for what time alone changes: a window
   sliding, ``for`` or ``keepFiringFor`` elapsing, data going missing.
 
@@ -43,7 +44,12 @@ from services.engine import FeedBatch
 log = logging.getLogger(__name__)
 
 PROJECTION = "alerts"
-TICK_SECONDS = 1.0
+#: How often every rule is evaluated for what time alone changes.
+TICK_SECONDS = 5.0
+#: Changed rules are evaluated at most this often: a worker catching up evaluates the
+#: state it reached, not every batch on the way (pending changes are evaluated by the next
+#: ``prepare`` past the interval, or by ``flush`` once caught up).
+CHANGE_SECONDS = 1.0
 
 #: Told of every batch of transitions recorded for a rule (the outbox's wake-up call).
 Recorded = Callable[[RuleState, list[Transition]], None]
@@ -56,6 +62,8 @@ class RuleBook:
         self.events = events
         self.rules: dict[str, RuleState] = {}
         self._index_version = 0
+        #: Moves whenever a rule's definition (or pause) may have changed.
+        self.version = 0
 
     def refresh(self) -> set[str]:
         """Reload the rules the index says changed; their names."""
@@ -70,6 +78,7 @@ class RuleBook:
 
     def reload(self, name: str) -> RuleState:
         state = self.rules[name] = alerts.load_rule(self.events, name)
+        self.version += 1
         return state
 
     def catch_up(self, name: str) -> RuleState:
@@ -84,6 +93,7 @@ class RuleBook:
     def forget(self) -> None:
         self.rules.clear()
         self._index_version = 0
+        self.version += 1
 
 
 def transition_event(transition: Transition) -> Event:
@@ -109,6 +119,7 @@ class AlertsHandler:
         clock: Clock = SYSTEM_CLOCK,
         recorded: Recorded | None = None,
         tick_seconds: float = TICK_SECONDS,
+        change_seconds: float = CHANGE_SECONDS,
     ) -> None:
         self.events = events
         self.markers = markers
@@ -117,9 +128,14 @@ class AlertsHandler:
         self.clock = clock
         self.recorded = recorded
         self.tick_seconds = tick_seconds
+        self.change_seconds = change_seconds
+        self._changes_pending = False
+        self._changes_at: float | None = None
         self.book = RuleBook(events)
         self._positions: dict[str, int] = {}
         self._seen_markers: dict[str, int] | None = None
+        #: ((rule book version, catalog version), {change marker: names of the rules watching it}).
+        self._watching: tuple[tuple[int, int], dict[str, list[str]]] | None = None
         self._ticked_at: float | None = None
         #: Rules with announced transitions since ``take_owed`` (when nothing is told: Lambda).
         self._owed: set[str] = set()
@@ -137,6 +153,18 @@ class AlertsHandler:
     def prepare(self) -> None:
         if self._ticked_at is None or time.monotonic() - self._ticked_at >= self.tick_seconds:
             self.tick(self.clock.now())
+        elif self._changes_pending and self._changes_due():
+            self.evaluate_changes()
+
+    def _changes_due(self) -> bool:
+        return self._changes_at is None or time.monotonic() - self._changes_at >= self.change_seconds
+
+    def evaluate_changes(self) -> list[Transition]:
+        """Evaluate the rules whose metric or gauge changed since the last evaluation."""
+        self._changes_at = time.monotonic()
+        self._changes_pending = False
+        self.book.refresh()
+        return self.evaluate(self._changed_rules(), self.clock.now())
 
     def handle(self, batch: FeedBatch) -> bool:
         # A partition not seen yet (no ``position`` asked before the batch): evaluate it;
@@ -146,8 +174,10 @@ class AlertsHandler:
         self._positions[batch.partition] = batch.upto
         if batch.replay:
             return False
-        self.book.refresh()
-        return bool(self.evaluate(self._changed_rules(), self.clock.now()))
+        self._changes_pending = True
+        if not self._changes_due():
+            return False
+        return bool(self.evaluate_changes())
 
     def maintain(self, now: float) -> None:
         self.tick(now)
@@ -156,9 +186,11 @@ class AlertsHandler:
         self._positions.clear()
         self.book.forget()
         self._seen_markers = None
+        self._watching = None
 
     def flush(self) -> None:
-        return None  # transitions are recorded as they are decided
+        if self._changes_pending:  # caught up, or stopping: evaluate what changed
+            self.evaluate_changes()
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -167,6 +199,7 @@ class AlertsHandler:
         self._ticked_at = time.monotonic()
         self.book.refresh()
         self._changed_markers()  # what the tick evaluates need not be evaluated again
+        self._changes_pending = False
         return self.evaluate([s.name for s in self.book.active()], now)
 
     def take_owed(self) -> list[str]:
@@ -186,13 +219,22 @@ class AlertsHandler:
         changed = self._changed_markers()
         if not changed:
             return []
-        return [s.name for s in self.book.active() if s.rule is not None and self.values.marker(s.rule) in changed]
+        catalog = self.values.catalog()
+        if self._watching is None or self._watching[0] != (self.book.version, catalog.version):
+            watching: dict[str, list[str]] = {}
+            with self.values.snapshot():
+                for state in self.book.active():
+                    if state.rule is not None and (marker := self.values.marker(state.rule)) is not None:
+                        watching.setdefault(marker, []).append(state.name)
+            self._watching = ((self.book.version, catalog.version), watching)
+        return sorted({name for marker in changed for name in self._watching[1].get(marker, ())})
 
     def evaluate(self, names: Iterable[str], now: float) -> list[Transition]:
         """Evaluate the named rules at ``now`` and record their transitions; those recorded."""
         recorded: list[Transition] = []
-        for name in names:
-            recorded.extend(self._evaluate_rule(name, now))
+        with self.values.snapshot():
+            for name in names:
+                recorded.extend(self._evaluate_rule(name, now))
         return recorded
 
     def _evaluate_rule(self, name: str, now: float) -> list[Transition]:

@@ -13,7 +13,9 @@ Reading the same instant twice gives the same values: backtests call it at past 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from domain.alert_states import Observation
 from domain.alerts import DECREASE, INCREASE, AlertRule
@@ -21,6 +23,8 @@ from domain.metrics import MISSING, MetricCatalog, MetricDefinition
 from domain.ports import CounterReader, gauge_marker, metric_marker
 from projections.buckets import Bucketing
 from projections.series import Totals
+
+_UNREAD = object()
 
 
 class UnknownSource(Exception):
@@ -58,12 +62,42 @@ def window_bounds(rule: AlertRule, bucketing: Bucketing, now: float, periods_bac
 
 
 class AlertValues:
-    """Reads rules' values through a ``CounterReader`` (the views store)."""
+    """Reads rules' values through a ``CounterReader`` (the views store).
+
+    Within ``snapshot()`` (one evaluation pass over many rules) the catalog is read once
+    and each distinct read of the views is made once: rules watching the same gauge, or
+    the same metric window with the same filters, share it.
+    """
 
     def __init__(self, views: CounterReader, bucketing: Bucketing, catalog: Callable[[], MetricCatalog]) -> None:
         self.views = views
         self.bucketing = bucketing
-        self.catalog = catalog
+        self._catalog = catalog
+        self._pinned: MetricCatalog | None = None
+        self._reads: dict[tuple, Any] | None = None
+
+    def catalog(self) -> MetricCatalog:
+        return self._pinned if self._pinned is not None else self._catalog()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One pass: the catalog as it is now, and each views read made at most once."""
+        if self._reads is not None:  # nested: the outer pass's snapshot stands
+            yield
+            return
+        self._pinned, self._reads = self._catalog(), {}
+        try:
+            yield
+        finally:
+            self._pinned, self._reads = None, None
+
+    def _read(self, key: tuple, read: Callable[[], Any]) -> Any:
+        if self._reads is None:
+            return read()
+        found = self._reads.get(key, _UNREAD)
+        if found is _UNREAD:
+            found = self._reads[key] = read()
+        return found
 
     def marker(self, rule: AlertRule) -> str | None:
         return watched_marker(rule, self.catalog(), self.views.event_types)
@@ -83,10 +117,13 @@ class AlertValues:
         if rule.gauge not in self.catalog().gauges:
             raise UnknownSource(f"no gauge named {rule.gauge!r}")
         wanted = dict(rule.filters).get("key")
+        gauge = rule.gauge
         if rule.per_dimension:
-            readings = self.views.read_gauges(rule.gauge, [wanted] if wanted else None)
+            keys = [wanted] if wanted else None
+            readings = self._read(("gauge", gauge, wanted), lambda: self.views.read_gauges(gauge, keys))
             return {r.key: Observation(r.value) for r in readings}
-        readings = self.views.read_gauges(rule.gauge, [wanted or MISSING])
+        key = wanted or MISSING
+        readings = self._read(("gauge", gauge, key), lambda: self.views.read_gauges(gauge, [key]))
         return {"": Observation(readings[0].value if readings else None)}
 
     def _totals(self, metric: MetricDefinition, rule: AlertRule, now: float, back: int) -> dict[str, Totals]:
@@ -101,8 +138,13 @@ class AlertValues:
                 raise UnknownSource(f"{rule.per_dimension!r} is not a dimension of metric {metric.name!r}")
             group_by = metric.dimensions.index(rule.per_dimension)
         start, stop = window_bounds(rule, self.bucketing, now, back)
+        read_key = ("counters", metric.key, rule.resolution, start, stop, tuple(sorted(where.items())), group_by)
+        cells = self._read(
+            read_key,
+            lambda: self.views.read_counters(metric.key, rule.resolution, start, stop, where or None, group_by),
+        )
         totals: dict[str, Totals] = {}
-        for cell in self.views.read_counters(metric.key, rule.resolution, start, stop, where or None, group_by):
+        for cell in cells:
             key = cell.group if group_by is not None and cell.group is not None else ""
             totals[key] = totals.get(key, Totals()).add(cell)
         return totals

@@ -183,6 +183,8 @@ def _deliver_owed(state: Runtime) -> list[Any]:
     """Deliver what the batch's transitions owe; a failure is logged and left owed for the
     tick, never failing the batch (its transitions are recorded already)."""
     handler = _alerts(state)
+    if handler is not None:
+        handler.flush()  # evaluate what the batch changed now: the container may sleep next
     owed = handler.take_owed() if handler is not None else []
     if not owed:
         return []

@@ -195,3 +195,10 @@ def test_announcements_alternate_firing_then_resolved(samples, for_seconds, keep
         if transition.notify:
             kinds.append(transition.kind)
     assert all(kind == ("firing" if i % 2 == 0 else "resolved") for i, kind in enumerate(kinds))
+
+
+def test_data_never_seen_is_not_recorded_as_data_gone_missing():
+    _, transitions = evaluate_rule(rule(), {}, {"": Observation(None)}, T0, 0)
+    assert transitions == []
+    _, transitions = evaluate_rule(rule(no_data="ALERTING"), {}, {"": Observation(None)}, T0, 0)
+    assert [t.to_state for t in transitions] == [FIRING]

@@ -68,6 +68,7 @@ def alerts_handler(
         counters_position,
         clock=clock or SYSTEM_CLOCK,
         recorded=dispatcher.recorded if dispatcher is not None else None,
+        ticked=dispatcher.start if dispatcher is not None else None,
     )
 
 

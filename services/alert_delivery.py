@@ -45,7 +45,9 @@ DELIVERED = "alert_delivery_delivered"
 FAILED = "alert_delivery_failed"
 BACKOFF_SECONDS = (0.5, 2.0, 5.0)
 STALE_CLAIM_SECONDS = 120.0
-SCAN_SECONDS = 5.0
+#: How often the dispatcher looks through every rule for what is owed (a restart's leftovers,
+#: failed claims); what the evaluator records is delivered at once.
+SCAN_SECONDS = 60.0
 
 
 def deliveries_stream(rule: str) -> str:
@@ -260,7 +262,7 @@ class Outbox:
 
 class Dispatcher:
     """Runs an ``Outbox`` on its own thread: woken when transitions are recorded, and every
-    ``scan_seconds`` to pick up what a previous process left owed."""
+    ``scan_seconds`` (and when it starts) to pick up what a previous process left owed."""
 
     def __init__(self, outbox: Outbox, scan_seconds: float = SCAN_SECONDS) -> None:
         self.outbox = outbox
@@ -291,14 +293,15 @@ class Dispatcher:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        scanned = 0.0
+        scanned: float | None = None
         while not self._stop.is_set():
-            self._wake.wait(self.scan_seconds)
+            if scanned is not None:
+                self._wake.wait(self.scan_seconds)
             self._wake.clear()
             with self._lock:
                 names, self._names = self._names, set()
             try:
-                if time.monotonic() - scanned >= self.scan_seconds:
+                if scanned is None or time.monotonic() - scanned >= self.scan_seconds:
                     scanned = time.monotonic()
                     self.outbox.drain()
                 elif names:

@@ -120,6 +120,7 @@ class AlertsHandler:
         recorded: Recorded | None = None,
         tick_seconds: float = TICK_SECONDS,
         change_seconds: float = CHANGE_SECONDS,
+        ticked: Callable[[], None] | None = None,
     ) -> None:
         self.events = events
         self.markers = markers
@@ -129,6 +130,8 @@ class AlertsHandler:
         self.recorded = recorded
         self.tick_seconds = tick_seconds
         self.change_seconds = change_seconds
+        #: Called on every tick (starts the dispatcher, which then finds what is owed).
+        self.ticked = ticked
         self._changes_pending = False
         self._changes_at: float | None = None
         self.book = RuleBook(events)
@@ -200,6 +203,8 @@ class AlertsHandler:
         self.book.refresh()
         self._changed_markers()  # what the tick evaluates need not be evaluated again
         self._changes_pending = False
+        if self.ticked is not None:
+            self.ticked()
         return self.evaluate([s.name for s in self.book.active()], now)
 
     def take_owed(self) -> list[str]:

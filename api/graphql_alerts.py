@@ -19,10 +19,12 @@ import strawberry
 from strawberry.types import Info
 
 from api.auth import caller, require_scope
+from api.context import Pulse
 from api.graphql_metrics import Resolution, guarded
 from domain import alerts as rules
 from domain.alert_states import Transition
 from domain.alerts import AlertRule, RuleState, Target
+from domain.ports import EventStore
 from services.alert_delivery import Delivery
 
 #: How often an ``alertUpdated`` stream looks for new transitions.
@@ -354,35 +356,48 @@ class AlertsSubscription:
         return _transitions(pulse, rule)
 
 
-async def _transitions(pulse, rule: str | None) -> AsyncGenerator[AlertTransition, None]:
-    """Polls the rules' streams (the worker that records may be another process)."""
-    store = pulse.store
-    seen: dict[str, int] = {}
+class _TransitionFeed:
+    """New transitions of one rule, or of every rule (found through the index stream),
+    read from the rules' streams: the worker recording them may be another process."""
 
-    def names() -> list[str]:
-        return [rule] if rule is not None else rules.rule_names(store)
+    def __init__(self, store: EventStore, rule: str | None) -> None:
+        self.store = store
+        self.rule = rule
+        self.names: set[str] = {rule} if rule is not None else set()
+        self.seen: dict[str, int] = {}
+        self._index_version = 0
 
-    def versions() -> None:
-        for name in names():
-            if name not in seen:
-                seen[name] = rules.load_rule(store, name).version
+    def _refresh_names(self) -> None:
+        if self.rule is None:
+            changed = self.store.read_stream(rules.INDEX_STREAM, after_version=self._index_version)
+            if changed:
+                self._index_version = changed[-1].version or self._index_version + len(changed)
+                self.names.update(e.properties["name"] for e in changed)
 
-    await asyncio.to_thread(versions)
+    def start(self) -> None:
+        """From now on: what the rules' streams hold already is not news."""
+        self._refresh_names()
+        for name in self.names:
+            self.seen[name] = rules.load_rule(self.store, name).version
+
+    def poll(self) -> list[Transition]:
+        self._refresh_names()
+        found: list[Transition] = []
+        for name in sorted(self.names):
+            events = self.store.read_stream(rules.rule_stream(name), after_version=self.seen.get(name, 0))
+            if events:
+                self.seen[name] = events[-1].version or self.seen.get(name, 0)
+                found.extend(Transition.from_properties(e.properties) for e in events if e.type == rules.TRANSITION)
+        return found
+
+
+async def _transitions(pulse: Pulse, rule: str | None) -> AsyncGenerator[AlertTransition, None]:
+    feed = _TransitionFeed(pulse.store, rule)
+    await asyncio.to_thread(feed.start)
     while True:
         await asyncio.sleep(POLL_SECONDS)
-        found = await asyncio.to_thread(_new_transitions, store, names(), seen)
-        for transition in found:
+        for transition in await asyncio.to_thread(feed.poll):
             yield transition_view(transition)
-
-
-def _new_transitions(store, names: list[str], seen: dict[str, int]) -> list[Transition]:
-    found: list[Transition] = []
-    for name in names:
-        events = store.read_stream(rules.rule_stream(name), after_version=seen.get(name, 0))
-        if events:
-            seen[name] = events[-1].version or seen.get(name, 0)
-            found.extend(Transition.from_properties(e.properties) for e in events if e.type == rules.TRANSITION)
-    return found
 
 
 __all__ = ["AlertsMutation", "AlertsQuery", "AlertsSubscription"]

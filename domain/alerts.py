@@ -19,13 +19,16 @@ import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.aggregate import decide_and_append
 from domain.errors import FieldError, NotFound, ValidationError
 from domain.events import Event, RecordedEvent, utc_now
 from domain.metrics import RESOLUTIONS
 from domain.ports import EventStore
+
+if TYPE_CHECKING:  # the state machine builds on rules: imported where it is used
+    from domain.alert_states import InstanceState, Transition
 
 INDEX_STREAM = "alert-rules"
 RULE_STREAM_PREFIX = "alert-rule:"
@@ -265,15 +268,15 @@ class RuleState:
     paused: bool = False
     snoozed_until: float | None = None
     deleted: bool = False
-    instances: dict[str, Any] = field(default_factory=dict)
-    history: list[Any] = field(default_factory=list)
+    instances: dict[str, InstanceState] = field(default_factory=dict)
+    history: list[Transition] = field(default_factory=list)
 
     @property
     def exists(self) -> bool:
         return self.rule is not None and not self.deleted
 
     def apply(self, events: Iterable[RecordedEvent]) -> None:
-        from domain.alert_states import InstanceState, Transition  # the state machine builds on rules
+        from domain.alert_states import InstanceState, Transition
 
         for recorded in events:
             props = recorded.properties

@@ -173,3 +173,31 @@ def test_backtest_replays_a_threshold_over_the_stored_counters(
     held = gql(client, keys.read, query % 600, **window)["data"]["alertBacktest"]
     assert [t["toState"] for t in held["transitions"]] == ["PENDING", "NORMAL"], "a 3-minute spike is held back"
     assert gql(client, keys.read, "{ alertRules { name } }")["data"]["alertRules"] == [], "nothing saved"
+
+
+@http_layer_only
+def test_the_alert_updated_feed_pushes_only_new_transitions_of_every_rule(shop: Pulse, clock: FrozenClock) -> None:
+    from api.graphql_alerts import _TransitionFeed
+    from domain import alerts
+    from domain.alerts import AlertRule
+
+    low = AlertRule(name="low-stock", condition="BELOW", threshold=5, gauge="stock", per_dimension="product")
+    alerts.define_rule(shop.store, low)
+    at = now_utc(clock) - timedelta(seconds=5)
+    shop.store.ingest([Event(type="stock_level", occurred_at=at, properties={"product": "mug", "level": 2})])
+    project(shop, clock)
+    feed = _TransitionFeed(shop.store, None)
+    feed.start()  # the mug's firing happened before: not news
+    assert feed.poll() == []
+    alerts.define_rule(
+        shop.store, AlertRule(name="very-low", condition="BELOW", threshold=1, gauge="stock", per_dimension="product")
+    )
+    shop.store.ingest(
+        [Event(type="stock_level", occurred_at=at + timedelta(seconds=1), properties={"product": "beans", "level": 0})]
+    )
+    project(shop, clock)
+    assert sorted((t.rule, t.instance, t.to_state) for t in feed.poll()) == [
+        ("low-stock", "beans", "FIRING"),
+        ("very-low", "beans", "FIRING"),
+    ]
+    assert feed.poll() == []

@@ -18,7 +18,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from api.auth import caller, require_scope
+from api.auth import Principal, caller, require_scope
 from api.context import Pulse
 from api.graphql_metrics import Resolution, guarded
 from domain import alerts as rules
@@ -343,17 +343,56 @@ class AlertsMutation:
 
 
 @strawberry.type
+class AlertUpdate:
+    rules: list[AlertRuleView] = strawberry.field(
+        description="First every rule watched (one, or all) as it is now; then the rules that changed."
+    )
+    transitions: list[AlertTransition] = strawberry.field(
+        description="Empty in the first payload; then the transitions recorded since the last one."
+    )
+
+
+@strawberry.type
 class AlertsSubscription:
     @strawberry.subscription(
-        description="Each transition recorded from now on (of one rule, or of every rule), as it is recorded."
-        " Needs read."
+        description="The rules' states now (of one rule, or of every rule), then each batch of transitions as it"
+        " is recorded, with the rules it changed. Needs read."
     )
-    async def alert_updated(self, info: Info, rule: str | None = None) -> AsyncGenerator[AlertTransition, None]:
+    async def alert_updated(self, info: Info, rule: str | None = None) -> AsyncGenerator[AlertUpdate, None]:
         principal = require_scope(info, "read")
         pulse = info.context["pulse"]
         if rule is not None:
             guarded(lambda: pulse.alerts.rule(principal, rule))  # an unknown rule fails before the stream
-        return _transitions(pulse, rule)
+        feed = _TransitionFeed(pulse.store, rule)
+        first = await asyncio.to_thread(lambda: guarded(lambda: _first_update(pulse, principal, feed)))
+        return _updates(pulse, principal, feed, first)
+
+
+def _first_update(pulse: Pulse, principal: Principal, feed: _TransitionFeed) -> AlertUpdate:
+    feed.start()
+    states = [pulse.alerts.rule(principal, feed.rule)] if feed.rule is not None else pulse.alerts.rules(principal)
+    return AlertUpdate(rules=[rule_view(s) for s in states], transitions=[])
+
+
+def _changed_update(pulse: Pulse, principal: Principal, feed: _TransitionFeed) -> AlertUpdate | None:
+    transitions = feed.poll()
+    if not transitions:
+        return None
+    states = [rules.load_rule(pulse.store, name) for name in sorted({t.rule for t in transitions})]
+    return AlertUpdate(
+        rules=[rule_view(s) for s in states if s.exists], transitions=[transition_view(t) for t in transitions]
+    )
+
+
+async def _updates(
+    pulse: Pulse, principal: Principal, feed: _TransitionFeed, first: AlertUpdate
+) -> AsyncGenerator[AlertUpdate, None]:
+    yield first
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        update = await asyncio.to_thread(_changed_update, pulse, principal, feed)
+        if update is not None:
+            yield update
 
 
 class _TransitionFeed:
@@ -389,15 +428,6 @@ class _TransitionFeed:
                 self.seen[name] = events[-1].version or self.seen.get(name, 0)
                 found.extend(Transition.from_properties(e.properties) for e in events if e.type == rules.TRANSITION)
         return found
-
-
-async def _transitions(pulse: Pulse, rule: str | None) -> AsyncGenerator[AlertTransition, None]:
-    feed = _TransitionFeed(pulse.store, rule)
-    await asyncio.to_thread(feed.start)
-    while True:
-        await asyncio.sleep(POLL_SECONDS)
-        for transition in await asyncio.to_thread(feed.poll):
-            yield transition_view(transition)
 
 
 __all__ = ["AlertsMutation", "AlertsQuery", "AlertsSubscription"]

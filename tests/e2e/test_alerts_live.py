@@ -100,7 +100,10 @@ def test_a_low_stock_rule_fires_notifies_a_webhook_and_streams_the_transition(
     payloads: list[dict] = []
     response = requests.post(
         f"{server.url}/graphql",
-        json={"query": 'subscription { alertUpdated(rule: "low-stock") { instance fromState toState value } }'},
+        json={
+            "query": 'subscription { alertUpdated(rule: "low-stock") {'
+            " rules { name firing } transitions { instance fromState toState value } } }"
+        },
         headers={"Accept": SSE},
         stream=True,
         timeout=30,
@@ -117,6 +120,8 @@ def test_a_low_stock_rule_fires_notifies_a_webhook_and_streams_the_transition(
                     payloads.append(json.loads(line[len("data: ") :]))
 
     threading.Thread(target=read, daemon=True).start()
+    first = wait_until(lambda: payloads[0] if payloads else None, "alertUpdated's first payload", timeout=15)
+    assert first["data"]["alertUpdated"] == {"rules": [{"name": "low-stock", "firing": 0}], "transitions": []}
 
     stock(server.url, "mug", 3)  # crosses the threshold
     headers, body = wait_until(lambda: received[0] if received else None, "the webhook to be called", timeout=15)
@@ -125,12 +130,10 @@ def test_a_low_stock_rule_fires_notifies_a_webhook_and_streams_the_transition(
     notification = json.loads(body)
     assert (notification["kind"], notification["instance"], notification["value"]) == ("firing", "mug", 3.0)
 
-    streamed = wait_until(lambda: payloads[0] if payloads else None, "alertUpdated to push", timeout=15)
+    streamed = wait_until(lambda: payloads[1] if len(payloads) > 1 else None, "alertUpdated to push", timeout=15)
     assert streamed["data"]["alertUpdated"] == {
-        "instance": "mug",
-        "fromState": "NORMAL",
-        "toState": "FIRING",
-        "value": 3.0,
+        "rules": [{"name": "low-stock", "firing": 1}],
+        "transitions": [{"instance": "mug", "fromState": "NORMAL", "toState": "FIRING", "value": 3.0}],
     }
     deliveries = gql(server.url, '{ notificationDeliveries(rule: "low-stock") { status statusCodes } }')
     assert deliveries["notificationDeliveries"] == [{"status": "delivered", "statusCodes": [204]}]

@@ -12,6 +12,7 @@ from strawberry.extensions import ParserCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql_alerts import AlertsMutation, AlertsQuery, AlertsSubscription
 from api.graphql_dashboards import DashboardsMutation, DashboardsQuery, DashboardsSubscription
 from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
@@ -38,9 +39,16 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery, DashboardsQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ParkedMutation, DashboardsMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery, DashboardsQuery, AlertsQuery)
+MUTATIONS: tuple[type, ...] = (
+    IngestMutation,
+    MetricsMutation,
+    LiveMutation,
+    ParkedMutation,
+    DashboardsMutation,
+    AlertsMutation,
+)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription, AlertsSubscription)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None

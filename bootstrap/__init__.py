@@ -17,14 +17,16 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from bootstrap.alerts import alerts_service
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.parked import ParkedEvents
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
+from services.alerts import AlertsService
 from services.dashboards import DashboardsService
 from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
@@ -51,6 +53,8 @@ class WorkerOptions:
     #: DynamoDB: bounds of clock skew and write latency for backfills (None: settings/env).
     rebuild_fence_seconds: float | None = None
     rebuild_settle_seconds: float | None = None
+    #: What "now" is for time-based projections (alert evaluation); None: the Pulse's clock.
+    clock: Clock | None = None
 
 
 class Backend(Protocol):
@@ -161,6 +165,9 @@ class Pulse:
 
     def _dataset_users(self, name: str) -> list[str]:
         return self.dashboards.dataset_users(name)
+    def alerts(self) -> AlertsService:
+        """Alert rules, their history and deliveries, test sends and backtests, scope-checked."""
+        return self.cached("alerts", lambda: alerts_service(self.store, self.views, self.settings, self.clock))
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""
@@ -178,8 +185,11 @@ class Pulse:
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""
+        options = options or WorkerOptions()
+        if options.clock is None:
+            options = replace(options, clock=self.clock)
         return ProjectionEngine(
-            self.backend.handlers(options or WorkerOptions()),
+            self.backend.handlers(options),
             retry_seconds=self.settings.projection_retry_seconds,
             parked=self.parked,
             retries=self.settings.projection_retries,

@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
+from bootstrap.alerts import alerts_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
@@ -46,7 +47,13 @@ class DynamoBackend:
         return self._projector
 
     def handlers(self, options=None) -> list[ProjectionHandler]:
-        return [self.counters(), ReadModelHandler(RecentEventsProjection(), self.recent)]
+        counters = self.counters()
+        return [
+            counters,
+            ReadModelHandler(RecentEventsProjection(), self.recent),
+            # After the counters: it evaluates the values they have just applied.
+            alerts_handler(self.events, self.views, self.settings, counters.position, getattr(options, "clock", None)),
+        ]
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> DynamoPoller:
         timing = RebuildTiming.from_env(

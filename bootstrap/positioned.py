@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from bootstrap.alerts import alerts_handler
 from bootstrap.archive import archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.ports import PositionedViewStore, ProjectionStore, RecentChanges
@@ -36,14 +37,17 @@ class PositionedBackend:
     recent: ProjectionStore[RecentChanges]
 
     def handlers(self, options) -> list[ProjectionHandler]:
+        counters = PositionedCounters(
+            self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
+        )
         handlers: list[ProjectionHandler] = [
-            PositionedCounters(
-                self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
-            ),
+            counters,
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
         if (archive := archive_handler(self.settings)) is not None:
             handlers.append(archive)
+        # After the counters: it evaluates the values they have just applied.
+        handlers.append(alerts_handler(self.events, self.views, self.settings, counters.position, options.clock))
         return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:

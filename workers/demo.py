@@ -59,6 +59,35 @@ METRICS = [
     },
 ]
 GAUGES = [{"name": "stock", "eventType": "stock_level", "valueProperty": "level", "keyProperty": "product"}]
+#: The demo's alert rules: low stock, one instance per product (tills restock below 5, so
+#: it fires and resolves as the demo runs), and a spike in orders against the previous
+#: minutes. Both go to the server log.
+LOW_STOCK_LEVEL = 10
+ALERT_RULES = [
+    {
+        "name": "low-stock",
+        "gauge": "stock",
+        "condition": "BELOW",
+        "threshold": LOW_STOCK_LEVEL,
+        "perDimension": "product",
+        "severity": "WARNING",
+        "message": "{rule} {dimension}: down to {value} (below {threshold})",
+        "targets": [{"kind": "LOG"}],
+    },
+    {
+        "name": "sales-spike",
+        "metric": "orders",
+        "condition": "INCREASE",
+        "threshold": 50,
+        "resolution": "MINUTE",
+        "window": 2,
+        "includePartial": False,
+        "keepFiringForSeconds": 120,
+        "severity": "INFO",
+        "message": "{rule}: {value} orders in the last 2 minutes, up {threshold}% or more",
+        "targets": [{"kind": "LOG"}],
+    },
+]
 
 
 def _pick(rng: random.Random, weights: dict[str, int]) -> str:
@@ -201,6 +230,7 @@ class PulseClient:
 
 DEFINE_METRIC = "mutation($input: MetricInput!) { defineMetric(input: $input) { name version } }"
 DEFINE_GAUGE = "mutation($input: GaugeInput!) { defineGauge(input: $input) { name version } }"
+DEFINE_ALERT = "mutation($input: AlertRuleInput!) { defineAlertRule(input: $input) { name version } }"
 TODAY_REVENUE = '{ series(metric: "revenue", resolution: DAY, last: 1) { points { value count } } }'
 
 
@@ -225,15 +255,15 @@ def wait_for_key(client: PulseClient, timeout: float = 10.0) -> None:
 
 
 def define_all(client: PulseClient) -> list[str]:
-    """Define the demo's metrics and gauge; those that exist already are kept."""
+    """Define the demo's metrics, gauge and alert rules; those that exist already are kept."""
     done = []
-    for query, inputs in ((DEFINE_METRIC, METRICS), (DEFINE_GAUGE, GAUGES)):
+    for query, inputs in ((DEFINE_METRIC, METRICS), (DEFINE_GAUGE, GAUGES), (DEFINE_ALERT, ALERT_RULES)):
         for spec in inputs:
             try:
                 client.graphql(query, {"input": spec})
                 done.append(f"defined {spec['name']}")
             except ApiError as exc:
-                if "already exists" not in str(exc):
+                if "exists" not in str(exc):
                     raise
                 done.append(f"kept {spec['name']} (already defined)")
     return done

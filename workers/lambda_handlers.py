@@ -20,6 +20,11 @@ after its parent, so the parent is marked finished when a child is first seen.
 ``run_rebuilds(event, context)``: scheduled every minute; brings the views to the
 latest metric definitions (``run_pending_rebuild``), e.g. after ``defineMetric``.
 
+``alert_tick(event, context)``: scheduled every minute; evaluates every alert rule for
+what time alone changes (``for`` elapsing, a window sliding, data going missing) and
+delivers what the outbox owes (SNS, webhooks), including what a batch left owed.
+Transitions a stream batch records are delivered right after the batch is applied.
+
 Settings come from ``PULSE_*`` environment variables (``Settings.from_env``), plus
 ``PULSE_REBUILD_FENCE_SECONDS`` and ``PULSE_REBUILD_SETTLE_SECONDS``.
 """
@@ -39,6 +44,7 @@ from botocore.exceptions import ClientError
 
 from bootstrap import Pulse, bootstrap
 from domain.settings import Settings
+from services.alert_evaluation import AlertsHandler
 from services.engine import ProjectionEngine
 from storage.dynamodb_feed import ChangeRecord, Shard, decode_record, list_shards, sequence_number
 from workers.dynamodb_poller import feed_batch
@@ -168,6 +174,27 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
         raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")
     if state.engine.behind(shard.shard_id):
         raise RuntimeError("a projection backing off after an error missed the batch; it is retried")
+    _deliver_owed(state)
+
+
+def _alerts(state: Runtime) -> AlertsHandler | None:
+    return next((h for h in state.engine.handlers if isinstance(h, AlertsHandler)), None)
+
+
+def _deliver_owed(state: Runtime) -> list[Any]:
+    """Deliver what the batch's transitions owe; a failure is logged and left owed for the
+    tick, never failing the batch (its transitions are recorded already)."""
+    handler = _alerts(state)
+    if handler is not None:
+        handler.flush()  # evaluate what the batch changed now: the container may sleep next
+    owed = handler.take_owed() if handler is not None else []
+    if not owed:
+        return []
+    try:
+        return state.pulse.alerts.outbox.drain(owed)
+    except Exception:
+        log.exception("alert deliveries of %s failed; the next tick retries them", ", ".join(owed))
+        return []
 
 
 def on_event_stream(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
@@ -237,4 +264,27 @@ def run_rebuilds(event: Mapping[str, Any] | None = None, context: Any = None) ->
     }
 
 
-__all__ = ["ShardLocator", "locate_shard", "on_event_stream", "reset_runtime", "run_rebuilds", "runtime"]
+def alert_tick(event: Mapping[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    """Scheduled (every minute): evaluate every alert rule now, then deliver everything owed."""
+    state = runtime()
+    handler = _alerts(state)
+    recorded = handler.tick(state.pulse.clock.now()) if handler is not None else []
+    if handler is not None:
+        handler.take_owed()  # the drain below covers every rule
+    deliveries = state.pulse.alerts.outbox.drain()
+    return {
+        "transitions": len(recorded),
+        "delivered": sum(1 for d in deliveries if d.status == "delivered"),
+        "failed": sum(1 for d in deliveries if d.status == "failed"),
+    }
+
+
+__all__ = [
+    "ShardLocator",
+    "alert_tick",
+    "locate_shard",
+    "on_event_stream",
+    "reset_runtime",
+    "run_rebuilds",
+    "runtime",
+]

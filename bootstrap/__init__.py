@@ -165,6 +165,8 @@ class Pulse:
 
     def _dataset_users(self, name: str) -> list[str]:
         return self.dashboards.dataset_users(name)
+
+    @property
     def alerts(self) -> AlertsService:
         """Alert rules, their history and deliveries, test sends and backtests, scope-checked."""
         return self.cached("alerts", lambda: alerts_service(self.store, self.views, self.settings, self.clock))

@@ -20,10 +20,10 @@ from projections.recent import RecentEventsProjection
 from services.counters import PositionedCounters
 from services.engine import ProjectionHandler, ReadModelHandler
 from services.replay import PositionedReplayer
-from storage.sqlite_generations import TABLES, SqliteGeneration, SqliteGenerations
-from storage.sqlite_replays import SqliteReplayLedger
 from storage.sqlite import WRITER_LOCK_SUFFIX, SqliteEventStore
+from storage.sqlite_generations import TABLES, SqliteGeneration, SqliteGenerations
 from storage.sqlite_recent import SqliteRecentEvents
+from storage.sqlite_replays import SqliteReplayLedger
 from storage.sqlite_views import SqliteViewStore, views_path
 
 

@@ -30,7 +30,12 @@ class MemoryReplayLedger:
     def claim(self, projection: str, owner: str, now: float, lease_seconds: float, total: int) -> ReplayStatus:
         with self._lock:
             current = self._rows.get(projection)
-            if current is not None and current.state == REPLAYING and current.owner != owner and current.lease_until > now:
+            if (
+                current is not None
+                and current.state == REPLAYING
+                and current.owner != owner
+                and current.lease_until > now
+            ):
                 raise ReplayRunning(current)
             status = self._rows[projection] = ReplayStatus(
                 projection,

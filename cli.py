@@ -240,10 +240,44 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from workers.replays import ReplayRequestWatcher
+
+    ReplayRequestWatcher(pulse, options).start(stop)  # runs the replays `replayProjection` asks for
     try:
         projection_worker.run(stop, parent_pid=parent_pid)
     finally:
         pulse.close()
+
+
+@main.command()
+@click.argument("projection", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every replayable read model, one after the other.")
+@click.option("--fresh", is_flag=True, help="Start from the first event instead of resuming a killed replay.")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@store_options
+def replay(settings: Settings, projection: str | None, replay_all: bool, fresh: bool, batch_size: int) -> None:
+    """Rebuild a read model from the event store into a new generation while the current one
+    keeps serving, then switch to it (PROJECTION as `projections` names it, e.g. metrics)."""
+    import sys
+
+    from bootstrap import WorkerOptions, bootstrap
+    from workers.replays import replay_in_terminal
+
+    pulse = bootstrap(settings)
+    try:
+        names = pulse.backend.replayable() if replay_all else [projection] if projection else []
+        if not names or (replay_all and projection):
+            raise click.UsageError(f"give one PROJECTION or --all; replayable: {', '.join(pulse.backend.replayable())}")
+        if projection and projection not in pulse.backend.replayable():
+            raise click.UsageError(
+                f"cannot replay {projection!r}; replayable: {', '.join(pulse.backend.replayable()) or 'none'}"
+            )
+        code, message = replay_in_terminal(pulse, names, WorkerOptions(batch_size=batch_size), fresh=fresh)
+    finally:
+        pulse.close()
+    click.echo(message, err=code != 0)
+    if code:
+        sys.exit(code)
 
 
 @main.command()

@@ -16,6 +16,7 @@ from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
+from api.graphql_replay import ReplayMutation
 from api.health import health_report
 
 
@@ -36,7 +37,7 @@ class HealthQuery:
 
 
 QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ReplayMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
 
 Query = merge_types("Query", QUERIES)

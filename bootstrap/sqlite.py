@@ -8,11 +8,13 @@ counter cells on the worker's housekeeping.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrap.positioned import PositionedBackend
 from domain.clock import SYSTEM_CLOCK, Clock
+from domain.replay import LEASE_SECONDS
 from domain.settings import Settings
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION as COUNTERS
@@ -60,8 +62,15 @@ class SqliteBackend(PositionedBackend):
                 )
             return ReadModelHandler(RecentEventsProjection(), SqliteRecentEvents(generation.shadow))
 
+        lease = float(os.environ.get("PULSE_REPLAY_LEASE_SECONDS") or LEASE_SECONDS)
         return PositionedReplayer(
-            self.events, self.replay_ledger(), generations, handler_for, clock, page_size=options.batch_size
+            self.events,
+            self.replay_ledger(),
+            generations,
+            handler_for,
+            clock,
+            page_size=options.batch_size,
+            lease_seconds=lease,
         )
 
     def close(self) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import sqlite3
 
 from domain.errors import StoreUnavailable
+from domain.ports import PROJECTIONS_MARKER
 from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus
 from storage.sqlite import write_transaction
-from storage.sqlite_views import SqliteViewStore
+from storage.sqlite_views import SqliteViewStore, bump_markers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replays (
@@ -31,6 +32,9 @@ CREATE TABLE IF NOT EXISTS replays (
     error             TEXT
 ) WITHOUT ROWID;
 """
+
+#: Subscribers of ``projectionStatus`` see a replay start, switch or fail at once.
+_STATUS = {PROJECTIONS_MARKER}
 
 _COLUMNS = (
     "projection, state, owner, lease_until, done, total, events_per_second, requested_at, started_at, updated_at, error"
@@ -84,6 +88,7 @@ class SqliteReplayLedger:
                     raise ReplayRunning(current)
                 status = ReplayStatus(projection, REQUESTED, requested_at=now, updated_at=now)
                 _save(conn, status)
+                bump_markers(conn, _STATUS)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite view store {self.views.path}: {exc}") from exc
         return status
@@ -110,6 +115,7 @@ class SqliteReplayLedger:
                 updated_at=now,
             )
             _save(conn, status)
+            bump_markers(conn, _STATUS)
         return status
 
     def renew(
@@ -129,6 +135,7 @@ class SqliteReplayLedger:
         conn = self._conn()
         with write_transaction(conn):
             conn.execute("DELETE FROM replays WHERE projection = ? AND owner = ?", (projection, owner))
+            bump_markers(conn, _STATUS)
 
     def fail(self, projection: str, owner: str, error: str, now: float) -> None:
         conn = self._conn()
@@ -138,3 +145,4 @@ class SqliteReplayLedger:
                 " WHERE projection = ? AND owner = ?",
                 (FAILED, error, now, projection, owner),
             )
+            bump_markers(conn, _STATUS)

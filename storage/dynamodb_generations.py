@@ -100,10 +100,11 @@ class GenerationChanges(NamedTuple):
 
 
 def generation_of(part: GenerationChanges, name: str) -> int | None:
-    if name.startswith(BUILTIN_PREFIX):
-        return BUILTIN_GENERATION
     if isinstance(part.generations, int):
         return part.generations
+    if name.startswith(BUILTIN_PREFIX):
+        # Built-in counts live in generation 0 until a replay gives them a generation.
+        return part.generations.get(name, BUILTIN_GENERATION)
     return part.generations.get(name)
 
 
@@ -238,16 +239,19 @@ class Definitions:
         gauges: Sequence[str],
         owner: str,
         fence_seconds: float | None = None,
+        replay: bool = False,
     ) -> Build:
         """Register a rebuild of ``metrics`` and ``gauges`` for definitions ``version`` into a
         new generation; live batches start writing it for facts received from its fence.
+        ``replay``: rebuild names of the version the views reflect (``pulse replay``).
 
-        Raises ``CheckpointConflict`` when the views already reflect ``version``, another
-        owner's rebuild holds an unexpired lease, or the state changed meanwhile.
+        Raises ``CheckpointConflict`` when the views already reflect ``version`` (unless
+        replaying it), another owner's rebuild holds an unexpired lease, or the state
+        changed meanwhile.
         """
         state = self.state()
         now = now_micros()
-        if version <= state.version:
+        if version < state.version or (version == state.version and not replay):
             raise CheckpointConflict("definitions", "", f"views already reflect version {state.version}")
         if state.build is not None and state.build.owner != owner and state.build.lease > now:
             raise CheckpointConflict(

@@ -48,7 +48,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
-from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.metrics import BUILTIN_PREFIX, DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.micros import epoch_micros, now_micros
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from projections.buckets import Bucketing
@@ -144,6 +144,13 @@ class ProjectionPlan:
             gauges += by_fence[fence][1]
             self._fenced.append(MetricsProjection(list(metrics), list(gauges), bucketing, builtins=False))
         self._builtins = MetricsProjection([], [], bucketing)
+        # Built-in counts a replay gave a generation: facts received before its fence are
+        # in it already (they still count as events of their type).
+        self._builtin_fences = {
+            name[len(BUILTIN_PREFIX) :]: g.fence
+            for name, g in state.generations.items()
+            if name.startswith(BUILTIN_PREFIX)
+        }
         self._active = {name: g.gen for name, g in state.generations.items()}
         self.build = state.build
         self._building: MetricsProjection | None = None
@@ -155,10 +162,31 @@ class ProjectionPlan:
                 bucketing,
                 builtins=False,
             )
+        self._building_types = frozenset(
+            name[len(BUILTIN_PREFIX) :]
+            for name in (state.build.metrics if state.build else ())
+            if name.startswith(BUILTIN_PREFIX)
+        )
+
+    def _builtin_counts(self, facts: Sequence[RecordedEvent], received: Sequence[int]) -> ViewChanges:
+        """Built-in counts and event types of ``facts``, without the facts a replayed
+        built-in count holds already."""
+        fences = self._builtin_fences
+        if not fences:
+            return self._builtins.project(facts)
+        counted = []
+        types: dict[str, int] = {}
+        for fact, micros in zip(facts, received, strict=True):
+            if micros >= fences.get(fact.type, 0):
+                counted.append(fact)
+            else:
+                types[fact.type] = types.get(fact.type, 0) + 1
+        early = ViewChanges(counters={}, gauges={}, event_types=types, events=len(facts) - len(counted), watermark=None)
+        return merge([self._builtins.project(counted), early])
 
     def project(self, facts: Sequence[RecordedEvent]) -> list[GenerationChanges]:
         received = [epoch_micros(fact.received_at) for fact in facts]
-        changes: list[ViewChanges] = [self._builtins.project(facts)]
+        changes: list[ViewChanges] = [self._builtin_counts(facts, received)]
         groups: dict[int, list[RecordedEvent]] = {}
         for fact, micros in zip(facts, received, strict=True):
             index = bisect.bisect_right(self.fences, micros) - 1
@@ -172,7 +200,15 @@ class ProjectionPlan:
             late = [fact for fact, micros in zip(facts, received, strict=True) if micros >= fence]
             if late:
                 parts.append(GenerationChanges(self._building.project(late), self.build.gen))
+                if self._building_types:  # a replay rebuilding built-in counts too
+                    counts = self._builtins.project([fact for fact in late if fact.type in self._building_types])
+                    parts.append(GenerationChanges(counts_only(counts), self.build.gen))
         return parts
+
+
+def counts_only(changes: ViewChanges) -> ViewChanges:
+    """``changes``' counters alone: event types are counted once, by the live generation."""
+    return ViewChanges(counters=changes.counters, gauges={}, event_types={}, events=0, watermark=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,120 @@
+"""Replays on DynamoDB Local: every metric, gauge and built-in count rebuilt into a new
+generation of the views items while the current one answers, switched in one write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bootstrap import Pulse, WorkerOptions, bootstrap, drop_tables
+from domain import metrics as defs
+from domain.clock import FrozenClock, now_utc
+from domain.metrics import MetricDefinition, builtin_key
+from domain.replay import ReplayRunning
+from domain.settings import Settings
+from projections.counters import PROJECTION
+from services.replay import ReplayProgress
+from tests.projections.oracle import EVERYTHING, assert_views_match_facts, expected_counters
+from tests.replay.support import REVENUE, STOCK, client_of, facts
+from tests.support import all_facts
+from workers.replays import ReplayRequestWatcher
+from workers.stream_projector import RebuildTiming, run_pending_rebuild
+
+QUICK = RebuildTiming(fence_seconds=0.05, settle_seconds=0.05)
+
+
+@pytest.fixture
+def pulse(dynamodb_settings: Settings, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pulse]:
+    # One process, one clock, facts stored before the replay: no need to wait for the fence long.
+    monkeypatch.setenv("PULSE_REBUILD_FENCE_SECONDS", "0.05")
+    monkeypatch.setenv("PULSE_REBUILD_SETTLE_SECONDS", "0.05")
+    pulse = bootstrap(dynamodb_settings, clock=clock, create=True)
+    defs.define_metric(pulse.store, REVENUE)
+    defs.define_gauge(pulse.store, STOCK)
+    pulse.store.ingest(facts(now_utc(clock), 500))
+    catch_up(pulse)
+    yield pulse
+    pulse.close()
+    drop_tables(dynamodb_settings)
+
+
+def catch_up(pulse: Pulse) -> None:
+    """What the poller and its background backfills do (the metrics get their generations)."""
+    projector = pulse.backend.counters()  # type: ignore[attr-defined]
+    pulse.worker().catch_up()
+    run_pending_rebuild(pulse.store, pulse.views, projector.bucketing, projector.history, "test", QUICK)  # type: ignore[arg-type]
+    pulse.worker().catch_up()
+
+
+def replayer(pulse: Pulse):
+    found = pulse.replayer(WorkerOptions())
+    found.page_size = 100
+    return found
+
+
+def test_every_answer_during_a_replay_equals_the_one_before_and_the_switch_equals_a_recomputation(
+    pulse: Pulse, clock: FrozenClock
+) -> None:
+    client = client_of(pulse, clock)
+    before = client.series()
+    assert sum(point["count"] for point in before) == 400
+    generations = pulse.views.definitions_state().generations  # type: ignore[attr-defined]
+    during: list[list[dict]] = []
+    states: list[dict] = []
+
+    def query(step: ReplayProgress) -> None:
+        during.append(client.series())
+        states.append(client.projections()[PROJECTION])
+
+    replayer(pulse).replay(PROJECTION, on_progress=query)
+
+    assert len(during) >= 5
+    assert all(answer == before for answer in during)
+    assert all(state["state"] == "REPLAYING" for state in states)
+    assert any(0 < (state["progress"] or 0) < 1 for state in states)
+    assert client.series() == before
+    assert client.projections()[PROJECTION]["state"] == "LIVE"
+    switched = pulse.views.definitions_state().generations  # type: ignore[attr-defined]
+    assert switched["revenue"].gen > generations["revenue"].gen
+    assert switched[builtin_key("sale")].gen == switched["revenue"].gen  # built-in counts too
+    assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
+
+
+def test_live_batches_during_a_replay_count_once(pulse: Pulse, clock: FrozenClock) -> None:
+    added: list[int] = []
+
+    def ingest_and_project(step: ReplayProgress) -> None:
+        if step.done and len(added) < 2:  # during the scan, after the fence
+            pulse.store.ingest(facts(now_utc(clock), 50, first=10_000 + 50 * len(added)))
+            added.append(50)
+            pulse.worker().catch_up()
+
+    replayer(pulse).replay(PROJECTION, on_progress=ingest_and_project)
+    pulse.worker().catch_up()
+    assert added == [50, 50]
+    stored = assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
+    assert len(stored) == 600
+    sales = MetricDefinition.builtin_count("sale")
+    expected = expected_counters(all_facts(pulse.store), sales, pulse.settings.timezone)
+    assert sum(c.count for c in pulse.views.read_counters(sales.key, "day", *EVERYTHING)) == sum(
+        v[0] for k, v in expected.items() if k[0] == "day"
+    )
+
+
+def test_a_second_replay_is_refused_and_a_request_is_run_by_the_worker(pulse: Pulse, clock: FrozenClock) -> None:
+    ledger = pulse.backend.replay_ledger()
+    ledger.claim(PROJECTION, "another-host-1-abc", pulse.clock.now(), 600, 500)
+    with pytest.raises(ReplayRunning, match="is running by another-host-1-abc"):
+        replayer(pulse).replay(PROJECTION)
+    client = client_of(pulse, clock)
+    mutation = "mutation($name: String!) { replayProjection(name: $name) { name state } }"
+    conflict = client.gql(mutation, "admin", name=PROJECTION)["errors"][0]
+    assert conflict["extensions"]["code"] == "CONFLICT"
+
+    ledger.finish(PROJECTION, "another-host-1-abc")
+    assert client.data(mutation, "admin", name=PROJECTION)["replayProjection"]["state"] == "REQUESTED"
+    assert client.projections()[PROJECTION]["state"] == "REQUESTED"
+    assert ReplayRequestWatcher(pulse, WorkerOptions()).run_pending() == [PROJECTION]
+    assert client.projections()[PROJECTION]["state"] == "LIVE"
+    assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)

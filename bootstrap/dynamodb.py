@@ -66,7 +66,7 @@ class DynamoBackend:
             ChangeFeed.from_settings(self.settings),
             projector,
             read_limit=min(options.batch_size, 1000),
-            background=[rebuild_task(projector, timing, owner)],
+            background=[rebuild_task(projector, timing, owner, ledger=self.replay_ledger())],
             closers=[self.close],
         )
 

@@ -53,6 +53,18 @@ class ProjectionState:
     events_per_second: float
 
 
+def shard_lag_seconds(checkpoints: Sequence[Checkpoint], now: float) -> dict[str, float]:
+    """Per DynamoDB Streams shard, how far behind its reader is now: the lag it recorded,
+    grown by the time since while it was behind (a stopped reader falls further behind)."""
+    lags: dict[str, float] = {}
+    for cp in checkpoints:
+        if cp.lag_seconds is None or cp.lag_measured_at is None:
+            continue
+        lag = cp.lag_seconds + max(now - cp.lag_measured_at / 1e6, 0.0) if cp.lag_seconds > 0 else 0.0
+        lags[cp.partition] = max(lag, lags.get(cp.partition, 0.0))
+    return lags
+
+
 class CatalogCache:
     """The process's catalog of the metric definitions, caught up (one indexed read) per call."""
 
@@ -173,9 +185,10 @@ class MetricsService:
         # Ages of stored instants (receivedAt, checkpoint writes) are measured by the machine's clock.
         now = time.time()
         states = []
+        shard_lags = shard_lag_seconds(checkpoints, now)
         for cp in checkpoints:
             lag_events: int | None = None
-            lag_seconds: float | None = None
+            lag_seconds: float | None = shard_lags.get(cp.partition)
             if cp.partition == "" and isinstance(self.events, PositionedLog):
                 lag_events = max(self.events.last_position() - cp.position, 0)
                 lag_seconds = 0.0

@@ -55,6 +55,8 @@ class ChangeRecord(NamedTuple):
     event_name: str
     sequence_number: str
     event: RecordedEvent | None
+    #: The stream's ``ApproximateCreationDateTime`` (epoch seconds): how far behind a reader is.
+    created_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,17 @@ def decode_record(record: Mapping[str, Any]) -> ChangeRecord:
     if image is None and event_name != "REMOVE":
         raise ValueError(f"{event_name} record {sequence} has no NewImage: the stream must include new images")
     event = None if image is None else decode_item(image, position=int(sequence))
-    return ChangeRecord(event_name, sequence, event)
+    return ChangeRecord(event_name, sequence, event, _epoch_seconds(change.get("ApproximateCreationDateTime")))
+
+
+def _epoch_seconds(value: Any) -> float | None:
+    """GetRecords gives a datetime, a Lambda event epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    timestamp = getattr(value, "timestamp", None)
+    return None if timestamp is None else float(timestamp())
 
 
 def order_by_lineage(shards: Iterable[Shard]) -> list[Shard]:

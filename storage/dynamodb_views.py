@@ -225,6 +225,9 @@ class DynamoViewStore:
     def mark_finished(self, projection: str, partition: str) -> None:
         self._checkpoints.mark_finished(projection, partition)
 
+    def record_lag(self, projection: str, partition: str, seconds: float) -> None:
+        self._checkpoints.record_lag(projection, partition, seconds)
+
     def save_checkpoint(
         self,
         projection: str,

@@ -51,12 +51,14 @@ from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.micros import epoch_micros, now_micros
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
+from domain.replay import ReplayLedger
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
 from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
 from storage.dynamodb_views import DynamoViewStore
+from workers.backfill_progress import BackfillProgress
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +262,9 @@ class StreamProjector:
     def finished_partitions(self) -> Collection[str]:
         return set(self.views.finished_partitions(self.projection_name))
 
+    def record_lag(self, partition: str, seconds: float) -> None:
+        self.views.record_lag(self.projection_name, partition, seconds)
+
     def mark_finished(self, partition: str) -> None:
         self.views.mark_finished(self.projection_name, partition)
         self.forget_finished()
@@ -337,7 +342,11 @@ class StreamProjector:
 
 
 def rebuild_task(
-    projector: StreamProjector, timing: RebuildTiming, owner: str, check_seconds: float = REBUILD_CHECK_SECONDS
+    projector: StreamProjector,
+    timing: RebuildTiming,
+    owner: str,
+    check_seconds: float = REBUILD_CHECK_SECONDS,
+    ledger: ReplayLedger | None = None,
 ) -> Callable[[threading.Event, threading.Event], None]:
     """The poller's background task: run pending rebuilds, every ``check_seconds`` and
     whenever the stream carried a change of the definitions."""
@@ -346,7 +355,14 @@ def rebuild_task(
         while not stop.is_set():
             try:
                 run_pending_rebuild(
-                    projector.events, projector.views, projector.bucketing, projector.history, owner, timing, stop
+                    projector.events,
+                    projector.views,
+                    projector.bucketing,
+                    projector.history,
+                    owner,
+                    timing,
+                    stop,
+                    progress=None if ledger is None else BackfillProgress(ledger, owner),
                 )
             except Exception:
                 if stop.is_set():
@@ -381,6 +397,7 @@ def run_pending_rebuild(
     stop: threading.Event | None = None,
     page_size: int = REBUILD_PAGE,
     deadline: float | None = None,
+    progress: BackfillProgress | None = None,
 ) -> Rebuilt | None:
     """Bring the views to the latest definitions: rebuild what changed since the version
     they reflect into a new generation and switch.
@@ -418,6 +435,8 @@ def run_pending_rebuild(
         writer.renew(until=ready + 60)
         log.info("rebuild into generation %d starts its scan after %.0f s", build.gen, ready - time.time())
         return None
+    if progress is not None:
+        progress.start(sum(views.event_types().values()))
     try:
         while (left := ready - time.time()) > 0:
             writer.renew()
@@ -448,11 +467,17 @@ def run_pending_rebuild(
                 writer(only.project(counted))
             else:
                 writer.renew()
+            if progress is not None:
+                progress.advance(len(page.events))
             cursor = page.cursor
         views.finish_build(writer.build)
-    except BaseException:
+    except BaseException as exc:
         views.abandon_build(writer.build)
+        if progress is not None:
+            progress.failed(exc)
         raise
+    if progress is not None:
+        progress.finish()
     deleted = views.collect_garbage()
     log.info(
         "rebuilt %s from %d facts (definitions version %d); %d replaced items deleted",

@@ -118,3 +118,46 @@ def test_a_second_replay_is_refused_and_a_request_is_run_by_the_worker(pulse: Pu
     assert ReplayRequestWatcher(pulse, WorkerOptions()).run_pending() == [PROJECTION]
     assert client.projections()[PROJECTION]["state"] == "LIVE"
     assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
+
+
+def test_projections_show_each_shard_s_lag_from_the_stream_records(pulse: Pulse, clock: FrozenClock) -> None:
+    client = client_of(pulse, clock)
+    shards = [row for row in client.data("{ projections { name partition lagSeconds } }")["projections"]]
+    assert shards and all(row["partition"] for row in shards)  # one row per shard and projection
+    assert all(row["lagSeconds"] == 0.0 for row in shards)  # caught up: the last read found nothing new
+
+    feed = pulse.worker().feed  # type: ignore[attr-defined]
+    pulse.store.ingest(facts(now_utc(clock), 3, first=20_000))
+    (shard,) = [shard for shard in feed.shards() if shard.ending_sequence_number is None]
+    records = feed.reader(shard.shard_id, pulse.views.checkpoint(PROJECTION, shard.shard_id).position).read(10)
+    assert records and all(record.created_at is not None for record in records)
+
+
+def test_a_backfill_shows_as_replaying_with_progress(pulse: Pulse, clock: FrozenClock) -> None:
+    from workers.backfill_progress import BackfillProgress
+
+    client = client_of(pulse, clock)
+    defs.define_metric(pulse.store, defs.validate_metric("orders", "sale", "count", None, ["store"]))
+    seen: list[dict] = []
+    ledger = pulse.backend.replay_ledger()
+
+    class Watched(BackfillProgress):
+        def advance(self, read: int) -> None:
+            super().advance(read)
+            seen.append(client.projections()[PROJECTION])
+
+    projector = pulse.backend.counters()  # type: ignore[attr-defined]
+    run_pending_rebuild(
+        pulse.store,  # type: ignore[arg-type]
+        pulse.views,  # type: ignore[arg-type]
+        projector.bucketing,
+        projector.history,
+        "backfill",
+        QUICK,
+        page_size=100,
+        progress=Watched(ledger, "backfill"),
+    )
+    assert len(seen) >= 5
+    assert all(row["state"] == "REPLAYING" for row in seen)
+    assert 0 < seen[0]["progress"] < 1 and seen[-1]["progress"] == 1
+    assert client.projections()[PROJECTION]["state"] == "LIVE"

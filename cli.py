@@ -94,6 +94,12 @@ def main() -> None:
     is_flag=True,
     help="Serve without API keys: every caller is admin. Only on a trusted machine [PULSE_AUTH=off].",
 )
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Start no projection worker beside the server: a Lambda reads the DynamoDB stream, or you run"
+    " `pulse worker` yourself.",
+)
 @store_options
 def serve(
     settings: Settings,
@@ -103,6 +109,7 @@ def serve(
     threads: int | None,
     max_streams: int | None,
     no_auth: bool,
+    no_worker: bool = False,
 ) -> None:
     """Serve /graphql and the REST API with gunicorn (gthread workers)."""
     if no_auth:
@@ -126,7 +133,7 @@ def serve(
 
     # Opening the backend once here creates the embedded store's files before the workers fork.
     opened = bootstrap(settings)
-    worker_beside = opened.backend.worker_beside_server
+    worker_beside = opened.backend.worker_beside_server and not no_worker
     opened.close()
 
     class PulseServer(BaseApplication):
@@ -150,7 +157,8 @@ def serve(
     # One projection worker process beside the server, so numbers are live with one command.
     projection_worker = _start_projection_worker(settings) if worker_beside else None
     if projection_worker is None:
-        click.echo(f"no projection worker started for the {settings.store} store: run `pulse worker`", err=True)
+        why = "--no-worker" if no_worker else f"the {settings.store} store"
+        click.echo(f"no projection worker started ({why}): run `pulse worker`, or numbers stay at zero", err=True)
     try:
         PulseServer().run()
     finally:
@@ -173,6 +181,10 @@ def _start_projection_worker(settings: Settings):
     import sys
 
     command = [sys.executable, "-m", "cli", "worker", "--store", settings.store, "--db", settings.db]
+    if settings.store == "dynamodb":  # the options this server was given, not only the environment's
+        command += ["--region", settings.region, "--table-prefix", settings.table_prefix]
+        if settings.dynamodb_endpoint:
+            command += ["--dynamodb-endpoint", settings.dynamodb_endpoint]
     command += ["--parent-pid", str(os.getpid())]
     return subprocess.Popen(command)
 

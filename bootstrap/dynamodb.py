@@ -40,8 +40,10 @@ class DynamoBackend:
     recent: DynamoRecentEvents
     timing: RebuildTiming
     name: str = "dynamodb"
-    #: The poller reads a stream Lambda may read too: run it only by choice (`pulse serve --worker`).
-    worker_beside_server: bool = False
+    #: `pulse serve` runs the Streams poller beside gunicorn, as on SQLite; `--no-worker` when a
+    #: Lambda reads the stream instead (a second reader of each shard only doubles the reads and
+    #: writes: the items' guards keep the counts exact).
+    worker_beside_server: bool = True
     _projector: StreamProjector | None = field(default=None, repr=False)
     _ledger: DynamoReplayLedger | None = field(default=None, repr=False)
 

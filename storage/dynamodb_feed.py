@@ -218,9 +218,18 @@ class ShardReader:
         """The next records (at most ``limit``, up to 1,000) after ``after_sequence``."""
         if self.finished:
             return []
-        if self._iterator is None:
+        fresh = self._iterator is None
+        if fresh:
             self._iterator = self._new_iterator()
         try:
+            response = self._get_records(limit)
+        except FeedTrimmed:
+            if fresh:
+                raise
+            # DynamoDB Local answers so when records arrive on a shard first opened empty
+            # (at TRIM_HORIZON): a fresh iterator from the checkpoint tells whether records
+            # were really lost (then it fails too).
+            self._iterator = self._new_iterator()
             response = self._get_records(limit)
         except ClientError as exc:
             if error_code(exc) != "ExpiredIteratorException":

@@ -3,6 +3,7 @@ generation of the views items while the current one answers, switched in one wri
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -161,3 +162,22 @@ def test_a_backfill_shows_as_replaying_with_progress(pulse: Pulse, clock: Frozen
     assert all(row["state"] == "REPLAYING" for row in seen)
     assert 0 < seen[0]["progress"] < 1 and seen[-1]["progress"] == 1
     assert client.projections()[PROJECTION]["state"] == "LIVE"
+
+
+def test_the_poller_reads_on_when_records_arrive_on_a_shard_it_first_found_empty(
+    dynamodb_settings: Settings, clock: FrozenClock
+) -> None:
+    # DynamoDB Local refused the first read after that as trimmed, which stopped `pulse worker`.
+    fresh = bootstrap(
+        dataclasses.replace(dynamodb_settings, table_prefix=f"{dynamodb_settings.table_prefix}-e"), create=True
+    )
+    try:
+        poller = fresh.worker()
+        for _ in range(3):
+            assert poller.step() == (0, False)
+        fresh.store.ingest(facts(now_utc(clock), 4))
+        assert poller.catch_up() == 4
+        assert fresh.views.event_types() == {"sale": 4}
+    finally:
+        fresh.close()
+        drop_tables(fresh.settings)

@@ -29,7 +29,7 @@ from storage.dynamodb_replays import DynamoReplayLedger
 from storage.dynamodb_views import DynamoViewStore
 from workers.dynamodb_poller import DynamoPoller
 from workers.dynamodb_replay import DynamoReplayer
-from workers.stream_projector import RebuildTiming, StreamProjector, rebuild_task
+from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, rebuild_task
 
 
 @dataclass
@@ -92,7 +92,8 @@ class DynamoBackend:
             os.environ, fence_seconds=options.rebuild_fence_seconds, settle_seconds=options.rebuild_settle_seconds
         )
         lease = float(os.environ.get("PULSE_REPLAY_LEASE_SECONDS") or LEASE_SECONDS)
-        return DynamoReplayer(self.counters(), self.replay_ledger(), timing, clock, lease_seconds=lease)
+        page = min(options.batch_size, REBUILD_PAGE)
+        return DynamoReplayer(self.counters(), self.replay_ledger(), timing, clock, page_size=page, lease_seconds=lease)
 
     def close(self) -> None:
         self.views.close()

@@ -82,8 +82,12 @@ class ReplayProgress:
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
     projection: str
+    #: The read model's checkpoint after the switch (on DynamoDB, where checkpoints are per
+    #: shard and not rebuilt, the projection's checkpoint of no shard).
     checkpoint: Checkpoint
     pages: int
+    #: Facts the replay read.
+    events: int = 0
 
 
 class ReplayUnsupported(PulseError):
@@ -141,10 +145,12 @@ class PositionedReplayer:
             handler = self.handler_for(projection, generation)
             rate = RateMeter()
             pages = 0
+            events = 0
             while True:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("the worker is stopping; run the replay again to resume it")
                 read = self._step(handler, None)
+                events += read
                 total = max(self.events.last_position(), total)
                 done = handler.position("")
                 speed = rate.add(read)
@@ -167,7 +173,7 @@ class PositionedReplayer:
             self.ledger.fail(projection, owner, reason, self.clock.now())
             raise
         self.ledger.finish(projection, owner)
-        return ReplayResult(projection, checkpoint, pages)
+        return ReplayResult(projection, checkpoint, pages, events)
 
     def _step(self, handler: ProjectionHandler, upto: int | None) -> int:
         """Feed ``handler`` one page of the log past its checkpoint (to ``upto`` at most);

@@ -145,4 +145,4 @@ class DynamoReplayer:
         log.info(
             "replayed %s into generation %d from %d facts; %d old items deleted", projection, build.gen, done, deleted
         )
-        return ReplayResult(projection, views.checkpoint(PROJECTION), pages)
+        return ReplayResult(projection, views.checkpoint(PROJECTION), pages, done)

@@ -63,8 +63,9 @@ def replay_in_terminal(pulse: Any, names: Sequence[str], options: Any, fresh: bo
                 return EXIT_CONFLICT, str(exc)
             except ReplayUnsupported as exc:
                 return EXIT_CONFLICT, str(exc)
-            progress.update(task, completed=result.checkpoint.position, total=result.checkpoint.position)
-        done.append(f"{name}: switched at position {result.checkpoint.position}")
+            total = progress.tasks[0].total or result.events
+            progress.update(task, completed=total, total=total)
+        done.append(f"{name}: switched to the new generation after {result.events:,} events")
     return 0, "; ".join(done)
 
 

@@ -100,6 +100,8 @@ class DynamoReplayer:
             rate = RateMeter()
 
             def report(read: int) -> None:
+                # The build's lease runs with the replay's, so a killed replay frees both alike.
+                writer.renew(until=time.time() + self.lease_seconds)
                 speed = rate.add(read)
                 self.ledger.renew(projection, owner, self.clock.now(), self.lease_seconds, done, total, speed)
                 if on_progress is not None:

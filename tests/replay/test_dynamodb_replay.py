@@ -4,6 +4,11 @@ generation of the views items while the current one answers, switched in one wri
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +21,7 @@ from domain.replay import ReplayRunning
 from domain.settings import Settings
 from projections.counters import PROJECTION
 from services.replay import ReplayProgress
+from tests.e2e.harness import ROOT, wait_until
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts, expected_counters
 from tests.replay.support import REVENUE, STOCK, client_of, facts
 from tests.support import all_facts
@@ -181,3 +187,37 @@ def test_the_poller_reads_on_when_records_arrive_on_a_shard_it_first_found_empty
     finally:
         fresh.close()
         drop_tables(fresh.settings)
+
+
+def test_kill_9_mid_replay_leaves_the_serving_generation_and_the_next_run_starts_afresh(
+    pulse: Pulse, clock: FrozenClock
+) -> None:
+    client = client_of(pulse, clock)
+    before = client.series()
+    settings = pulse.settings
+    command = [sys.executable, "-m", "cli", "replay", PROJECTION, "--store", "dynamodb", "--batch-size", "20"]
+    command += ["--dynamodb-endpoint", settings.dynamodb_endpoint or "", "--table-prefix", settings.table_prefix]
+    env = {**os.environ, "PULSE_REPLAY_LEASE_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+    ledger = pulse.backend.replay_ledger()
+    replaying = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def midway() -> bool:
+            status = ledger.replays().get(PROJECTION)
+            return status is not None and status.state == "REPLAYING" and status.done >= 100
+
+        wait_until(midway, "the replay to be under way", timeout=120, poll=0.05)
+        os.kill(replaying.pid, signal.SIGKILL)
+    finally:
+        replaying.wait()
+    assert pulse.views.definitions_state().build is not None  # type: ignore[attr-defined]  # left behind
+    assert client.series() == before  # the serving generation is untouched
+
+    # The dead owner's leases run out; the next run starts a fresh generation and switches.
+    wait_until(lambda: ledger.replays()[PROJECTION].lease_until < time.time(), "the lease to expire", timeout=30)
+    time.sleep(1.5)  # and the build's, renewed to the same lease
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert client.series() == before
+    assert pulse.views.definitions_state().build is None  # type: ignore[attr-defined]
+    assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)

@@ -15,6 +15,7 @@ the shadow file is deleted (the old generation's rows went with the transaction)
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +24,14 @@ from domain.micros import now_micros
 from domain.ports import PROJECTIONS_MARKER, Checkpoint
 from projections.counters import PROJECTION as COUNTERS
 from projections.recent import PROJECTION as RECENT
-from storage.sqlite import connect, write_transaction
-from storage.sqlite_views import SqliteViewStore, bump_markers, read_checkpoint, save_checkpoint
+from storage.sqlite import connect
+from storage.sqlite_views import (
+    CHECKPOINT_COLUMNS,
+    SqliteViewStore,
+    bump_markers,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,13 @@ TABLES: dict[str, tuple[str, ...]] = {
     COUNTERS: ("counters", "gauges", "event_types"),
     RECENT: ("recent_events",),
 }
+
+
+def _shadow_checkpoint(conn: sqlite3.Connection, projection: str) -> Checkpoint:
+    row = conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM shadow.checkpoints WHERE projection = ? AND partition = ''", (projection,)
+    ).fetchone()
+    return Checkpoint(*row) if row else Checkpoint(projection, "")
 
 
 def shadow_path(views_path: str, projection: str) -> Path:
@@ -59,23 +73,32 @@ class SqliteGeneration:
         tables = TABLES[self.projection]
         conn = connect(self.live.path)
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Rows go from file to file inside SQLite (INSERT ... SELECT), not through Python.
+        conn.execute("ATTACH DATABASE ? AS shadow", (self.shadow.path,))
         try:
-            with write_transaction(conn):
+            # Deferred, then a write to the live file first: its write lock is held from here
+            # on, while the shadow file is only read (after the catch-up wrote to it through
+            # its own connection), so the catch-up never waits for this transaction.
+            conn.execute("BEGIN")
+            try:
+                conn.execute("UPDATE main.change_markers SET version = version + 1")
                 live = read_checkpoint(conn, self.projection, "")
                 if live.position > self.position():
                     catch_up(live.position)
-                source = self.shadow.connection()
-                new = read_checkpoint(source, self.projection, "")
+                new = _shadow_checkpoint(conn, self.projection)
                 for table in tables:
-                    width = len(conn.execute(f"PRAGMA table_info({table})").fetchall())
-                    conn.execute(f"DELETE FROM {table}")
-                    rows = source.execute(f"SELECT * FROM {table}")
-                    conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * width)})", rows)
+                    conn.execute(f"DELETE FROM main.{table}")
+                    conn.execute(f"INSERT INTO main.{table} SELECT * FROM shadow.{table}")
                 save_checkpoint(conn, replace(new, updated_at=now_micros()))
-                # Every subscription re-renders once on the new generation.
-                conn.execute("UPDATE change_markers SET version = version + 1")
-                known = {key for (key,) in conn.execute("SELECT key FROM change_markers")}
-                bump_markers(conn, ({*self.shadow.change_markers(), PROJECTIONS_MARKER}) - known)
+                # Every subscription re-renders once on the new generation (markers moved
+                # above); markers of keys only the new generation has start here.
+                known = {key for (key,) in conn.execute("SELECT key FROM main.change_markers")}
+                fresh = {key for (key,) in conn.execute("SELECT key FROM shadow.change_markers")}
+                bump_markers(conn, (fresh | {PROJECTIONS_MARKER}) - known)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         finally:
             conn.close()
         log.info("replay of %s switched at position %d", self.projection, new.position)

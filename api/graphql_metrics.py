@@ -85,6 +85,11 @@ class MetricInput:
     value_property: str | None = strawberry.field(default=None, description="Numeric property; not for COUNT.")
     dimensions: list[str] = strawberry.field(default_factory=list, description="Up to 3 properties to break down by.")
     filters: list[PropertyFilterInput] = strawberry.field(default_factory=list)
+    decimals: int | None = strawberry.field(
+        default=None,
+        description="Decimal places SUM/AVG/MIN/MAX values are rounded to (money: 2). Unset: 15 significant"
+        " digits, so float noise such as 1883.8000000000002 reads 1883.8.",
+    )
 
 
 @strawberry.input
@@ -131,6 +136,9 @@ class Metric:
     filters: list[PropertyFilter]
     builtin: bool = strawberry.field(description="The count every event type has, named after the type.")
     version: int = strawberry.field(description="Definitions-stream version that last changed it; 0: built-in.")
+    decimals: int | None = strawberry.field(
+        default=None, description="Decimal places values are rounded to; null: 15 significant digits."
+    )
 
 
 @strawberry.type
@@ -173,6 +181,7 @@ class ProjectionStatus:
     eta_seconds: float | None = strawberry.field(default=None, description="Seconds the replay still needs.")
     eta: datetime | None = strawberry.field(default=None, description="When the replay should switch.")
     replay_error: str | None = strawberry.field(default=None, description="Why the last replay failed.")
+    parked: int = strawberry.field(default=0, description="Events this projection parked (see parkedEvents).")
 
 
 # --- Helpers -----------------------------------------------------------------------------
@@ -219,6 +228,7 @@ def _metric(definition: MetricDefinition) -> Metric:
         filters=[PropertyFilter(property=p, value=v) for p, v in definition.filters],
         builtin=definition.builtin,
         version=definition.revision,
+        decimals=definition.decimals,
     )
 
 
@@ -290,6 +300,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
 
     replays = pulse.replays.statuses(principal)
     now = pulse.clock.now()
+    parked = pulse.parked.counts()
     return [
         ProjectionStatus(
             **replay_fields(replays.get(state.checkpoint.projection), now),  # type: ignore[arg-type]
@@ -302,6 +313,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
             watermark=moment(state.checkpoint.watermark),
             updated_at=moment(state.checkpoint.updated_at),
             definitions_version=state.checkpoint.definitions_version,
+            parked=parked.get(state.checkpoint.projection, 0),
         )
         for state in pulse.metrics.projections(principal)
     ]
@@ -315,6 +327,7 @@ def _definition(input: MetricInput) -> MetricDefinition:
         input.value_property,
         input.dimensions,
         [(f.property, f.value) for f in input.filters],
+        decimals=input.decimals,
     )
 
 

@@ -20,6 +20,7 @@ from domain.access import Principal, require
 from domain.clock import Clock
 from domain.errors import FieldError, ValidationError
 from domain.metrics import GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, Checkpoints, CounterReader, EventStore, GaugeReading, PositionedLog
 from projections import series as shaping
 from projections.buckets import Bucketing
@@ -187,6 +188,8 @@ class MetricsService:
         states = []
         shard_lags = shard_lag_seconds(checkpoints, now)
         for cp in checkpoints:
+            if is_retry_partition(cp.partition):
+                continue  # a retried parked event's checkpoint (domain.parked), not a feed's
             lag_events: int | None = None
             lag_seconds: float | None = shard_lags.get(cp.partition)
             if cp.partition == "" and isinstance(self.events, PositionedLog):

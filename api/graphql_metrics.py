@@ -298,12 +298,11 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
     def moment(micros: int | None) -> datetime | None:
         return None if micros is None else from_epoch_micros(micros)
 
-    replays = pulse.replays.statuses(principal)
     now = pulse.clock.now()
     parked = pulse.parked.counts()
     return [
         ProjectionStatus(
-            **replay_fields(replays.get(state.checkpoint.projection), now),  # type: ignore[arg-type]
+            **replay_fields(state.replay, now),  # type: ignore[arg-type]
             name=state.checkpoint.projection,
             partition=state.checkpoint.partition,
             checkpoint=str(state.checkpoint.position),

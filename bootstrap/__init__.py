@@ -134,7 +134,12 @@ class Pulse:
     @property
     def metrics(self) -> MetricsService:
         """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
-        return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
+        return self.cached(
+            "metrics",
+            lambda: MetricsService(
+                self.store, self.views, self.bucketing, self.clock, replays=self.backend.replay_ledger()
+            ),
+        )
 
     @property
     def replays(self) -> ReplayService:

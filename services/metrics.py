@@ -22,6 +22,7 @@ from domain.errors import FieldError, ValidationError
 from domain.metrics import GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, Checkpoints, CounterReader, EventStore, GaugeReading, PositionedLog
+from domain.replay import LIVE, ReplayLedger, ReplayStatus
 from projections import series as shaping
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION
@@ -52,6 +53,17 @@ class ProjectionState:
     lag_events: int | None
     lag_seconds: float | None
     events_per_second: float
+    #: The projection's replay requested, running or failed last (None: it serves live).
+    replay: ReplayStatus | None = None
+
+    @property
+    def state(self) -> str:
+        return LIVE if self.replay is None else self.replay.state
+
+    @property
+    def progress(self) -> float | None:
+        """A running replay's share done, 0..1."""
+        return None if self.replay is None else self.replay.progress
 
 
 def shard_lag_seconds(checkpoints: Sequence[Checkpoint], now: float) -> dict[str, float]:
@@ -82,7 +94,15 @@ class CatalogCache:
 
 
 class MetricsService:
-    def __init__(self, events: EventStore, views: CounterViews, bucketing: Bucketing, clock: Clock) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        views: CounterViews,
+        bucketing: Bucketing,
+        clock: Clock,
+        replays: ReplayLedger | None = None,
+    ) -> None:
+        self.replays = replays
         self.events = events
         self.views = views
         self.bucketing = bucketing
@@ -187,6 +207,7 @@ class MetricsService:
         now = time.time()
         states = []
         shard_lags = shard_lag_seconds(checkpoints, now)
+        replays = self.replays.replays() if self.replays is not None else {}
         for cp in checkpoints:
             if is_retry_partition(cp.partition):
                 continue  # a retried parked event's checkpoint (domain.parked), not a feed's
@@ -200,7 +221,8 @@ class MetricsService:
                     if oldest:
                         lag_seconds = max(now - oldest[0].received_at.timestamp(), 0.0)
             fresh = cp.updated_at is not None and now - cp.updated_at / 1e6 < RATE_STALE_SECONDS
-            states.append(ProjectionState(cp, lag_events, lag_seconds, cp.events_per_second if fresh else 0.0))
+            rate = cp.events_per_second if fresh else 0.0
+            states.append(ProjectionState(cp, lag_events, lag_seconds, rate, replays.get(cp.projection)))
         return states
 
     # --- definitions -------------------------------------------------------------------

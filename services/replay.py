@@ -195,7 +195,8 @@ class PositionedReplayer:
 
 
 class ReplayService:
-    """What GraphQL asks of replays: requests (admin) and status (read)."""
+    """What GraphQL asks of replays: requests (admin). Their status is part of the
+    projections' (``MetricsService.projections``)."""
 
     def __init__(self, ledger: ReplayLedger, replayable: list[str], clock: Clock) -> None:
         self.ledger = ledger
@@ -210,7 +211,3 @@ class ReplayService:
             reason = f"unknown or not replayable projection {projection!r}; one of {choices}"
             raise ValidationError([FieldError("name", reason)])
         return self.ledger.request(projection, self.clock.now())
-
-    def statuses(self, principal: Principal) -> dict[str, ReplayStatus]:
-        require(principal, "read")
-        return self.ledger.replays()

@@ -149,7 +149,7 @@ class PositionedReplayer:
             while True:
                 if stop is not None and stop.is_set():
                     raise InterruptedError("the worker is stopping; run the replay again to resume it")
-                read = self._step(handler, None)
+                read, _ = self._step(handler, None)
                 events += read
                 total = max(self.events.last_position(), total)
                 done = handler.position("")
@@ -163,7 +163,8 @@ class PositionedReplayer:
 
             def catch_up(target: int) -> None:
                 while handler.position("") < target:
-                    self._step(handler, target)
+                    if not self._step(handler, target)[1]:
+                        raise RuntimeError(f"the new generation of {projection} does not move past {target}")
 
             checkpoint = generation.switch(catch_up)
             generation.drop()
@@ -175,14 +176,14 @@ class PositionedReplayer:
         self.ledger.finish(projection, owner)
         return ReplayResult(projection, checkpoint, pages, events)
 
-    def _step(self, handler: ProjectionHandler, upto: int | None) -> int:
-        """Feed ``handler`` one page of the log past its checkpoint (to ``upto`` at most);
-        how many facts it read (0: it is at the end)."""
+    def _step(self, handler: ProjectionHandler, upto: int | None) -> tuple[int, bool]:
+        """Feed ``handler`` one page of the log past its checkpoint (to ``upto`` at most):
+        how many facts it read, and whether its checkpoint moved."""
         handler.prepare()
         position = handler.position("")
         head = self.events.last_position() if upto is None else upto
         if head <= position:
-            return 0
+            return 0, False
         page = self.events.read_facts(str(position) if position else None, limit=self.page_size)
         facts = [event for event in page.events if (event.position or 0) <= head]
         # A full page that stops short of the head ends at its last fact; otherwise the
@@ -191,7 +192,7 @@ class PositionedReplayer:
         end = (facts[-1].position or head) if full else head
         handler.handle(FeedBatch("", position + 1, end, facts, replay=True))
         handler.flush()
-        return len(facts) or (1 if end > position else 0)
+        return len(facts), handler.position("") > position
 
 
 class ReplayService:

@@ -343,10 +343,12 @@ class GenerationWriter:
     """What ``DynamoViewStore.rebuild`` yields: adds recomputed changes to the new
     generation, one guarded page per call (a resent request is then a no-op)."""
 
-    def __init__(self, store: DynamoViewStore, build: Build) -> None:
+    def __init__(self, store: DynamoViewStore, build: Build, lease_seconds: float | None = None) -> None:
         self._store = store
         self.build = build
         self.pages = 0
+        #: The lease it keeps (the store's by default; a replay keeps its own, shorter one).
+        self.lease_seconds = store.lease_seconds if lease_seconds is None else lease_seconds
 
     @property
     def fence(self) -> int:
@@ -358,8 +360,11 @@ class GenerationWriter:
 
     def renew(self, until: float | None = None) -> None:
         """Keep the lease: extend it when half of it is gone, or to ``until`` (epoch s)."""
-        if until is not None or self.build.lease - now_micros() < self._store.lease_seconds * 1e6 / 2:
-            self.build = self._store.renew_build(self.build, until)
+        now = now_micros()
+        if until is not None or self.build.lease - now < self.lease_seconds * 1e6 / 2:
+            self.build = self._store.renew_build(
+                self.build, until if until is not None else now / 1e6 + self.lease_seconds
+            )
 
     def __call__(self, changes: ViewChanges) -> None:
         self.renew()

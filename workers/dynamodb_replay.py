@@ -95,13 +95,13 @@ class DynamoReplayer:
                 running = views.definitions_state().build
                 holder = running.owner if running is not None else None
                 raise ReplayRunning(ReplayStatus(projection, REPLAYING, owner=holder)) from exc
-            writer = GenerationWriter(views, build)
+            # The build's lease runs with the replay's, so a killed replay frees both alike.
+            writer = GenerationWriter(views, build, lease_seconds=self.lease_seconds)
+            writer.renew(until=time.time() + self.lease_seconds)
             done = 0
             rate = RateMeter()
 
             def report(read: int) -> None:
-                # The build's lease runs with the replay's, so a killed replay frees both alike.
-                writer.renew(until=time.time() + self.lease_seconds)
                 speed = rate.add(read)
                 self.ledger.renew(projection, owner, self.clock.now(), self.lease_seconds, done, total, speed)
                 if on_progress is not None:

@@ -10,7 +10,7 @@ has run out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from domain.errors import PulseError
@@ -57,6 +57,14 @@ class ReplayStatus:
         if self.state != REPLAYING or self.events_per_second <= 0:
             return None
         return max(self.total - self.done, 0) / self.events_per_second
+
+    def as_of(self, now: float) -> ReplayStatus:
+        """What to report at ``now``: a replay whose lease ran out without a switch lost its
+        process (killed, or its machine gone), so it is FAILED until someone runs it again."""
+        if self.state == REPLAYING and self.lease_until <= now:
+            error = "the process running the replay stopped (its lease ran out): run it again"
+            return replace(self, state=FAILED, error=error)
+        return self
 
     def held(self, now: float) -> bool:
         """Whether a live owner holds it (a requested replay is held until a worker claims it)."""

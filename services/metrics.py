@@ -207,7 +207,8 @@ class MetricsService:
         now = time.time()
         states = []
         shard_lags = shard_lag_seconds(checkpoints, now)
-        replays = self.replays.replays() if self.replays is not None else {}
+        stamp = self.clock.now()  # leases are stamped by the replaying process's clock
+        replays = {name: r.as_of(stamp) for name, r in (self.replays.replays() if self.replays else {}).items()}
         for cp in checkpoints:
             if is_retry_partition(cp.partition):
                 continue  # a retried parked event's checkpoint (domain.parked), not a feed's

@@ -6,8 +6,8 @@ metric reading a silent zero for minutes."""
 from __future__ import annotations
 
 import logging
-import time
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.replay import LEASE_SECONDS, REQUESTED, ReplayLedger
 from projections.counters import PROJECTION
 from services.engine import RateMeter
@@ -20,8 +20,11 @@ class BackfillProgress:
     ledger as a replay of the counters, with progress, instead of a silent zero. Best
     effort: it never holds the backfill up, and leaves a requested replay alone."""
 
-    def __init__(self, ledger: ReplayLedger, owner: str, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self, ledger: ReplayLedger, owner: str, lease_seconds: float = LEASE_SECONDS, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.ledger = ledger
+        self.clock = clock
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.rate = RateMeter()
@@ -35,7 +38,7 @@ class BackfillProgress:
             current = self.ledger.replays().get(PROJECTION)
             if current is not None and current.state == REQUESTED:
                 return
-            self.ledger.claim(PROJECTION, self.owner, time.time(), self.lease_seconds, total)
+            self.ledger.claim(PROJECTION, self.owner, self.clock.now(), self.lease_seconds, total)
             self.active = True
         except Exception as exc:  # status only
             log.info("backfill progress not recorded: %s", exc)
@@ -47,7 +50,7 @@ class BackfillProgress:
         self.total = max(self.total, self.done)
         try:
             self.ledger.renew(
-                PROJECTION, self.owner, time.time(), self.lease_seconds, self.done, self.total, self.rate.add(read)
+                PROJECTION, self.owner, self.clock.now(), self.lease_seconds, self.done, self.total, self.rate.add(read)
             )
         except Exception as exc:
             self.active = False
@@ -59,4 +62,4 @@ class BackfillProgress:
 
     def failed(self, exc: BaseException) -> None:
         if self.active:
-            self.ledger.fail(PROJECTION, self.owner, str(exc) or type(exc).__name__, time.time())
+            self.ledger.fail(PROJECTION, self.owner, str(exc) or type(exc).__name__, self.clock.now())

@@ -75,3 +75,10 @@ def test_a_failed_replay_says_why_and_may_be_requested_again(ledger: ReplayLedge
     assert (status.state, status.error, status.progress) == (FAILED, "disk full", None)
     assert not status.held(NOW + 2)
     assert ledger.request("metrics", NOW + 2).state == REQUESTED
+
+
+def test_a_replay_whose_lease_ran_out_is_reported_failed(ledger: ReplayLedger) -> None:
+    ledger.claim("metrics", "a", NOW, 30, 10)
+    assert ledger.replays()["metrics"].as_of(NOW + 29).state == REPLAYING
+    lost = ledger.replays()["metrics"].as_of(NOW + 30)
+    assert lost.state == FAILED and "lease ran out" in (lost.error or "")

@@ -162,7 +162,7 @@ def test_a_backfill_shows_as_replaying_with_progress(pulse: Pulse, clock: Frozen
         "backfill",
         QUICK,
         page_size=100,
-        progress=Watched(ledger, "backfill"),
+        progress=Watched(ledger, "backfill", clock=clock),
     )
     assert len(seen) >= 5
     assert all(row["state"] == "REPLAYING" for row in seen)

@@ -63,6 +63,12 @@ def replay_in_terminal(pulse: Any, names: Sequence[str], options: Any, fresh: bo
                 return EXIT_CONFLICT, str(exc)
             except ReplayUnsupported as exc:
                 return EXIT_CONFLICT, str(exc)
+            except Exception as exc:  # recorded as FAILED in the ledger by the replayer
+                log.exception("replay of %s failed", name)
+                return 1, (
+                    f"replay of {name} failed: {exc}; the serving generation is untouched:"
+                    f" run `pulse replay {name}` again once the cause is fixed"
+                )
             total = progress.tasks[0].total or result.events
             progress.update(task, completed=total, total=total)
         done.append(f"{name}: switched to the new generation after {result.events:,} events")

@@ -44,19 +44,30 @@ class FeedTrimmed(PulseError):
     """The checkpoint is older than the stream keeps (24 h): rebuild from the event store."""
 
 
-class ChangeRecord(NamedTuple):
-    """One change to the events table.
-
-    ``event`` is the item's new image as a ``RecordedEvent`` whose ``position`` is
-    ``int(sequence_number)``; it is None for REMOVE (a NEW_IMAGE stream has no image of
-    a deleted item, e.g. one expired by TTL).
-    """
-
+class _Change(NamedTuple):
     event_name: str
     sequence_number: str
     event: RecordedEvent | None
-    #: The stream's ``ApproximateCreationDateTime`` (epoch seconds): how far behind a reader is.
-    created_at: float | None = None
+
+
+class ChangeRecord(_Change):
+    """One change to the events table: ``(event_name, sequence_number, event)``.
+
+    ``event`` is the item's new image as a ``RecordedEvent`` whose ``position`` is
+    ``int(sequence_number)``; it is None for REMOVE (a NEW_IMAGE stream has no image of
+    a deleted item, e.g. one expired by TTL). ``created_at`` is the stream's
+    ``ApproximateCreationDateTime`` (epoch seconds), how far behind a reader is; an
+    attribute beside the triple, so a record still unpacks and compares as one.
+    """
+
+    created_at: float | None = None  # what a copy made by _replace or _make reads
+
+    def __new__(
+        cls, event_name: str, sequence_number: str, event: RecordedEvent | None, created_at: float | None = None
+    ) -> ChangeRecord:
+        record = super().__new__(cls, event_name, sequence_number, event)
+        record.created_at = created_at
+        return record
 
 
 @dataclass(frozen=True, slots=True)

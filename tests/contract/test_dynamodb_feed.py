@@ -58,7 +58,7 @@ def test_each_fact_appears_once_as_an_insert_and_a_resend_adds_nothing(
     assert [r.event_name for r in records] == ["INSERT"] * 30
     assert Counter(r.event.id for r in records if r.event) == Counter(e.id for e in sent)
     stored = {e.id: e for e in dynamodb_store.read_facts(limit=100).events}
-    for _, sequence, event, _created in records:
+    for _, sequence, event in records:
         assert event is not None
         assert event.event == next(e for e in sent if e.id == event.id)  # every field as sent
         assert event.stream_id == FACTS_STREAM and event.version is None

@@ -4,6 +4,7 @@ GraphQL with real keys, and the `series` answer a client sees."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,3 +76,43 @@ def client_of(pulse: Pulse, clock: Clock) -> Client:
     keys = {scope: create_key(pulse.store, f"k-{scope}", [scope])[1] for scope in ("read", "admin")}
     app = create_app(dataclasses.replace(pulse.settings, auth=True), pulse=pulse, clock=clock)
     return Client(app.test_client(), keys, now_utc(clock))
+
+
+class SeriesLoop:
+    """A client querying ``series`` in a loop on its own thread, keeping every answer."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.answers: list[list[dict[str, Any]]] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._answered = threading.Condition()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self.client.series()
+            except BaseException as exc:  # reported by stop()
+                self.errors.append(exc)
+                return
+            with self._answered:
+                self.answers.append(answer)
+                self._answered.notify_all()
+
+    def start(self) -> SeriesLoop:
+        self._thread.start()
+        return self
+
+    def wait_for_more(self) -> None:
+        """Until the loop has answered once more than now (so some answers fall in between)."""
+        with self._answered:
+            seen = len(self.answers)
+            while len(self.answers) <= seen and not self.errors:
+                self._answered.wait(1.0)
+
+    def stop(self) -> list[list[dict[str, Any]]]:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        assert not self.errors, self.errors
+        return self.answers

@@ -23,7 +23,7 @@ from projections.counters import PROJECTION
 from services.replay import ReplayProgress
 from tests.e2e.harness import ROOT, wait_until
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts, expected_counters
-from tests.replay.support import REVENUE, STOCK, client_of, facts
+from tests.replay.support import REVENUE, STOCK, SeriesLoop, client_of, facts
 from tests.support import all_facts
 from workers.replays import ReplayRequestWatcher
 from workers.stream_projector import RebuildTiming, run_pending_rebuild
@@ -73,10 +73,15 @@ def test_every_answer_during_a_replay_equals_the_one_before_and_the_switch_equal
     def query(step: ReplayProgress) -> None:
         during.append(client.series())
         states.append(client.projections()[PROJECTION])
+        loop.wait_for_more()
 
+    loop = SeriesLoop(client).start()  # and another client, in a loop across the switch
     replayer(pulse).replay(PROJECTION, on_progress=query)
+    loop.wait_for_more()
+    answers = loop.stop()
 
-    assert len(during) >= 5
+    assert len(during) >= 5 and len(answers) > len(during)
+    assert all(answer == before for answer in answers)
     assert all(answer == before for answer in during)
     assert all(state["state"] == "REPLAYING" for state in states)
     assert any(0 < (state["progress"] or 0) < 1 for state in states)

@@ -24,7 +24,7 @@ from services.engine import FeedBatch
 from services.replay import ReplayProgress
 from storage.sqlite_generations import shadow_path
 from tests.projections.oracle import assert_views_match_facts
-from tests.replay.support import REVENUE, STOCK, client_of, facts
+from tests.replay.support import REVENUE, STOCK, SeriesLoop, client_of, facts
 from workers.replays import ReplayRequestWatcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,6 +79,23 @@ def test_every_answer_during_a_replay_equals_the_one_before_and_the_switch_equal
     assert client.projections()[PROJECTION]["state"] == "LIVE"
     assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
     assert not shadow_path(pulse.views.path, PROJECTION).exists()  # type: ignore[attr-defined]
+
+
+def test_a_client_querying_in_a_loop_across_the_replay_and_its_switch_sees_one_answer(
+    pulse: Pulse, clock: FrozenClock
+) -> None:
+    client = client_of(pulse, clock)
+    before = client.series()
+    loop = SeriesLoop(client).start()
+    loop.wait_for_more()
+
+    pulse.replayer(WorkerOptions(batch_size=300)).replay(PROJECTION, on_progress=lambda step: loop.wait_for_more())
+    loop.wait_for_more()  # an answer after the switch too
+    answers = loop.stop()
+
+    assert len(answers) > 10
+    assert all(answer == before for answer in answers)  # no zero, no partial sums, at no point
+    assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
 
 
 def test_facts_the_live_worker_projects_during_a_replay_are_in_the_new_generation(

@@ -60,7 +60,8 @@ class MemoryBackend(PositionedBackend):
         return create_tables(self.settings)
 
     def replay_ledger(self) -> MemoryReplayLedger:
-        return _ledgers.setdefault(self.settings.db, MemoryReplayLedger())
+        with _lock:
+            return _ledgers.setdefault(self.settings.db, MemoryReplayLedger())
 
     def replayable(self) -> list[str]:
         return []  # the fake has no second generation to switch to
@@ -85,3 +86,4 @@ def create_tables(settings: Settings) -> list[str]:
 def drop_tables(settings: Settings) -> None:
     with _lock:
         _databases.pop(settings.db, None)
+        _ledgers.pop(settings.db, None)

@@ -354,6 +354,10 @@ def demo(
             business.wait_for_key(client)
         for line in business.define_all(client):
             click.echo(line)
+        from workers.demo_dashboard import publish_dashboard
+
+        for line in publish_dashboard(client):
+            click.echo(line)
         stream = business.DemoStream(random.Random(seed))
         history = stream.history(history_hours, datetime.now(UTC))
         for start in range(0, len(history), 500):

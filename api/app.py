@@ -13,6 +13,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from api.auth import Forbidden, Unauthenticated
+from api.datasets import datasets
 from api.graphiql import graphiql_assets
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     stream_slots = StreamSlots(settings.max_streams)
     app.extensions["pulse.stream_slots"] = stream_slots  # GET /v1/live reports it
     app.register_blueprint(v1)
+    app.register_blueprint(datasets)
     app.register_blueprint(ingest)
     app.register_blueprint(probes)
     app.register_blueprint(graphiql_assets)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql_dashboards import DashboardsMutation, DashboardsQuery, DashboardsSubscription
 from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
@@ -37,9 +39,16 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ParkedMutation, ReplayMutation)
-SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery, DashboardsQuery)
+MUTATIONS: tuple[type, ...] = (
+    IngestMutation,
+    MetricsMutation,
+    LiveMutation,
+    ParkedMutation,
+    DashboardsMutation,
+    ReplayMutation,
+)
+SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
@@ -74,5 +83,6 @@ schema = PulseSchema(
     # Renders a live push once for every subscriber with the same operation (api/graphql_live.py).
     execution_context_class=SharedRenderExecutionContext,
     # Refuses over-budget documents and, per PULSE_INTROSPECTION, introspection, before they run.
-    extensions=[RequestGuard],
+    # ParserCache: a dashboard's query (600 fields) is the same text on every view; parse it once (LRU of 128).
+    extensions=[RequestGuard, ParserCache],
 )

@@ -26,7 +26,10 @@ from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.replay import ReplayLedger
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
+from services.dashboards import DashboardsService
+from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
+from services.images import ImagesService
 from services.metrics import MetricsService
 from services.replay import ReplayService
 
@@ -158,6 +161,33 @@ class Pulse:
         from bootstrap.parked import open_parked
 
         return self.cached("parked", lambda: open_parked(self.backend))
+
+    @property
+    def dashboards(self) -> DashboardsService:
+        """Dashboards: listed, resolved with their widgets' data, edited; rights checked."""
+        return self.cached(
+            "dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock, self.datasets)
+        )
+
+    @property
+    def datasets(self) -> DatasetsService:
+        """Uploaded tables: rows in a blob store, schema in the event store; rights checked."""
+
+        def build() -> DatasetsService:
+            from bootstrap.datasets import dataset_blobs
+
+            # Lazily: the dashboards name the widgets that use a dataset, and show datasets.
+            return DatasetsService(self.store, dataset_blobs(self.settings), self.clock, self._dataset_users)
+
+        return self.cached("datasets", build)
+
+    @property
+    def images(self) -> ImagesService:
+        """Images for IMAGE widgets, beside the datasets' blobs."""
+        return self.cached("images", lambda: ImagesService(self.datasets.blobs))
+
+    def _dataset_users(self, name: str) -> list[str]:
+        return self.dashboards.dataset_users(name)
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""

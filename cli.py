@@ -94,6 +94,12 @@ def main() -> None:
     is_flag=True,
     help="Serve without API keys: every caller is admin. Only on a trusted machine [PULSE_AUTH=off].",
 )
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Start no projection worker beside the server: a Lambda reads the DynamoDB stream, or you run"
+    " `pulse worker` yourself.",
+)
 @store_options
 def serve(
     settings: Settings,
@@ -103,6 +109,7 @@ def serve(
     threads: int | None,
     max_streams: int | None,
     no_auth: bool,
+    no_worker: bool = False,
 ) -> None:
     """Serve /graphql and the REST API with gunicorn (gthread workers)."""
     if no_auth:
@@ -130,7 +137,7 @@ def serve(
 
     # Opening the backend once here creates the embedded store's files before the workers fork.
     opened = bootstrap(settings)
-    worker_beside = opened.backend.worker_beside_server
+    worker_beside = opened.backend.worker_beside_server and not no_worker
     opened.close()
 
     class PulseServer(BaseApplication):
@@ -158,7 +165,8 @@ def serve(
     # One projection worker process beside the server, so numbers are live with one command.
     projection_worker = _start_projection_worker(settings) if worker_beside else None
     if projection_worker is None:
-        click.echo(f"no projection worker started for the {settings.store} store: run `pulse worker`", err=True)
+        why = "--no-worker" if no_worker else f"the {settings.store} store"
+        click.echo(f"no projection worker started ({why}): run `pulse worker`, or numbers stay at zero", err=True)
     try:
         PulseServer().run()
     finally:
@@ -199,6 +207,10 @@ def _start_projection_worker(settings: Settings):
     import sys
 
     command = [sys.executable, "-m", "cli", "worker", "--store", settings.store, "--db", settings.db]
+    if settings.store == "dynamodb":  # the options this server was given, not only the environment's
+        command += ["--region", settings.region, "--table-prefix", settings.table_prefix]
+        if settings.dynamodb_endpoint:
+            command += ["--dynamodb-endpoint", settings.dynamodb_endpoint]
     command += ["--parent-pid", str(os.getpid())]
     return subprocess.Popen(command)
 
@@ -266,10 +278,44 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from workers.replays import ReplayRequestWatcher
+
+    ReplayRequestWatcher(pulse, options).start(stop)  # runs the replays `replayProjection` asks for
     try:
         projection_worker.run(stop, parent_pid=parent_pid)
     finally:
         pulse.close()
+
+
+@main.command()
+@click.argument("projection", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every replayable read model, one after the other.")
+@click.option("--fresh", is_flag=True, help="Start from the first event instead of resuming a killed replay.")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@store_options
+def replay(settings: Settings, projection: str | None, replay_all: bool, fresh: bool, batch_size: int) -> None:
+    """Rebuild a read model from the event store into a new generation while the current one
+    keeps serving, then switch to it (PROJECTION as `projections` names it, e.g. metrics)."""
+    import sys
+
+    from bootstrap import WorkerOptions, bootstrap
+    from workers.replays import replay_in_terminal
+
+    pulse = bootstrap(settings)
+    try:
+        names = pulse.backend.replayable() if replay_all else [projection] if projection else []
+        if not names or (replay_all and projection):
+            raise click.UsageError(f"give one PROJECTION or --all; replayable: {', '.join(pulse.backend.replayable())}")
+        if projection and projection not in pulse.backend.replayable():
+            raise click.UsageError(
+                f"cannot replay {projection!r}; replayable: {', '.join(pulse.backend.replayable()) or 'none'}"
+            )
+        code, message = replay_in_terminal(pulse, names, WorkerOptions(batch_size=batch_size), fresh=fresh)
+    finally:
+        pulse.close()
+    click.echo(message, err=code != 0)
+    if code:
+        sys.exit(code)
 
 
 @main.command()

@@ -22,6 +22,7 @@ from strawberry.types import Info
 
 from api.auth import caller
 from api.context import Pulse
+from api.graphql_replay import ProjectionState, replay_fields
 from domain import metrics as defs
 from domain.access import Forbidden, Principal
 from domain.errors import ConcurrencyError, NotFound, StoreUnavailable, ValidationError
@@ -171,6 +172,15 @@ class ProjectionStatus:
     watermark: datetime | None
     updated_at: datetime | None
     definitions_version: int
+    state: ProjectionState = strawberry.field(
+        default=ProjectionState.LIVE, description="LIVE, or REQUESTED/REPLAYING/FAILED for a replay."
+    )
+    progress: float | None = strawberry.field(default=None, description="A running replay's share done, 0..1.")
+    replay_done: int | None = strawberry.field(default=None, description="Events the replay has read.")
+    replay_total: int | None = strawberry.field(default=None, description="Events the replay has to read.")
+    eta_seconds: float | None = strawberry.field(default=None, description="Seconds the replay still needs.")
+    eta: datetime | None = strawberry.field(default=None, description="When the replay should switch.")
+    replay_error: str | None = strawberry.field(default=None, description="Why the last replay failed.")
     parked: int = strawberry.field(default=0, description="Events this projection parked (see parkedEvents).")
 
 
@@ -288,9 +298,11 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
     def moment(micros: int | None) -> datetime | None:
         return None if micros is None else from_epoch_micros(micros)
 
+    now = pulse.clock.now()
     parked = pulse.parked.counts()
     return [
         ProjectionStatus(
+            **replay_fields(state.replay, now),  # type: ignore[arg-type]
             name=state.checkpoint.projection,
             partition=state.checkpoint.partition,
             checkpoint=str(state.checkpoint.position),

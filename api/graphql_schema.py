@@ -20,6 +20,7 @@ from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecuti
 from api.graphql_metrics import MetricsMutation, MetricsQuery
 from api.graphql_parked import ParkedMutation, ParkedQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
+from api.graphql_replay import ReplayMutation
 from api.health import health_report
 
 
@@ -47,6 +48,7 @@ MUTATIONS: tuple[type, ...] = (
     ParkedMutation,
     DashboardsMutation,
     AlertsMutation,
+    ReplayMutation,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription, AlertsSubscription)
 

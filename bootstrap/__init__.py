@@ -24,6 +24,7 @@ from bootstrap.alerts import alerts_service
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.parked import ParkedEvents
 from domain.ports import EventStore, RecentEventsReader, ViewStore
+from domain.replay import ReplayLedger
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from services.alerts import AlertsService
@@ -32,6 +33,7 @@ from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
 from services.images import ImagesService
 from services.metrics import MetricsService
+from services.replay import ReplayService
 
 #: ``settings.store`` → the module whose ``open_backend`` builds that backend ("memory":
 #: the in-memory fake tests use, see ``domain.settings.TEST_STORES``).
@@ -76,6 +78,15 @@ class Backend(Protocol):
 
     def create_tables(self) -> list[str]:
         """Create what the backend needs, idempotently; returns what now exists."""
+
+    def replay_ledger(self) -> ReplayLedger:
+        """Where replays are requested, leased and reported (``domain.replay``)."""
+
+    def replayable(self) -> list[str]:
+        """The projections ``pulse replay`` can rebuild on this backend."""
+
+    def replayer(self, options: WorkerOptions, clock: Clock) -> Any:
+        """Runs replays (``services.replay``); ``ReplayUnsupported`` where it cannot."""
 
     def close(self) -> None: ...
 
@@ -130,7 +141,23 @@ class Pulse:
     @property
     def metrics(self) -> MetricsService:
         """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
-        return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
+        return self.cached(
+            "metrics",
+            lambda: MetricsService(
+                self.store, self.views, self.bucketing, self.clock, replays=self.backend.replay_ledger()
+            ),
+        )
+
+    @property
+    def replays(self) -> ReplayService:
+        """Replay requests and status, scope-checked (``services.replay``)."""
+        return self.cached(
+            "replays", lambda: ReplayService(self.backend.replay_ledger(), self.backend.replayable(), self.clock)
+        )
+
+    def replayer(self, options: WorkerOptions | None = None) -> Any:
+        """What runs a replay in this process (`pulse replay`, the worker's request watcher)."""
+        return self.backend.replayer(options or WorkerOptions(), self.clock)
 
     @property
     def parked(self) -> ParkedEvents:

@@ -15,17 +15,22 @@ from dataclasses import dataclass, field
 
 from bootstrap.alerts import alerts_handler
 from domain.clock import SYSTEM_CLOCK, Clock
+from domain.replay import LEASE_SECONDS
 from domain.settings import Settings
 from projections.buckets import Bucketing
+from projections.counters import PROJECTION
 from projections.recent import RecentEventsProjection
 from services.engine import ProjectionEngine, ProjectionHandler, ReadModelHandler
 from storage import dynamodb
 from storage.dynamodb import DynamoEventStore
+from storage.dynamodb_base import Table, make_client
 from storage.dynamodb_feed import ChangeFeed
 from storage.dynamodb_recent import DynamoRecentEvents
+from storage.dynamodb_replays import DynamoReplayLedger
 from storage.dynamodb_views import DynamoViewStore
 from workers.dynamodb_poller import DynamoPoller
-from workers.stream_projector import RebuildTiming, StreamProjector, rebuild_task
+from workers.dynamodb_replay import DynamoReplayer
+from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, rebuild_task
 
 
 @dataclass
@@ -36,9 +41,12 @@ class DynamoBackend:
     recent: DynamoRecentEvents
     timing: RebuildTiming
     name: str = "dynamodb"
-    #: The poller reads a stream Lambda may read too: run it only by choice (`pulse serve --worker`).
-    worker_beside_server: bool = False
+    #: `pulse serve` runs the Streams poller beside gunicorn, as on SQLite; `--no-worker` when a
+    #: Lambda reads the stream instead (a second reader of each shard only doubles the reads and
+    #: writes: the items' guards keep the counts exact).
+    worker_beside_server: bool = True
     _projector: StreamProjector | None = field(default=None, repr=False)
+    _ledger: DynamoReplayLedger | None = field(default=None, repr=False)
 
     def counters(self) -> StreamProjector:
         """The counters read model (one per backend: it caches the definitions history)."""
@@ -67,12 +75,32 @@ class DynamoBackend:
             ChangeFeed.from_settings(self.settings),
             projector,
             read_limit=min(options.batch_size, 1000),
-            background=[rebuild_task(projector, timing, owner)],
+            background=[rebuild_task(projector, timing, owner, ledger=self.replay_ledger())],
             closers=[self.close],
         )
 
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)
+
+    # --- replays (workers.dynamodb_replay): a new generation of the counters' items ------
+
+    def replay_ledger(self) -> DynamoReplayLedger:
+        if self._ledger is None:
+            self._ledger = DynamoReplayLedger(
+                Table(make_client(self.settings), self.settings.views_table), self.views.bump_markers
+            )
+        return self._ledger
+
+    def replayable(self) -> list[str]:
+        return [PROJECTION]
+
+    def replayer(self, options, clock: Clock = SYSTEM_CLOCK) -> DynamoReplayer:
+        timing = RebuildTiming.from_env(
+            os.environ, fence_seconds=options.rebuild_fence_seconds, settle_seconds=options.rebuild_settle_seconds
+        )
+        lease = float(os.environ.get("PULSE_REPLAY_LEASE_SECONDS") or LEASE_SECONDS)
+        page = min(options.batch_size, REBUILD_PAGE)
+        return DynamoReplayer(self.counters(), self.replay_ledger(), timing, clock, page_size=page, lease_seconds=lease)
 
     def close(self) -> None:
         self.views.close()

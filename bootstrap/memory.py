@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from bootstrap.positioned import PositionedBackend
 from domain.blobs import MemoryBlobStore
 from domain.settings import Settings
+from services.replay import ReplayUnsupported
 from storage.memory import MemoryEventStore, MemoryRecentEvents, MemoryViewStore
+from storage.memory_replays import MemoryReplayLedger
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class MemoryDatabase:
 
 _databases: dict[str, MemoryDatabase] = {}
 _lock = threading.Lock()
+_ledgers: dict[str, MemoryReplayLedger] = {}
 
 
 def database(settings: Settings) -> MemoryDatabase:
@@ -56,6 +59,16 @@ class MemoryBackend(PositionedBackend):
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)
 
+    def replay_ledger(self) -> MemoryReplayLedger:
+        with _lock:
+            return _ledgers.setdefault(self.settings.db, MemoryReplayLedger())
+
+    def replayable(self) -> list[str]:
+        return []  # the fake has no second generation to switch to
+
+    def replayer(self, options, clock=None):
+        raise ReplayUnsupported("the in-memory store cannot replay; use the sqlite or dynamodb store")
+
     def close(self) -> None:
         return None  # the stores stay for the next bootstrap of the same name, until drop_tables
 
@@ -73,3 +86,4 @@ def create_tables(settings: Settings) -> list[str]:
 def drop_tables(settings: Settings) -> None:
     with _lock:
         _databases.pop(settings.db, None)
+        _ledgers.pop(settings.db, None)

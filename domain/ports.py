@@ -127,6 +127,10 @@ class Checkpoint:
     updated_at: int | None = None  # epoch microseconds
     events_total: int = 0
     events_per_second: float = 0.0
+    #: DynamoDB Streams: how far behind the reader of the shard was (seconds, from the
+    #: records' approximate creation time) when it last read, at ``lag_measured_at`` (epoch µs).
+    lag_seconds: float | None = None
+    lag_measured_at: int | None = None
 
 
 class CounterCell(NamedTuple):

@@ -22,6 +22,7 @@ from domain.errors import FieldError, ValidationError
 from domain.metrics import GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, Checkpoints, CounterReader, EventStore, GaugeReading, PositionedLog
+from domain.replay import LIVE, ReplayLedger, ReplayStatus
 from projections import series as shaping
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION
@@ -52,6 +53,29 @@ class ProjectionState:
     lag_events: int | None
     lag_seconds: float | None
     events_per_second: float
+    #: The projection's replay requested, running or failed last (None: it serves live).
+    replay: ReplayStatus | None = None
+
+    @property
+    def state(self) -> str:
+        return LIVE if self.replay is None else self.replay.state
+
+    @property
+    def progress(self) -> float | None:
+        """A running replay's share done, 0..1."""
+        return None if self.replay is None else self.replay.progress
+
+
+def shard_lag_seconds(checkpoints: Sequence[Checkpoint], now: float) -> dict[str, float]:
+    """Per DynamoDB Streams shard, how far behind its reader is now: the lag it recorded,
+    grown by the time since while it was behind (a stopped reader falls further behind)."""
+    lags: dict[str, float] = {}
+    for cp in checkpoints:
+        if cp.lag_seconds is None or cp.lag_measured_at is None:
+            continue
+        lag = cp.lag_seconds + max(now - cp.lag_measured_at / 1e6, 0.0) if cp.lag_seconds > 0 else 0.0
+        lags[cp.partition] = max(lag, lags.get(cp.partition, 0.0))
+    return lags
 
 
 class CatalogCache:
@@ -70,7 +94,15 @@ class CatalogCache:
 
 
 class MetricsService:
-    def __init__(self, events: EventStore, views: CounterViews, bucketing: Bucketing, clock: Clock) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        views: CounterViews,
+        bucketing: Bucketing,
+        clock: Clock,
+        replays: ReplayLedger | None = None,
+    ) -> None:
+        self.replays = replays
         self.events = events
         self.views = views
         self.bucketing = bucketing
@@ -174,11 +206,14 @@ class MetricsService:
         # Ages of stored instants (receivedAt, checkpoint writes) are measured by the machine's clock.
         now = time.time()
         states = []
+        shard_lags = shard_lag_seconds(checkpoints, now)
+        stamp = self.clock.now()  # leases are stamped by the replaying process's clock
+        replays = {name: r.as_of(stamp) for name, r in (self.replays.replays() if self.replays else {}).items()}
         for cp in checkpoints:
             if is_retry_partition(cp.partition):
                 continue  # a retried parked event's checkpoint (domain.parked), not a feed's
             lag_events: int | None = None
-            lag_seconds: float | None = None
+            lag_seconds: float | None = shard_lags.get(cp.partition)
             if cp.partition == "" and isinstance(self.events, PositionedLog):
                 lag_events = max(self.events.last_position() - cp.position, 0)
                 lag_seconds = 0.0
@@ -187,7 +222,8 @@ class MetricsService:
                     if oldest:
                         lag_seconds = max(now - oldest[0].received_at.timestamp(), 0.0)
             fresh = cp.updated_at is not None and now - cp.updated_at / 1e6 < RATE_STALE_SECONDS
-            states.append(ProjectionState(cp, lag_events, lag_seconds, cp.events_per_second if fresh else 0.0))
+            rate = cp.events_per_second if fresh else 0.0
+            states.append(ProjectionState(cp, lag_events, lag_seconds, rate, replays.get(cp.projection)))
         return states
 
     # --- definitions -------------------------------------------------------------------

@@ -45,6 +45,8 @@ class Checkpoints:
             updated_at=None if at is None else int(at["N"]),
             events_total=number(item, "total"),
             events_per_second=float(item["eps"]["N"]) if "eps" in item else 0.0,
+            lag_seconds=float(item["lag"]["N"]) if "lag" in item else None,
+            lag_measured_at=int(item["lagAt"]["N"]) if "lagAt" in item else None,
         )
 
     def get(self, projection: str, partition: str = "") -> Checkpoint:
@@ -76,6 +78,16 @@ class Checkpoints:
             if name == projection and "fin" in item:
                 finished[partition] = int(item["fin"]["N"])
         return finished
+
+    def record_lag(self, projection: str, partition: str, seconds: float) -> None:
+        """How far behind the shard's reader is now (see ``Checkpoint.lag_seconds``)."""
+        self._table.update(
+            "recording a shard's lag",
+            Key=_key(projection, partition),
+            UpdateExpression="SET #lag = :lag, #lagAt = :now",
+            ExpressionAttributeNames={"#lag": "lag", "#lagAt": "lagAt"},
+            ExpressionAttributeValues={":lag": {"N": repr(round(seconds, 3))}, ":now": {"N": str(now_micros())}},
+        )
 
     def mark_finished(self, projection: str, partition: str) -> None:
         self._table.update(

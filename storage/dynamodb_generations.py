@@ -100,10 +100,11 @@ class GenerationChanges(NamedTuple):
 
 
 def generation_of(part: GenerationChanges, name: str) -> int | None:
-    if name.startswith(BUILTIN_PREFIX):
-        return BUILTIN_GENERATION
     if isinstance(part.generations, int):
         return part.generations
+    if name.startswith(BUILTIN_PREFIX):
+        # Built-in counts live in generation 0 until a replay gives them a generation.
+        return part.generations.get(name, BUILTIN_GENERATION)
     return part.generations.get(name)
 
 
@@ -238,16 +239,19 @@ class Definitions:
         gauges: Sequence[str],
         owner: str,
         fence_seconds: float | None = None,
+        replay: bool = False,
     ) -> Build:
         """Register a rebuild of ``metrics`` and ``gauges`` for definitions ``version`` into a
         new generation; live batches start writing it for facts received from its fence.
+        ``replay``: rebuild names of the version the views reflect (``pulse replay``).
 
-        Raises ``CheckpointConflict`` when the views already reflect ``version``, another
-        owner's rebuild holds an unexpired lease, or the state changed meanwhile.
+        Raises ``CheckpointConflict`` when the views already reflect ``version`` (unless
+        replaying it), another owner's rebuild holds an unexpired lease, or the state
+        changed meanwhile.
         """
         state = self.state()
         now = now_micros()
-        if version <= state.version:
+        if version < state.version or (version == state.version and not replay):
             raise CheckpointConflict("definitions", "", f"views already reflect version {state.version}")
         if state.build is not None and state.build.owner != owner and state.build.lease > now:
             raise CheckpointConflict(
@@ -339,10 +343,12 @@ class GenerationWriter:
     """What ``DynamoViewStore.rebuild`` yields: adds recomputed changes to the new
     generation, one guarded page per call (a resent request is then a no-op)."""
 
-    def __init__(self, store: DynamoViewStore, build: Build) -> None:
+    def __init__(self, store: DynamoViewStore, build: Build, lease_seconds: float | None = None) -> None:
         self._store = store
         self.build = build
         self.pages = 0
+        #: The lease it keeps (the store's by default; a replay keeps its own, shorter one).
+        self.lease_seconds = store.lease_seconds if lease_seconds is None else lease_seconds
 
     @property
     def fence(self) -> int:
@@ -354,8 +360,11 @@ class GenerationWriter:
 
     def renew(self, until: float | None = None) -> None:
         """Keep the lease: extend it when half of it is gone, or to ``until`` (epoch s)."""
-        if until is not None or self.build.lease - now_micros() < self._store.lease_seconds * 1e6 / 2:
-            self.build = self._store.renew_build(self.build, until)
+        now = now_micros()
+        if until is not None or self.build.lease - now < self.lease_seconds * 1e6 / 2:
+            self.build = self._store.renew_build(
+                self.build, until if until is not None else now / 1e6 + self.lease_seconds
+            )
 
     def __call__(self, changes: ViewChanges) -> None:
         self.renew()

@@ -163,8 +163,9 @@ class DynamoViewStore:
         gauges: Sequence[str],
         owner: str,
         fence_seconds: float | None = None,
+        replay: bool = False,
     ) -> Build:
-        return self._definitions.begin_build(version, metrics, gauges, owner, fence_seconds)
+        return self._definitions.begin_build(version, metrics, gauges, owner, fence_seconds, replay)
 
     def renew_build(self, build: Build, until: float | None = None) -> Build:
         return self._definitions.renew_build(build, until)
@@ -223,6 +224,9 @@ class DynamoViewStore:
 
     def mark_finished(self, projection: str, partition: str) -> None:
         self._checkpoints.mark_finished(projection, partition)
+
+    def record_lag(self, projection: str, partition: str, seconds: float) -> None:
+        self._checkpoints.record_lag(projection, partition, seconds)
 
     def save_checkpoint(
         self,
@@ -321,7 +325,9 @@ class DynamoViewStore:
                 name, gen, _, _ = parse_counter_pk(pk)
             else:
                 name, gen = pk[len(GAUGE_PREFIX) :].rsplit("#", 1)
-            if gen == str(BUILTIN_GENERATION) or (name, gen) in live or int(gen) >= state.next_gen:
+            # Generation 0 holds built-in counts until a replay gives them another.
+            builtin_zero = gen == str(BUILTIN_GENERATION) and name not in state.generations
+            if builtin_zero or (name, gen) in live or int(gen) >= state.next_gen:
                 continue
             garbage.append({"pk": item["pk"], "sk": item["sk"]})
         self._table.delete_keys(garbage, "deleting replaced generations")
@@ -354,9 +360,9 @@ class DynamoViewStore:
     # --- reads -------------------------------------------------------------------------
 
     def _generation(self, metric: str) -> int | None:
-        if metric.startswith(BUILTIN_PREFIX):
-            return BUILTIN_GENERATION
         found = self.definitions_state(consistent=False).generations.get(metric)
+        if found is None and metric.startswith(BUILTIN_PREFIX):
+            return BUILTIN_GENERATION  # until a replay gives built-in counts a generation
         return None if found is None else found.gen
 
     def _counter_items(self, metric: str, gen: int, resolution: str, start: int, end: int) -> Iterator[Item]:

@@ -118,6 +118,9 @@ _CHECKPOINT_COLUMNS = (
     "projection, partition, position, definitions_version, watermark, updated_at, events_total, events_per_second"
 )
 
+#: The columns of a checkpoint row, in ``Checkpoint``'s order (for readers of another file).
+CHECKPOINT_COLUMNS = _CHECKPOINT_COLUMNS
+
 _PAD = ("", "", "")
 
 

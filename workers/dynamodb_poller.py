@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 READ_LIMIT = 1000  # GetRecords' maximum
 IDLE_SECONDS = 0.5
 SHARD_REFRESH_SECONDS = 10.0
+#: A shard's lag is recorded at most this often while it reads (and once when it catches up).
+LAG_RECORD_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 
 #: A task run beside the poller on its own thread until the event is set; the second
@@ -54,6 +56,8 @@ class ShardLog(Protocol):
     def finished_partitions(self) -> Collection[str]: ...
 
     def mark_finished(self, partition: str) -> None: ...
+
+    def record_lag(self, partition: str, seconds: float) -> None: ...
 
 
 def feed_batch(partition: str, records: Sequence[ChangeRecord]) -> FeedBatch:
@@ -105,6 +109,7 @@ class DynamoPoller:
         self._shards: list[Shard] | None = None
         self._listed_at = 0.0
         self._finished: set[str] = set(shard_log.finished_partitions())
+        self._lags: dict[str, tuple[float, float]] = {}  # shard → (lag recorded, monotonic time)
         self.definitions_seen = threading.Event()
 
     # --- one pass ------------------------------------------------------------------------
@@ -136,6 +141,7 @@ class DynamoPoller:
             reader = self._reader(shard.shard_id)
             try:
                 records = reader.read(self.read_limit)
+                self._note_lag(shard.shard_id, records)
                 if records:
                     batch = feed_batch(shard.shard_id, records)
                     if changes_definitions(batch):
@@ -156,6 +162,24 @@ class DynamoPoller:
                 self._shards = None  # list again: its children are ready now
                 finished_any = True
         return applied, finished_any
+
+    def _note_lag(self, shard_id: str, records: Sequence[ChangeRecord]) -> None:
+        """Record how far behind the shard's reader is: the age of the newest record read
+        (``ApproximateCreationDateTime``), 0 once a read finds nothing new."""
+        created = records[-1].created_at if records else None
+        if records and created is None:
+            return
+        lag = 0.0 if created is None else max(time.time() - created, 0.0)
+        now = time.monotonic()
+        last = self._lags.get(shard_id)
+        if last is not None:
+            caught_up, was_caught_up = lag == 0.0, last[0] == 0.0
+            if caught_up and was_caught_up:
+                return
+            if caught_up == was_caught_up and now - last[1] < LAG_RECORD_SECONDS:
+                return
+        self.shard_log.record_lag(shard_id, lag)
+        self._lags[shard_id] = (lag, now)
 
     def catch_up(self) -> int:
         """Apply everything there is; returns records read."""

@@ -48,15 +48,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
-from domain.metrics import DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.metrics import BUILTIN_PREFIX, DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.micros import epoch_micros, now_micros
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
+from domain.replay import ReplayLedger
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
 from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
 from storage.dynamodb_views import DynamoViewStore
+from workers.backfill_progress import BackfillProgress
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,13 @@ class ProjectionPlan:
             gauges += by_fence[fence][1]
             self._fenced.append(MetricsProjection(list(metrics), list(gauges), bucketing, builtins=False))
         self._builtins = MetricsProjection([], [], bucketing)
+        # Built-in counts a replay gave a generation: facts received before its fence are
+        # in it already (they still count as events of their type).
+        self._builtin_fences = {
+            name[len(BUILTIN_PREFIX) :]: g.fence
+            for name, g in state.generations.items()
+            if name.startswith(BUILTIN_PREFIX)
+        }
         self._active = {name: g.gen for name, g in state.generations.items()}
         self.build = state.build
         self._building: MetricsProjection | None = None
@@ -155,10 +164,31 @@ class ProjectionPlan:
                 bucketing,
                 builtins=False,
             )
+        self._building_types = frozenset(
+            name[len(BUILTIN_PREFIX) :]
+            for name in (state.build.metrics if state.build else ())
+            if name.startswith(BUILTIN_PREFIX)
+        )
+
+    def _builtin_counts(self, facts: Sequence[RecordedEvent], received: Sequence[int]) -> ViewChanges:
+        """Built-in counts and event types of ``facts``, without the facts a replayed
+        built-in count holds already."""
+        fences = self._builtin_fences
+        if not fences:
+            return self._builtins.project(facts)
+        counted = []
+        types: dict[str, int] = {}
+        for fact, micros in zip(facts, received, strict=True):
+            if micros >= fences.get(fact.type, 0):
+                counted.append(fact)
+            else:
+                types[fact.type] = types.get(fact.type, 0) + 1
+        early = ViewChanges(counters={}, gauges={}, event_types=types, events=len(facts) - len(counted), watermark=None)
+        return merge([self._builtins.project(counted), early])
 
     def project(self, facts: Sequence[RecordedEvent]) -> list[GenerationChanges]:
         received = [epoch_micros(fact.received_at) for fact in facts]
-        changes: list[ViewChanges] = [self._builtins.project(facts)]
+        changes: list[ViewChanges] = [self._builtin_counts(facts, received)]
         groups: dict[int, list[RecordedEvent]] = {}
         for fact, micros in zip(facts, received, strict=True):
             index = bisect.bisect_right(self.fences, micros) - 1
@@ -172,7 +202,15 @@ class ProjectionPlan:
             late = [fact for fact, micros in zip(facts, received, strict=True) if micros >= fence]
             if late:
                 parts.append(GenerationChanges(self._building.project(late), self.build.gen))
+                if self._building_types:  # a replay rebuilding built-in counts too
+                    counts = self._builtins.project([fact for fact in late if fact.type in self._building_types])
+                    parts.append(GenerationChanges(counts_only(counts), self.build.gen))
         return parts
+
+
+def counts_only(changes: ViewChanges) -> ViewChanges:
+    """``changes``' counters alone: event types are counted once, by the live generation."""
+    return ViewChanges(counters=changes.counters, gauges={}, event_types={}, events=0, watermark=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +261,9 @@ class StreamProjector:
 
     def finished_partitions(self) -> Collection[str]:
         return set(self.views.finished_partitions(self.projection_name))
+
+    def record_lag(self, partition: str, seconds: float) -> None:
+        self.views.record_lag(self.projection_name, partition, seconds)
 
     def mark_finished(self, partition: str) -> None:
         self.views.mark_finished(self.projection_name, partition)
@@ -305,7 +346,11 @@ class StreamProjector:
 
 
 def rebuild_task(
-    projector: StreamProjector, timing: RebuildTiming, owner: str, check_seconds: float = REBUILD_CHECK_SECONDS
+    projector: StreamProjector,
+    timing: RebuildTiming,
+    owner: str,
+    check_seconds: float = REBUILD_CHECK_SECONDS,
+    ledger: ReplayLedger | None = None,
 ) -> Callable[[threading.Event, threading.Event], None]:
     """The poller's background task: run pending rebuilds, every ``check_seconds`` and
     whenever the stream carried a change of the definitions."""
@@ -314,7 +359,14 @@ def rebuild_task(
         while not stop.is_set():
             try:
                 run_pending_rebuild(
-                    projector.events, projector.views, projector.bucketing, projector.history, owner, timing, stop
+                    projector.events,
+                    projector.views,
+                    projector.bucketing,
+                    projector.history,
+                    owner,
+                    timing,
+                    stop,
+                    progress=None if ledger is None else BackfillProgress(ledger, owner),
                 )
             except Exception:
                 if stop.is_set():
@@ -349,6 +401,7 @@ def run_pending_rebuild(
     stop: threading.Event | None = None,
     page_size: int = REBUILD_PAGE,
     deadline: float | None = None,
+    progress: BackfillProgress | None = None,
 ) -> Rebuilt | None:
     """Bring the views to the latest definitions: rebuild what changed since the version
     they reflect into a new generation and switch.
@@ -386,6 +439,8 @@ def run_pending_rebuild(
         writer.renew(until=ready + 60)
         log.info("rebuild into generation %d starts its scan after %.0f s", build.gen, ready - time.time())
         return None
+    if progress is not None:
+        progress.start(sum(views.event_types().values()))
     try:
         while (left := ready - time.time()) > 0:
             writer.renew()
@@ -416,11 +471,17 @@ def run_pending_rebuild(
                 writer(only.project(counted))
             else:
                 writer.renew()
+            if progress is not None:
+                progress.advance(len(page.events))
             cursor = page.cursor
         views.finish_build(writer.build)
-    except BaseException:
+    except BaseException as exc:
         views.abandon_build(writer.build)
+        if progress is not None:
+            progress.failed(exc)
         raise
+    if progress is not None:
+        progress.finish()
     deleted = views.collect_garbage()
     log.info(
         "rebuilt %s from %d facts (definitions version %d); %d replaced items deleted",

@@ -1,0 +1,150 @@
+"""Replays on DynamoDB: the counters read model (every metric, gauge and built-in count)
+rebuilt into a new generation of the views items while the current one serves, then
+switched by one conditional write of the definitions state.
+
+It is the backfill of ``workers.stream_projector`` applied to every name at the version
+the views reflect (``begin_build(..., replay=True)``): a fence F, a wait until F plus the
+settle time, a scan of the event store counting the facts received before F into the new
+generation, while live batches count those received at or after F into both. The build's
+lease in the state item keeps a second replay, or a backfill, from starting meanwhile;
+the replay ledger (``storage.dynamodb_replays``) records the request, progress and
+failure for ``projections``.
+
+A replay killed with ``kill -9`` leaves its build registered with a lease that runs out;
+the next replay (or backfill) then starts a fresh generation and the dead one's items are
+collected after the switch: on DynamoDB a replay restarts rather than resumes.
+
+Event types (the per-type totals listing the built-in counts) are not rebuilt: they are
+only ever added to.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from domain.clock import Clock
+from domain.metrics import builtin_key
+from domain.ports import CheckpointConflict
+from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning, ReplayStatus
+from projections.counters import PROJECTION, MetricsProjection, merge
+from services.engine import RateMeter
+from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
+from storage.dynamodb_generations import GenerationWriter
+from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only
+
+log = logging.getLogger(__name__)
+
+
+class DynamoReplayer:
+    """Runs ``pulse replay metrics`` on DynamoDB; see the module docstring."""
+
+    def __init__(
+        self,
+        projector: StreamProjector,
+        ledger: ReplayLedger,
+        timing: RebuildTiming,
+        clock: Clock,
+        page_size: int = REBUILD_PAGE,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.projector = projector
+        self.ledger = ledger
+        self.timing = timing
+        self.clock = clock
+        self.page_size = page_size
+        self.lease_seconds = lease_seconds
+
+    def replayable(self) -> list[str]:
+        return [PROJECTION]
+
+    def replay(
+        self,
+        projection: str,
+        on_progress: Callable[[ReplayProgress], None] | None = None,
+        fresh: bool = False,
+        stop: threading.Event | None = None,
+        owner: str | None = None,
+    ) -> ReplayResult:
+        if projection not in self.replayable():
+            raise ReplayUnsupported(f"{projection!r} cannot be replayed on DynamoDB; one of {PROJECTION}")
+        owner = owner or replay_owner()
+        views = self.projector.views
+        history = self.projector.history
+        history.refresh()
+        state = views.definitions_state()
+        catalog = history.at(state.version)
+        types = views.event_types()
+        total = sum(types.values())
+        self.ledger.claim(projection, owner, self.clock.now(), self.lease_seconds, total)
+        writer: GenerationWriter | None = None
+        try:
+            try:
+                build = views.begin_build(
+                    state.version,
+                    [*sorted(catalog.metrics), *map(builtin_key, sorted(types))],
+                    sorted(catalog.gauges),
+                    owner,
+                    self.timing.fence_seconds,
+                    replay=True,
+                )
+            except CheckpointConflict as exc:
+                # A backfill of changed definitions, or a replay begun outside the ledger.
+                running = views.definitions_state().build
+                holder = running.owner if running is not None else None
+                raise ReplayRunning(ReplayStatus(projection, REPLAYING, owner=holder)) from exc
+            # The build's lease runs with the replay's, so a killed replay frees both alike.
+            writer = GenerationWriter(views, build, lease_seconds=self.lease_seconds)
+            writer.renew(until=time.time() + self.lease_seconds)
+            done = 0
+            rate = RateMeter()
+
+            def report(read: int) -> None:
+                speed = rate.add(read)
+                self.ledger.renew(projection, owner, self.clock.now(), self.lease_seconds, done, total, speed)
+                if on_progress is not None:
+                    on_progress(ReplayProgress(projection, done, total, speed))
+
+            ready = build.fence / 1e6 + self.timing.settle_seconds
+            while (left := ready - time.time()) > 0:  # facts stamped before the fence are all stored by then
+                writer.renew()
+                report(0)
+                if stop is not None and stop.wait(min(left, 2.0)):
+                    raise InterruptedError("the worker is stopping; run the replay again")
+                if stop is None:
+                    time.sleep(min(left, 2.0))
+            bucketing = self.projector.bucketing
+            only = MetricsProjection(catalog.metrics.values(), catalog.gauges.values(), bucketing, builtins=False)
+            counts = MetricsProjection([], [], bucketing)
+            rebuilt_types = frozenset(types)
+            cursor = None
+            pages = 0
+            while True:
+                if stop is not None and stop.is_set():
+                    raise InterruptedError("the worker is stopping; run the replay again")
+                page = self.projector.events.read_facts(cursor, limit=self.page_size)
+                if not page.events:
+                    break
+                counted = [fact for fact in page.events if writer.includes(fact)]
+                if counted:
+                    builtin = counts.project([fact for fact in counted if fact.type in rebuilt_types])
+                    writer(merge([only.project(counted), counts_only(builtin)]))
+                done += len(page.events)
+                total = max(total, done)
+                pages += 1
+                report(len(page.events))
+                cursor = page.cursor
+            views.finish_build(writer.build)
+        except BaseException as exc:
+            if writer is not None:
+                views.abandon_build(writer.build)
+            self.ledger.fail(projection, owner, str(exc) or type(exc).__name__, self.clock.now())
+            raise
+        deleted = views.collect_garbage()
+        self.ledger.finish(projection, owner)
+        log.info(
+            "replayed %s into generation %d from %d facts; %d old items deleted", projection, build.gen, done, deleted
+        )
+        return ReplayResult(projection, views.checkpoint(PROJECTION), pages, done)

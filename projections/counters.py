@@ -19,11 +19,10 @@ sum / count. Count metrics count every matching fact.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 from domain.events import RecordedEvent
 from domain.metrics import COUNT, DAY, HOUR, MINUTE, GaugeDefinition, MetricDefinition, builtin_key, dimension_value
-from domain.micros import epoch_micros, later
+from domain.micros import later
 from domain.ports import CounterDelta, CounterKey, GaugeKey, GaugeValue, ViewChanges
 from projections.buckets import Bucketing
 from projections.gauges import compile_gauges, newer, project_gauges
@@ -81,12 +80,12 @@ class MetricsProjection:
         types: dict[str, int] = {}
         by_type = self._by_type
         builtins = self.builtins
-        latest: datetime | None = None
+        latest: int | None = None
         for event in events:
-            occurred = event.occurred_at
+            occurred = event.occurred_micros  # the lean path: no datetime per fact
             if latest is None or occurred > latest:
                 latest = occurred
-            minute = int(occurred.timestamp() // 60) * 60
+            minute = occurred // 60_000_000 * 60
             etype = event.type
             if builtins:
                 key2 = (etype, minute)
@@ -152,7 +151,7 @@ class MetricsProjection:
             gauges=gauges,
             event_types=types,
             events=len(events),
-            watermark=None if latest is None else epoch_micros(latest),
+            watermark=latest,
         )
 
     def _roll_up(

@@ -49,4 +49,10 @@ class PositionedBackend:
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):
             log.warning("day time zone is now %s: recomputing every read model from the log", self.settings.timezone)
-        return LogTail(self.events, engine, batch_size=options.batch_size, clock=clock)
+        return LogTail(
+            self.events,
+            engine,
+            batch_size=options.batch_size,
+            clock=clock,
+            catch_up_batch_size=options.catch_up_batch_size,
+        )

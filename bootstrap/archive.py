@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domain.blobs import BlobStore
+from domain.ports import EventStore
 from domain.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,8 +55,11 @@ def blob_store(settings: Settings) -> BlobStore:
     return LocalBlobStore(archive_dir(settings))
 
 
-def archive_handler(settings: Settings, blobs: BlobStore | None = None) -> ArchiveHandler | None:
-    """The archive read model, or None when it is off."""
+def archive_handler(
+    settings: Settings, blobs: BlobStore | None = None, definitions: EventStore | None = None
+) -> ArchiveHandler | None:
+    """The archive read model, or None when it is off; with ``definitions`` (the event
+    store), the properties metrics and gauges name get typed columns too."""
     if not archive_enabled(settings):
         return None
     from projections.archive import parse_columns
@@ -67,4 +71,5 @@ def archive_handler(settings: Settings, blobs: BlobStore | None = None) -> Archi
         columns=parse_columns(settings.archive_columns),
         max_bytes=settings.archive_max_bytes,
         max_age_seconds=settings.archive_max_age_seconds,
+        definitions=definitions,
     )

@@ -42,7 +42,7 @@ class PositionedBackend:
             ),
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
-        if (archive := archive_handler(self.settings)) is not None:
+        if (archive := archive_handler(self.settings, definitions=self.events)) is not None:
             handlers.append(archive)
         return handlers
 

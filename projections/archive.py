@@ -18,8 +18,10 @@ there) no row is read twice.
 
 Columns: ``id``, ``type``, ``occurred_at`` and ``received_at`` (timestamp[us, UTC]),
 ``source``, ``properties`` (the JSON text as stored), then one typed column per
-``ArchiveColumn`` (``PULSE_ARCHIVE_COLUMNS``): a property's value as that type, null
-where missing or of another kind.
+``ArchiveColumn``: a property's value as that type, null where missing or of another
+kind. The typed columns are those ``PULSE_ARCHIVE_COLUMNS`` names, then one per
+property a metric or gauge definition names (``definition_columns``): a file has the
+columns of the definitions when it was written, and readers union files by name.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from domain.events import RecordedEvent
+from domain.metrics import COUNT, GaugeDefinition, MetricDefinition
 from storage.codec import dumps
 
 PROJECTION = "archive"
@@ -132,6 +135,37 @@ def parse_columns(text: str) -> tuple[ArchiveColumn, ...]:
             raise ValueError(f"PULSE_ARCHIVE_COLUMNS: column {name!r} is taken")
         columns.append(ArchiveColumn(name, kind))
     return tuple(columns)
+
+
+#: Names a typed column cannot take: the base columns and the Hive partitions.
+TAKEN = frozenset((*BASE_COLUMNS, "date", "hour"))
+
+
+def definition_columns(
+    metrics: Iterable[MetricDefinition],
+    gauges: Iterable[GaugeDefinition],
+    configured: Sequence[ArchiveColumn] = (),
+) -> tuple[ArchiveColumn, ...]:
+    """The typed columns of the archive: ``configured`` (``PULSE_ARCHIVE_COLUMNS``) as
+    set, then one per property a metric or a gauge names, by name: ``double`` for a value
+    (a metric's value property, a gauge's value), ``string`` for a dimension or a gauge's
+    key (as dimensions compare them). A property named both ways is a ``double``; names
+    the configured columns or the base columns take are left out."""
+    kinds: dict[str, str] = {}
+    for metric in metrics:
+        if metric.builtin:
+            continue
+        for dimension in metric.dimensions:
+            kinds.setdefault(dimension, "string")
+        if metric.aggregation != COUNT and metric.value_property:
+            kinds[metric.value_property] = "double"
+    for gauge in gauges:
+        if gauge.key_property:
+            kinds.setdefault(gauge.key_property, "string")
+        kinds[gauge.value_property] = "double"
+    taken = TAKEN | {c.name for c in configured}
+    derived = (ArchiveColumn(name, kind) for name, kind in sorted(kinds.items()) if name not in taken)
+    return (*configured, *derived)
 
 
 def schema(columns: Sequence[ArchiveColumn] = ()) -> pa.Schema:

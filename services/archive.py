@@ -14,7 +14,8 @@ Exactly once, whatever crashes:
 - A flush first records its range as ``pending`` in the state, then writes one file per
   Hive partition (keys named by the range), then moves the state past the range. After
   a crash in between, the handler buffers exactly that range again and rewrites the same
-  keys with the same bytes before anything else; a redelivered batch is skipped by
+  keys with the same bytes (new typed columns aside, when a definition changed in
+  between) before anything else; a redelivered batch is skipped by
   position like any other read model's.
 """
 
@@ -27,10 +28,13 @@ from dataclasses import dataclass, field
 
 from domain.blobs import BlobNotFound, BlobStore
 from domain.events import RecordedEvent
+from domain.metrics import MetricCatalog
+from domain.ports import EventStore
 from projections.archive import (
     PROJECTION,
     ArchiveColumn,
     ArchiveState,
+    definition_columns,
     files_of,
     join,
     live_files,
@@ -74,10 +78,16 @@ class ArchiveHandler:
         max_age_seconds: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         name: str = PROJECTION,
+        definitions: EventStore | None = None,
     ) -> None:
         self.blobs = blobs
         self.prefix = prefix.strip("/")
-        self.columns = tuple(columns)
+        self.configured = tuple(columns)
+        self.columns = self.configured
+        # Where metric and gauge definitions are read from: their properties get typed
+        # columns too (``definition_columns``), refreshed before each step of the driver.
+        self.definitions = definitions
+        self._catalog = MetricCatalog()
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self.clock = clock
@@ -109,7 +119,9 @@ class ArchiveHandler:
         return self._partition(partition).upto
 
     def prepare(self) -> None:
-        return None
+        if self.definitions is not None and self._catalog.refresh(self.definitions):
+            catalog = self._catalog
+            self.columns = definition_columns(catalog.metrics.values(), catalog.gauges.values(), self.configured)
 
     def handle(self, batch: FeedBatch) -> bool:
         part = self._partition(batch.partition)

@@ -1,7 +1,8 @@
 """The archive's wiring: its blob store and its handler, from the settings.
 
 - ``PULSE_ARCHIVE``: ``auto`` (default: on when pyarrow, the ``archive`` extra, is
-  installed), ``on`` (fail without it) or ``off``;
+  installed, and with the DynamoDB store when a bucket or folder is set), ``on`` (fail
+  without them) or ``off``;
 - where: ``PULSE_ARCHIVE_BUCKET`` (+ ``PULSE_ARCHIVE_PREFIX``, ``PULSE_ARCHIVE_ENDPOINT``)
   on S3, else the folder ``PULSE_ARCHIVE_DIR`` (default ``<db stem>.archive`` beside the
   db); the in-memory fake backend keeps its blobs beside its other stores;
@@ -28,6 +29,14 @@ def archive_enabled(settings: Settings) -> bool:
     installed = importlib.util.find_spec("pyarrow") is not None
     if settings.archive == "on" and not installed:
         raise ValueError("PULSE_ARCHIVE=on needs pyarrow: pip install 'pulse[archive]'")
+    if settings.store == "dynamodb" and not settings.archive_bucket and settings.archive_dir is None:
+        # On AWS the archive is a bucket; a folder beside a db the store does not use is
+        # nowhere a Lambda can write.
+        if settings.archive == "on":
+            raise ValueError(
+                "PULSE_ARCHIVE=on with the DynamoDB store needs PULSE_ARCHIVE_BUCKET (or PULSE_ARCHIVE_DIR)"
+            )
+        return False
     if settings.store != "memory" and not settings.archive_bucket and settings.db == ":memory:":
         return settings.archive_dir is not None  # nothing to be beside
     return installed

@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
+from bootstrap.archive import archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.settings import Settings
 from projections.buckets import Bucketing
@@ -46,7 +47,10 @@ class DynamoBackend:
         return self._projector
 
     def handlers(self, options=None) -> list[ProjectionHandler]:
-        return [self.counters(), ReadModelHandler(RecentEventsProjection(), self.recent)]
+        handlers: list[ProjectionHandler] = [self.counters(), ReadModelHandler(RecentEventsProjection(), self.recent)]
+        if (archive := archive_handler(self.settings, definitions=self.events)) is not None:
+            handlers.append(archive)  # S3 (PULSE_ARCHIVE_BUCKET): the same files, per shard
+        return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> DynamoPoller:
         timing = RebuildTiming.from_env(
@@ -62,6 +66,7 @@ class DynamoBackend:
             read_limit=min(options.batch_size, 1000),
             background=[rebuild_task(projector, timing, owner)],
             closers=[self.close],
+            clock=clock,
         )
 
     def create_tables(self) -> list[str]:

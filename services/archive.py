@@ -157,10 +157,22 @@ class ArchiveHandler:
                 self._flush(partition, part)
 
     def flush(self) -> None:
-        """Write out every buffer (a clean stop); a pending range not yet re-read waits."""
+        """Write out every buffer (a clean stop, a caught-up worker, the end of a Lambda
+        batch): afterwards ``position`` is what is stored. A buffer that cannot be written
+        yet (it holds part of an interrupted flush's range, which must be written whole) is
+        given back: its partition's position falls back to the stored one, so the driver
+        reads it again (and a Lambda batch is not acknowledged)."""
         for partition, part in list(self._partitions.items()):
             if part.durable.pending is None:
                 self._flush(partition, part)
+            elif part.upto > part.durable.position:
+                log.info(
+                    "archive %s: %d..%d waits for the rest of an interrupted flush",
+                    partition or "log",
+                    part.durable.position + 1,
+                    part.upto,
+                )
+                del self._partitions[partition]
 
     def forget(self) -> None:
         # Buffers go too: the driver re-reads them from the durable checkpoints.

@@ -54,5 +54,5 @@ class PositionedBackend:
             engine,
             batch_size=options.batch_size,
             clock=clock,
-            catch_up_batch_size=options.catch_up_batch_size,
+            catch_up_batch_size=options.catch_up_batch_size or 4 * options.batch_size,
         )

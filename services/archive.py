@@ -57,6 +57,12 @@ def estimated_bytes(event: RecordedEvent) -> int:
     return ROW_OVERHEAD + len(event.id) + len(event.type) + 16 * len(event.properties)
 
 
+def total_estimated_bytes(events: Sequence[RecordedEvent]) -> int:
+    """``estimated_bytes`` summed, column-wise (once per fact on the hot path)."""
+    ids, types, _, properties, *_ = zip(*events, strict=True)
+    return ROW_OVERHEAD * len(events) + sum(map(len, ids)) + sum(map(len, types)) + 16 * sum(map(len, properties))
+
+
 @dataclass
 class _Partition:
     durable: ArchiveState
@@ -145,7 +151,7 @@ class ArchiveHandler:
             if part.since is None:
                 part.since = self.clock()
             part.events.extend(facts)
-            part.bytes += sum(map(estimated_bytes, facts))
+            part.bytes += total_estimated_bytes(facts)
         part.upto = max(part.upto, upto)
 
     def _old(self, part: _Partition) -> bool:

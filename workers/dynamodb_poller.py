@@ -174,9 +174,12 @@ class DynamoPoller:
 
     def flush(self) -> None:
         """Write out what the read models buffer (the archive). A buffer that could not be
-        written is given back, so every shard is read again from the lowest checkpoint."""
+        written is given back: its shard is read again from the lowest checkpoint."""
+        before = {shard_id: self.engine.lowest(shard_id) for shard_id in self._readers}
         self.engine.flush()
-        self._readers.clear()
+        for shard_id, position in before.items():
+            if self.engine.lowest(shard_id) < position:
+                self._readers.pop(shard_id, None)
 
     def _maybe_maintain(self) -> None:
         # Housekeeping: the archive writes a buffer that has waited its maximum age.

@@ -167,6 +167,7 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
             state.pulse.backend.counters().mark_finished(parent)
         state.marked_parents.add(parent)
     batch = feed_batch(shard.shard_id, records)
+    state.engine.prepare()  # as the poller does before each step (the archive's typed columns)
     handled = state.engine.handle(batch)
     if handled.failed:
         raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")

@@ -12,10 +12,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 import boto3
+import pyarrow as pa
 import pytest
 from moto.server import ThreadedMotoServer
 
 from bootstrap import bootstrap
+from domain import metrics as defs
 from domain.blobs import BlobStore
 from projections.archive import live_files, read_table
 from projections.buckets import Bucketing
@@ -123,10 +125,14 @@ def test_lambda_writes_each_batch_before_acknowledging_it_and_every_fact_lands_o
     rig = lambda_archive
     capture = Capture(rig)
     try:
+        defs.define_metric(rig.events, defs.validate_metric("revenue", "sale", "sum", "amount", ["category"]))
         rig.events.ingest(recent_events(40, seed=21, prefix="a"))
         first = capture.lambda_event(capture.next_records())
         assert on_event_stream(first, None) == OK
         assert_each_fact_once(rig, bucket)  # written before the handler returned
+        sale_file = next(k for k in live_files(archive_files(bucket, PREFIX)) if "/type=sale/" in k)
+        schema = read_table(bucket.get(sale_file)).schema  # the metric's properties are typed columns
+        assert schema.field("amount").type == pa.float64() and schema.field("category").type == pa.string()
         written = {key: bucket.get(key) for key in archive_files(bucket, PREFIX)}
 
         assert on_event_stream(first, None) == OK  # Lambda delivers a batch again

@@ -84,10 +84,8 @@ class ArchiveColumn:
             cells = [p.get(name) for p in facts_properties]
             return [v if type(v) is float else None if v is None else _as_double(v) for v in cells]
         if pa.types.is_string(kind):
-            return [
-                v if type(v) is str else None if v is None else dumps(v)
-                for v in (p.get(name) for p in facts_properties)
-            ]
+            cells = [p.get(name) for p in facts_properties]
+            return [v if type(v) is str else None if v is None else dumps(v) for v in cells]
         return [self.value(p) for p in facts_properties]
 
     def value(self, properties: Mapping[str, Any]) -> Any:

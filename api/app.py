@@ -18,6 +18,8 @@ from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.health import probes
 from api.ingest import ingest
+from api.observability import instrument
+from api.prometheus import metrics_endpoint
 from api.rest import v1
 from bootstrap import Pulse, bootstrap
 from domain.clock import Clock
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     app.register_blueprint(ingest)
     app.register_blueprint(probes)
     app.register_blueprint(graphiql_assets)
+    app.register_blueprint(metrics_endpoint)
+    instrument(app)  # request ids and the per-route latency GET /metrics reports
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",

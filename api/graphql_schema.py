@@ -15,6 +15,7 @@ from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
+from api.graphql_parked import ParkedMutation, ParkedQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
 from api.health import health_report
 
@@ -35,8 +36,8 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ParkedMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription)
 
 Query = merge_types("Query", QUERIES)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.clock import SYSTEM_CLOCK, Clock
+from domain.parked import ParkedEvents
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
@@ -127,6 +128,13 @@ class Pulse:
         """Series, breakdowns, gauges, definitions and projection status, scope-checked."""
         return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
 
+    @property
+    def parked(self) -> ParkedEvents:
+        """Events the projections parked (``domain.parked``), beside their checkpoints."""
+        from bootstrap.parked import open_parked
+
+        return self.cached("parked", lambda: open_parked(self.backend))
+
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""
         found = self.caches.get(name)
@@ -143,7 +151,12 @@ class Pulse:
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""
-        return ProjectionEngine(self.backend.handlers(options or WorkerOptions()))
+        return ProjectionEngine(
+            self.backend.handlers(options or WorkerOptions()),
+            retry_seconds=self.settings.projection_retry_seconds,
+            parked=self.parked,
+            retries=self.settings.projection_retries,
+        )
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """The backend's feed driver running every read model."""

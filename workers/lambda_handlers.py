@@ -171,9 +171,11 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
     handled = state.engine.handle(batch)
     if handled.failed:
         raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")
+    if state.engine.behind(shard.shard_id):
+        raise RuntimeError("a projection backing off after an error missed the batch; it is retried")
     # Lambda acknowledges the batch when the handler returns: what a read model buffers
     # (the archive) goes to its files now, and every read model must be past the batch
-    # (one backing off after an error, or whose file could not be written, is not).
+    # (one whose file could not be written is not).
     state.engine.flush()
     behind = [h.name for h in state.engine.handlers if h.position(shard.shard_id) < batch.upto]
     if behind:

@@ -5,7 +5,10 @@
    count per event type.
    a. projection + view writes: facts already read, batches of 5,000 projected and applied
       with their checkpoint, one SQLite transaction each (what a worker does per batch);
-   b. the worker end to end: also reading the facts from the event db (read_facts).
+   b. the worker end to end: also reading the facts from the event db (read_facts, the
+      lean read path: integer times, no datetime per fact), with the counters alone, then
+      with every read model `pulse worker` runs (counters, recent events, the Parquet
+      archive), for the day and for the same number of sales over a week.
 2. The same counters with the ``eventsourcing`` library's projection, side by side on the
    same machine: its ``ProjectionRunner`` subscribed to an application holding the same
    sales (in memory: its SQLite application recorder has no subscriptions), one call of
@@ -133,12 +136,12 @@ def catch_up_worker(db: Path, n: int, only: set[str] | None = None) -> float:
     options = WorkerOptions(batch_size=BATCH)
     handlers = [h for h in pulse.backend.handlers(options) if only is None or h.name in only]
     worker = pulse.backend.worker(ProjectionEngine(handlers), options, pulse.clock)
-    worker.step()  # the metric's (empty) rebuild and the first batch
+    worker.engine.prepare()  # the metric's (empty) rebuild
     started = time.perf_counter()
-    done = worker.catch_up()
+    done = worker.catch_up()  # every fact, the archive's final flush included
     elapsed = time.perf_counter() - started
     pulse.close()
-    assert done + BATCH >= n, (done, n)
+    assert done == n, (done, n)
     return done / elapsed
 
 
@@ -331,7 +334,22 @@ def main() -> None:
         recent_rate = catch_up_worker(db, len(facts), only={PROJECTION, RECENT})
         print(f"   + the recent-events feed:           {recent_rate:,.0f} events/s")
         every_rate = catch_up_worker(db, len(facts))
-        print(f"   every read model (+ the archive):   {every_rate:,.0f} events/s (`pulse worker` as it runs)")
+        print(
+            f"   every read model (+ the archive):   {every_rate:,.0f} events/s (`pulse worker` as it runs)"
+            f"  (target >= {TARGET_CATCH_UP:,}: {verdict(every_rate, TARGET_CATCH_UP)})"
+        )
+        sparse_db = directory / "sparse.db"
+        sparse_store = SqliteEventStore(sparse_db)
+        week = sales(len(facts), datetime.now(UTC).replace(microsecond=0), days=7, seed=8)
+        for start in range(0, len(week), BATCH):
+            sparse_store.ingest(week[start : start + BATCH])
+        defs.define_metric(sparse_store, REVENUE)
+        sparse_store.close()
+        sparse_every = catch_up_worker(sparse_db, len(facts))
+        print(
+            f"   the same over a week (sparser):     {sparse_every:,.0f} events/s (every read model)"
+            f"  (target >= {TARGET_CATCH_UP:,}: {verdict(sparse_every, TARGET_CATCH_UP)})"
+        )
         print(f"   of which read_facts alone reads:   {read_rate(store):,.0f} events/s (storage/sqlite.py)")
 
         es = eventsourcing_rate(events[: args.es_events], directory)

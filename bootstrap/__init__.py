@@ -52,6 +52,9 @@ class Worker(Protocol):
 class WorkerOptions:
     retention: Retention = field(default_factory=Retention)
     batch_size: int = 5000
+    #: Facts per batch while the worker is more than a batch behind (catch-up, replay);
+    #: None: 4 x batch_size.
+    catch_up_batch_size: int | None = None
     #: DynamoDB: bounds of clock skew and write latency for backfills (None: settings/env).
     rebuild_fence_seconds: float | None = None
     rebuild_settle_seconds: float | None = None

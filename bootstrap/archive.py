@@ -1,7 +1,8 @@
 """The archive's wiring: its blob store and its handler, from the settings.
 
 - ``PULSE_ARCHIVE``: ``auto`` (default: on when pyarrow, the ``archive`` extra, is
-  installed), ``on`` (fail without it) or ``off``;
+  installed, and with the DynamoDB store when a bucket or folder is set), ``on`` (fail
+  without them) or ``off``;
 - where: ``PULSE_ARCHIVE_BUCKET`` (+ ``PULSE_ARCHIVE_PREFIX``, ``PULSE_ARCHIVE_ENDPOINT``)
   on S3, else the folder ``PULSE_ARCHIVE_DIR`` (default ``<db stem>.archive`` beside the
   db); the in-memory fake backend keeps its blobs beside its other stores;
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domain.blobs import BlobStore
+from domain.ports import EventStore
 from domain.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +29,14 @@ def archive_enabled(settings: Settings) -> bool:
     installed = importlib.util.find_spec("pyarrow") is not None
     if settings.archive == "on" and not installed:
         raise ValueError("PULSE_ARCHIVE=on needs pyarrow: pip install 'pulse[archive]'")
+    if settings.store == "dynamodb" and not settings.archive_bucket and settings.archive_dir is None:
+        # On AWS the archive is a bucket; a folder beside a db the store does not use is
+        # nowhere a Lambda can write.
+        if settings.archive == "on":
+            raise ValueError(
+                "PULSE_ARCHIVE=on with the DynamoDB store needs PULSE_ARCHIVE_BUCKET (or PULSE_ARCHIVE_DIR)"
+            )
+        return False
     if settings.store != "memory" and not settings.archive_bucket and settings.db == ":memory:":
         return settings.archive_dir is not None  # nothing to be beside
     return installed
@@ -54,8 +64,11 @@ def blob_store(settings: Settings) -> BlobStore:
     return LocalBlobStore(archive_dir(settings))
 
 
-def archive_handler(settings: Settings, blobs: BlobStore | None = None) -> ArchiveHandler | None:
-    """The archive read model, or None when it is off."""
+def archive_handler(
+    settings: Settings, blobs: BlobStore | None = None, definitions: EventStore | None = None
+) -> ArchiveHandler | None:
+    """The archive read model, or None when it is off; with ``definitions`` (the event
+    store), the properties metrics and gauges name get typed columns too."""
     if not archive_enabled(settings):
         return None
     from projections.archive import parse_columns
@@ -67,4 +80,5 @@ def archive_handler(settings: Settings, blobs: BlobStore | None = None) -> Archi
         columns=parse_columns(settings.archive_columns),
         max_bytes=settings.archive_max_bytes,
         max_age_seconds=settings.archive_max_age_seconds,
+        definitions=definitions,
     )

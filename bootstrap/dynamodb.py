@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from bootstrap.alerts import alerts_handler
+from bootstrap.archive import archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.replay import LEASE_SECONDS
 from domain.settings import Settings
@@ -56,12 +57,15 @@ class DynamoBackend:
 
     def handlers(self, options=None) -> list[ProjectionHandler]:
         counters = self.counters()
-        return [
+        handlers: list[ProjectionHandler] = [
             counters,
             ReadModelHandler(RecentEventsProjection(), self.recent),
             # After the counters: it evaluates the values they have just applied.
             alerts_handler(self.events, self.views, self.settings, counters.position, getattr(options, "clock", None)),
         ]
+        if (archive := archive_handler(self.settings, definitions=self.events)) is not None:
+            handlers.append(archive)  # S3 (PULSE_ARCHIVE_BUCKET): the same files, per shard
+        return handlers
 
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> DynamoPoller:
         timing = RebuildTiming.from_env(
@@ -77,6 +81,7 @@ class DynamoBackend:
             read_limit=min(options.batch_size, 1000),
             background=[rebuild_task(projector, timing, owner, ledger=self.replay_ledger())],
             closers=[self.close],
+            clock=clock,
         )
 
     def create_tables(self) -> list[str]:

@@ -44,7 +44,7 @@ class PositionedBackend:
             counters,
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
-        if (archive := archive_handler(self.settings)) is not None:
+        if (archive := archive_handler(self.settings, definitions=self.events)) is not None:
             handlers.append(archive)
         # After the counters: it evaluates the values they have just applied.
         handlers.append(alerts_handler(self.events, self.views, self.settings, counters.position, options.clock))
@@ -53,4 +53,10 @@ class PositionedBackend:
     def worker(self, engine: ProjectionEngine, options, clock: Clock = SYSTEM_CLOCK) -> LogTail:
         if self.views.reset_if_timezone_changed(self.settings.timezone):
             log.warning("day time zone is now %s: recomputing every read model from the log", self.settings.timezone)
-        return LogTail(self.events, engine, batch_size=options.batch_size, clock=clock)
+        return LogTail(
+            self.events,
+            engine,
+            batch_size=options.batch_size,
+            clock=clock,
+            catch_up_batch_size=options.catch_up_batch_size or 4 * options.batch_size,
+        )

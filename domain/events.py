@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from domain.micros import epoch_micros
+from domain.micros import epoch_micros, from_epoch_micros
 
 # Facts live in one logical stream; aggregates each have their own.
 FACTS_STREAM = "$facts"
@@ -56,24 +56,110 @@ class Event:
         object.__setattr__(self, "properties", _frozen(self.properties))
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as the store holds it.
-
-    ``position`` is the store's global order where it has one (SQLite) or the change
-    feed's sequence number (DynamoDB Streams); ``version`` is the 1-based version within
-    an aggregate stream and ``None`` for facts.
-    """
-
+class _RecordedFields(NamedTuple):
     id: str
     type: str
-    occurred_at: datetime
+    occurred_micros: int  # epoch microseconds
     properties: Mapping[str, Any]
     source: str | None
     stream_id: str
     version: int | None
     position: int | None
-    received_at: datetime
+    received_micros: int  # epoch microseconds
+    properties_json: str | None = None
+
+
+class RecordedEvent(_RecordedFields):
+    """An event as the store holds it.
+
+    ``position`` is the store's global order where it has one (SQLite) or the change
+    feed's sequence number (DynamoDB Streams); ``version`` is the 1-based version within
+    an aggregate stream and ``None`` for facts.
+
+    It is the lean row that replay and catch-up read: times are kept as integer epoch
+    microseconds (``occurred_micros``, ``received_micros``) and ``occurred_at`` and
+    ``received_at`` build their ``datetime`` only when asked, so a worker reading a million
+    facts builds none. ``properties_json`` is the properties' JSON text as the store keeps it
+    (when the adapter has it), so the archive writes it without encoding it again; it takes
+    no part in equality. Built from datetimes (``RecordedEvent(id, type, occurred_at, ...)``)
+    or, by adapters on their hot path, from integers (``RecordedEvent.at_micros``).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        id: str,
+        type: str,
+        occurred_at: datetime,
+        properties: Mapping[str, Any],
+        source: str | None,
+        stream_id: str,
+        version: int | None,
+        position: int | None,
+        received_at: datetime,
+        properties_json: str | None = None,
+    ) -> RecordedEvent:
+        return tuple.__new__(
+            cls,
+            (
+                id,
+                type,
+                epoch_micros(occurred_at),
+                properties,
+                source,
+                stream_id,
+                version,
+                position,
+                epoch_micros(received_at),
+                properties_json,
+            ),
+        )
+
+    @classmethod
+    def at_micros(
+        cls,
+        id: str,
+        type: str,
+        occurred_micros: int,
+        properties: Mapping[str, Any],
+        source: str | None,
+        stream_id: str,
+        version: int | None,
+        position: int | None,
+        received_micros: int,
+        properties_json: str | None = None,
+    ) -> RecordedEvent:
+        """The event with its times as epoch microseconds (no ``datetime`` built)."""
+        fields = (id, type, occurred_micros, properties, source, stream_id, version, position, received_micros)
+        return tuple.__new__(cls, (*fields, properties_json))
+
+    @property
+    def occurred_at(self) -> datetime:
+        return from_epoch_micros(self[2])
+
+    @property
+    def received_at(self) -> datetime:
+        return from_epoch_micros(self[8])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecordedEvent):
+            return NotImplemented
+        return self[:9] == other[:9]
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self[:9])
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedEvent(id={self.id!r}, type={self.type!r}, occurred_at={self.occurred_at.isoformat()},"
+            f" properties={dict(self.properties)!r}, source={self.source!r}, stream_id={self.stream_id!r},"
+            f" version={self.version!r}, position={self.position!r})"
+        )
 
     @property
     def event(self) -> Event:

@@ -426,7 +426,7 @@ def rebuild_markers(metrics: Iterable[str], gauges: Iterable[str]) -> set[str]:
 def marker_keys(changes: ViewChanges) -> set[str]:
     """The change markers a batch's changes touch, checkpoint included."""
     keys = {PROJECTIONS_MARKER}
-    keys.update(metric_marker(metric) for metric, _, _, _ in changes.counters)
+    keys.update(map(metric_marker, {key[0] for key in changes.counters}))  # a marker per metric, not per cell
     keys.update(gauge_marker(name) for name, _ in changes.gauges)
     return keys
 

@@ -18,23 +18,28 @@ there) no row is read twice.
 
 Columns: ``id``, ``type``, ``occurred_at`` and ``received_at`` (timestamp[us, UTC]),
 ``source``, ``properties`` (the JSON text as stored), then one typed column per
-``ArchiveColumn`` (``PULSE_ARCHIVE_COLUMNS``): a property's value as that type, null
-where missing or of another kind.
+``ArchiveColumn``: a property's value as that type, null where missing or of another
+kind. The typed columns are those ``PULSE_ARCHIVE_COLUMNS`` names, then one per
+property a metric or gauge definition names (``definition_columns``): a file has the
+columns of the definitions when it was written, and readers union files by name.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from domain.events import RecordedEvent
+from domain.metrics import COUNT, GaugeDefinition, MetricDefinition
 from storage.codec import dumps
 
 PROJECTION = "archive"
@@ -70,13 +75,26 @@ class ArchiveColumn:
     def arrow_type(self) -> pa.DataType:
         return TYPES[self.type]
 
-    def value(self, properties: dict[str, Any]) -> Any:
+    def values(self, facts_properties: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The column's cells of the facts with these properties (``value`` of each; the
+        common kinds of value take a fast path: this runs once per fact and column)."""
+        name = self.name
+        kind = self.arrow_type
+        if pa.types.is_floating(kind):
+            cells = [p.get(name) for p in facts_properties]
+            return [v if type(v) is float else None if v is None else _as_double(v) for v in cells]
+        if pa.types.is_string(kind):
+            cells = [p.get(name) for p in facts_properties]
+            return [v if type(v) is str else None if v is None else dumps(v) for v in cells]
+        return [self.value(p) for p in facts_properties]
+
+    def value(self, properties: Mapping[str, Any]) -> Any:
         value = properties.get(self.name)
         if value is None:
             return None
         kind = self.arrow_type
         if pa.types.is_floating(kind):
-            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+            return value if type(value) is float else _as_double(value)
         if pa.types.is_integer(kind):
             if isinstance(value, bool):
                 return None
@@ -87,6 +105,16 @@ class ArchiveColumn:
             return value if isinstance(value, bool) else None
         # Text, as dimensions compare: strings as sent, anything else as JSON writes it.
         return value if isinstance(value, str) else dumps(value)
+
+
+def _as_double(value: Any) -> float | None:
+    """A number that is not a float as a double column's cell (None: not a number)."""
+    if type(value) is not int:
+        return None  # text, boolean, list...
+    try:
+        return float(value)
+    except OverflowError:
+        return None  # an integer beyond any double
 
 
 def parse_columns(text: str) -> tuple[ArchiveColumn, ...]:
@@ -105,6 +133,37 @@ def parse_columns(text: str) -> tuple[ArchiveColumn, ...]:
             raise ValueError(f"PULSE_ARCHIVE_COLUMNS: column {name!r} is taken")
         columns.append(ArchiveColumn(name, kind))
     return tuple(columns)
+
+
+#: Names a typed column cannot take: the base columns and the Hive partitions.
+TAKEN = frozenset((*BASE_COLUMNS, "date", "hour"))
+
+
+def definition_columns(
+    metrics: Iterable[MetricDefinition],
+    gauges: Iterable[GaugeDefinition],
+    configured: Sequence[ArchiveColumn] = (),
+) -> tuple[ArchiveColumn, ...]:
+    """The typed columns of the archive: ``configured`` (``PULSE_ARCHIVE_COLUMNS``) as
+    set, then one per property a metric or a gauge names, by name: ``double`` for a value
+    (a metric's value property, a gauge's value), ``string`` for a dimension or a gauge's
+    key (as dimensions compare them). A property named both ways is a ``double``; names
+    the configured columns or the base columns take are left out."""
+    kinds: dict[str, str] = {}
+    for metric in metrics:
+        if metric.builtin:
+            continue
+        for dimension in metric.dimensions:
+            kinds.setdefault(dimension, "string")
+        if metric.aggregation != COUNT and metric.value_property:
+            kinds[metric.value_property] = "double"
+    for gauge in gauges:
+        if gauge.key_property:
+            kinds.setdefault(gauge.key_property, "string")
+        kinds[gauge.value_property] = "double"
+    taken = TAKEN | {c.name for c in configured}
+    derived = (ArchiveColumn(name, kind) for name, kind in sorted(kinds.items()) if name not in taken)
+    return (*configured, *derived)
 
 
 def schema(columns: Sequence[ArchiveColumn] = ()) -> pa.Schema:
@@ -133,9 +192,17 @@ class HourKey(NamedTuple):
         return f"type={self.type}/date={self.date}/hour={self.hour}"
 
 
+HOUR_MICROS = 3_600_000_000
+
+
+def hour_key(event_type: str, hour: int) -> HourKey:
+    """The partition of ``event_type`` facts in the UTC hour ``hour`` (epoch hours)."""
+    at = datetime.fromtimestamp(hour * 3600, UTC)
+    return HourKey(event_type, at.strftime("%Y-%m-%d"), f"{at.hour:02d}")
+
+
 def hour_of(event: RecordedEvent) -> HourKey:
-    at = event.occurred_at.astimezone(UTC)
-    return HourKey(event.type, at.strftime("%Y-%m-%d"), f"{at.hour:02d}")
+    return hour_key(event.type, event.occurred_micros // HOUR_MICROS)
 
 
 def join(prefix: str, key: str) -> str:
@@ -190,19 +257,34 @@ def live_files(keys: Iterable[str]) -> list[str]:
 
 def to_table(events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn] = ()) -> pa.Table:
     """The facts as rows sorted by ``occurredAt`` then id."""
-    ordered = sorted(events, key=lambda e: (e.occurred_at, e.id))
-    props = [dict(e.properties) for e in ordered]
-    data: dict[str, list[Any]] = {
-        "id": [e.id for e in ordered],
-        "type": [e.type for e in ordered],
-        "occurred_at": [e.occurred_at for e in ordered],
-        "received_at": [e.received_at for e in ordered],
-        "source": [e.source for e in ordered],
-        "properties": [dumps(p) for p in props],
+    if not events:
+        return schema(columns).empty_table()
+    table, _, _ = _unsorted_table(events, columns)
+    return table.take(pc.sort_indices(table, sort_keys=[("occurred_at", "ascending"), ("id", "ascending")]))
+
+
+def _unsorted_table(
+    events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn]
+) -> tuple[pa.Table, Sequence[str], Sequence[int]]:
+    """The facts as Arrow columns in the order given, with their types and ``occurredAt``
+    (epoch µs) as Python sequences: built column by column from the lean rows
+    (``zip(*events)`` transposes them in C), no Python object per cell beyond the values."""
+    ids, types, occurred, properties, sources, _, _, _, received, texts = zip(*events, strict=True)
+    if None in texts:  # an adapter without the stored text (or a fact built in a test)
+        texts = [dumps(dict(p)) if t is None else t for p, t in zip(properties, texts, strict=True)]
+    data: dict[str, Any] = {
+        "id": ids,
+        "type": types,
+        "occurred_at": occurred,
+        "received_at": received,
+        "source": sources,
+        "properties": texts,
     }
     for column in columns:
-        data[column.name] = [column.value(p) for p in props]
-    return pa.table(data, schema=schema(columns))
+        data[column.name] = column.values(properties)
+    arrow = schema(columns)
+    arrays = [pa.array(values, type=f.type) for values, f in zip(data.values(), arrow, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=arrow), types, occurred
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -219,12 +301,37 @@ def files_of(
     events: Sequence[RecordedEvent], partition: str, first: int, last: int, columns: Sequence[ArchiveColumn] = ()
 ) -> dict[str, bytes]:
     """The archive files of the facts of positions ``first..last`` of ``partition``: one
-    per Hive partition (relative key → Parquet bytes)."""
-    groups: dict[HourKey, list[RecordedEvent]] = {}
-    for event in events:
-        groups.setdefault(hour_of(event), []).append(event)
+    per Hive partition (relative key → Parquet bytes).
+
+    One Arrow table of every fact, sorted once by (type, hour, ``occurredAt``, id); each
+    Hive partition is then a slice of it, its rows in ``occurredAt``, id order."""
+    if not events:
+        return {}
+    table, types, occurred = _unsorted_table(events, columns)
+    hours = [micros // HOUR_MICROS for micros in occurred]
+    keyed = pa.table(
+        {
+            "type": table.column("type"),
+            "hour": pa.array(hours, pa.int64()),
+            "occurred_at": table.column("occurred_at"),
+            "id": table.column("id"),
+        }
+    )
+    order = pc.sort_indices(
+        keyed,
+        sort_keys=[("type", "ascending"), ("hour", "ascending"), ("occurred_at", "ascending"), ("id", "ascending")],
+    )
+    ordered = table.take(order)
+    # Arrow sorts strings by their UTF-8 bytes, which is Python's code point order, so the
+    # sorted group keys give the slices' order.
+    sizes = sorted(Counter(zip(types, hours, strict=True)).items())
     name = file_name(partition, first, last)
-    return {f"{hour.folder}/{name}": parquet_bytes(to_table(group, columns)) for hour, group in groups.items()}
+    files: dict[str, bytes] = {}
+    offset = 0
+    for (event_type, hour), size in sizes:
+        files[f"{hour_key(event_type, hour).folder}/{name}"] = parquet_bytes(ordered.slice(offset, size))
+        offset += size
+    return files
 
 
 def state_key(prefix: str, projection: str, partition: str) -> str:

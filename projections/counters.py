@@ -6,10 +6,11 @@ min and max of the metric's value. Every fact also adds to the built-in count of
 event type. Cells are pre-aggregated over the whole batch, so a batch becomes one write
 per distinct cell: one upsert in SQLite, one conditional ``ADD`` per item in DynamoDB.
 
-The hot path touches one dict entry per fact and metric, at minute resolution; hour
-and day cells are rolled up from the minute cells once per batch (sums and counts add,
-min and max combine), which is exact because every hour and local-day boundary is a
-minute boundary.
+The hot path works column-wise over the batch (the lean rows' integer times, one
+``Counter`` or one dict step per fact and metric) at minute resolution; hour and day
+cells are rolled up from the minute cells once per batch (sums and counts add, min and
+max combine), which is exact because every hour and local-day boundary is a minute
+boundary.
 
 Facts whose value property is missing or not a number are not counted by metrics that
 aggregate a value (sum, min, max, avg): their count is the number of values, so avg is
@@ -18,12 +19,14 @@ sum / count. Count metrics count every matching fact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import Any
 
 from domain.events import RecordedEvent
 from domain.metrics import COUNT, DAY, HOUR, MINUTE, GaugeDefinition, MetricDefinition, builtin_key, dimension_value
-from domain.micros import epoch_micros, later
+from domain.micros import later
 from domain.ports import CounterDelta, CounterKey, GaugeKey, GaugeValue, ViewChanges
 from projections.buckets import Bucketing
 from projections.gauges import compile_gauges, newer, project_gauges
@@ -43,8 +46,57 @@ def _matches(props, filters: tuple[tuple[str, str], ...]) -> bool:
     return True
 
 
-def _texts(props, properties: tuple[str, ...]) -> list[str]:
-    return [raw if type(raw) is str else dimension_value(raw) for raw in map(props.get, properties)]
+def _dimension_column(props: Sequence[Mapping[str, Any]], dimension: str) -> list[str]:
+    column = [p.get(dimension) for p in props]
+    if set(map(type, column)) != {str}:  # a number, a boolean or a missing value
+        column = [raw if type(raw) is str else dimension_value(raw) for raw in column]
+    return column
+
+
+def _fold(
+    metric: _Compiled,
+    props: Sequence[Mapping[str, Any]],
+    minutes: Sequence[int],
+    counts: dict[tuple[str, int, tuple[str, ...]], int],
+    values: dict[tuple[str, int, tuple[str, ...]], list],
+) -> None:
+    """Add the facts (their properties and minutes, of the metric's event type) to the
+    metric's minute cells: ``counts`` for a count, ``values`` ([count, sum, min, max])
+    for a metric of a value."""
+    metric_key, filters, dimensions, value_property = metric
+    if filters:
+        chosen = [i for i, p in enumerate(props) if _matches(p, filters)]
+        props, minutes = [props[i] for i in chosen], [minutes[i] for i in chosen]
+        if not props:
+            return
+    if dimensions:
+        dims: Iterable[tuple[str, ...]] = zip(*(_dimension_column(props, d) for d in dimensions), strict=True)
+    else:
+        dims = repeat((), len(props))
+    keys = zip(repeat(metric_key), minutes, dims)
+    if value_property is None:
+        for key, n in Counter(keys).items():
+            counts[key] = counts.get(key, 0) + n
+        return
+    for key, value in zip(keys, [p.get(value_property) for p in props]):  # noqa: B905 - equal by construction
+        kind = type(value)
+        if kind is not float:
+            if kind is not int:
+                continue  # missing, text or boolean: not a value
+            try:
+                value = float(value)
+            except OverflowError:
+                continue  # an integer beyond any double
+        cell = values.get(key)
+        if cell is None:
+            values[key] = [1, value, value, value]
+        else:
+            cell[0] += 1
+            cell[1] += value
+            if value < cell[2]:
+                cell[2] = value
+            elif value > cell[3]:
+                cell[3] = value
 
 
 def _compile(metric: MetricDefinition) -> _Compiled:
@@ -77,82 +129,40 @@ class MetricsProjection:
     def project(self, events: Sequence[RecordedEvent]) -> ViewChanges:
         counts: dict[tuple[str, int, tuple[str, ...]], int] = {}
         values: dict[tuple[str, int, tuple[str, ...]], list] = {}
-        builtin: dict[tuple[str, int], int] = {}
         types: dict[str, int] = {}
-        by_type = self._by_type
-        builtins = self.builtins
-        latest: datetime | None = None
-        for event in events:
-            occurred = event.occurred_at
-            if latest is None or occurred > latest:
-                latest = occurred
-            minute = int(occurred.timestamp() // 60) * 60
-            etype = event.type
-            if builtins:
-                key2 = (etype, minute)
-                builtin[key2] = builtin.get(key2, 0) + 1
-            compiled = by_type.get(etype)
-            if compiled is None:
-                continue
-            props = event.properties
-            for metric_key, filters, dimensions, value_property in compiled:
-                if filters and not _matches(props, filters):
-                    continue
-                # Unrolled per arity: this line runs once per fact and metric.
-                n_dims = len(dimensions)
-                if n_dims == 0:
-                    key = (metric_key, minute, ())
-                elif n_dims == 1:
-                    r1 = props.get(dimensions[0])
-                    key = (metric_key, minute, (r1 if type(r1) is str else dimension_value(r1),))
-                elif n_dims == 2:
-                    r1 = props.get(dimensions[0])
-                    r2 = props.get(dimensions[1])
-                    key = (
-                        metric_key,
-                        minute,
-                        (
-                            r1 if type(r1) is str else dimension_value(r1),
-                            r2 if type(r2) is str else dimension_value(r2),
-                        ),
-                    )
-                else:
-                    key = (metric_key, minute, tuple(_texts(props, dimensions)))
-                if value_property is None:
-                    counts[key] = counts.get(key, 0) + 1
-                    continue
-                value = props.get(value_property)
-                kind = type(value)
-                if kind is not float:
-                    if kind is not int:
-                        continue  # missing, text or boolean: not a value
-                    try:
-                        value = float(value)
-                    except OverflowError:
-                        continue  # an integer beyond any double
-                cell = values.get(key)
-                if cell is None:
-                    values[key] = [1, value, value, value]
-                else:
-                    cell[0] += 1
-                    cell[1] += value
-                    if value < cell[2]:
-                        cell[2] = value
-                    elif value > cell[3]:
-                        cell[3] = value
-        if builtins:
-            for (etype, minute), n in builtin.items():
+        gauges: dict[GaugeKey, GaugeValue] = {}
+        if not events:
+            return ViewChanges(counters={}, gauges=gauges, event_types=types, events=0, watermark=None)
+        # Column-wise: zip(*events) transposes the lean rows in C, and each metric then
+        # folds columns (comprehensions, Counter, zip) instead of one Python step per fact
+        # and attribute. Times are integer epoch µs: no datetime is built.
+        _, etypes, occurred, properties, *_ = zip(*events, strict=True)
+        minutes = [micros // 60_000_000 * 60 for micros in occurred]
+        if self.builtins:
+            for (etype, minute), n in Counter(zip(etypes, minutes, strict=True)).items():
                 key = (builtin_key(etype), minute, ())
                 counts[key] = counts.get(key, 0) + n
                 types[etype] = types.get(etype, 0) + n
-        gauges: dict[GaugeKey, GaugeValue] = {}
+        one_type = etypes.count(etypes[0]) == len(etypes)
+        for etype, compiled in self._by_type.items():
+            if one_type:
+                if etype != etypes[0]:
+                    continue
+                props, mins = properties, minutes
+            else:
+                chosen = [i for i, t in enumerate(etypes) if t == etype]
+                if not chosen:
+                    continue
+                props, mins = [properties[i] for i in chosen], [minutes[i] for i in chosen]
+            for metric in compiled:
+                _fold(metric, props, mins, counts, values)
         project_gauges(self._gauges, events, gauges)
         return ViewChanges(
             counters=self._roll_up(counts, values),
             gauges=gauges,
             event_types=types,
             events=len(events),
-            watermark=None if latest is None else epoch_micros(latest),
+            watermark=max(occurred),
         )
 
     def _roll_up(
@@ -161,39 +171,56 @@ class MetricsProjection:
         values: dict[tuple[str, int, tuple[str, ...]], list],
     ) -> dict[CounterKey, CounterDelta]:
         """Minute cells to minute, hour and day deltas. Minute cells are final as they are;
-        only hour and day cells merge, and there are far fewer of them."""
+        they roll up into hour segments (an hour, split where a local day starts inside it,
+        as with half-hour time zones), and the segments into hours and days: one dict step
+        per minute cell, the rest on the far fewer segments."""
         day_of_minute = self.bucketing.day_of_minute
+        new = tuple.__new__
         out: dict[CounterKey, CounterDelta] = {}
-        coarse: dict[CounterKey, list] = {}
+        segment_of: dict[int, tuple[int, int]] = {}  # minute -> (hour start, local day start)
+        segments: dict[tuple[str, tuple[int, int], tuple[str, ...]], list] = {}
         for (metric_key, minute, dims), n in counts.items():
-            out[(metric_key, MINUTE, minute, dims)] = CounterDelta(n, 0.0, None, None)
-            for key in (
-                (metric_key, HOUR, minute - minute % 3600, dims),
-                (metric_key, DAY, day_of_minute(minute), dims),
-            ):
-                cell = coarse.get(key)
-                if cell is None:
-                    coarse[key] = [n, 0.0, None, None]
-                else:
-                    cell[0] += n
+            out[(metric_key, MINUTE, minute, dims)] = new(CounterDelta, (n, 0.0, None, None))
+            segment = segment_of.get(minute)
+            if segment is None:
+                segment = segment_of[minute] = (minute - minute % 3600, day_of_minute(minute))
+            key = (metric_key, segment, dims)
+            cell = segments.get(key)
+            if cell is None:
+                segments[key] = [n, 0.0, None, None]
+            else:
+                cell[0] += n
         for (metric_key, minute, dims), (n, total, low, high) in values.items():
-            out[(metric_key, MINUTE, minute, dims)] = CounterDelta(n, total, low, high)
-            for key in (
-                (metric_key, HOUR, minute - minute % 3600, dims),
-                (metric_key, DAY, day_of_minute(minute), dims),
-            ):
+            out[(metric_key, MINUTE, minute, dims)] = new(CounterDelta, (n, total, low, high))
+            segment = segment_of.get(minute)
+            if segment is None:
+                segment = segment_of[minute] = (minute - minute % 3600, day_of_minute(minute))
+            key = (metric_key, segment, dims)
+            cell = segments.get(key)
+            if cell is None:
+                segments[key] = [n, total, low, high]
+            else:
+                cell[0] += n
+                cell[1] += total
+                if low < cell[2]:
+                    cell[2] = low
+                if high > cell[3]:
+                    cell[3] = high
+        coarse: dict[CounterKey, list] = {}
+        for (metric_key, (hour, day), dims), (n, total, low, high) in segments.items():
+            for key in ((metric_key, HOUR, hour, dims), (metric_key, DAY, day, dims)):
                 cell = coarse.get(key)
                 if cell is None:
                     coarse[key] = [n, total, low, high]
                 else:
                     cell[0] += n
                     cell[1] += total
-                    if low < cell[2]:
+                    if low is not None and (cell[2] is None or low < cell[2]):
                         cell[2] = low
-                    if high > cell[3]:
+                    if high is not None and (cell[3] is None or high > cell[3]):
                         cell[3] = high
         for key, (n, total, low, high) in coarse.items():
-            out[key] = CounterDelta(n, total, low, high)
+            out[key] = new(CounterDelta, (n, total, low, high))
         return out
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterable, MutableMapping
 
 from domain.events import RecordedEvent
 from domain.metrics import MISSING, GaugeDefinition, dimension_value
-from domain.micros import epoch_micros
 from domain.ports import GaugeKey, GaugeValue
 
 #: Per event type: ``(gauge name, value property, key property or None)``.
@@ -50,7 +49,7 @@ def project_gauges(
             if kind is not int and kind is not float:
                 continue
             if micros is None:
-                micros = epoch_micros(event.occurred_at)
+                micros = event.occurred_micros
             key = (name, dimension_value(props.get(key_property)) if key_property else MISSING)
             candidate = GaugeValue(float(value), micros, event.id)
             if newer(candidate, into.get(key)):

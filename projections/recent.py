@@ -7,24 +7,24 @@ place and a resent one (same id) changes nothing.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
 from domain.events import RecordedEvent
-from domain.micros import epoch_micros
 from domain.ports import ALL_TYPES, RECENT_KEEP, RecentChanges
 
 PROJECTION = "recent-events"
 
 
-#: The feed's order, greater is newer: ``occurredAt`` (aware datetimes compare exactly), then id.
-recency = attrgetter("occurred_at", "id")
+#: The feed's order, greater is newer: ``occurredAt`` (epoch µs), then id.
+recency = attrgetter("occurred_micros", "id")
 
 
 def newest(events: Iterable[RecordedEvent], keep: int) -> list[RecordedEvent]:
-    """At most ``keep`` events, newest first."""
-    return heapq.nlargest(keep, events, key=recency)
+    """At most ``keep`` events, newest first (what ``heapq.nlargest`` gives, but a batch of
+    the log is mostly in time order already, which Timsort runs through in linear time,
+    where a heap would replace its smallest entry for almost every fact)."""
+    return sorted(events, key=recency, reverse=True)[:keep]
 
 
 class RecentEventsProjection:
@@ -46,4 +46,4 @@ class RecentEventsProjection:
         for etype, group in by_type.items():
             # A batch of one type (the common case) has the same newest as every type.
             scopes[etype] = every if len(group) == len(events) else newest(group, self.keep)
-        return RecentChanges(scopes=scopes, events=len(events), watermark=epoch_micros(every[0].occurred_at))
+        return RecentChanges(scopes=scopes, events=len(events), watermark=every[0].occurred_micros)

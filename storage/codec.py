@@ -25,6 +25,13 @@ def loads(text: str) -> Any:
     return json.loads(text)
 
 
+def loads_all(texts: Sequence[str]) -> list[Any]:
+    """The JSON texts decoded in one parse: a call's overhead is most of the cost of
+    decoding a small object. (orjson reads a page about twice as fast, but turns integers
+    beyond 64 bits into floats; checking a page for them costs most of what it saves.)"""
+    return json.loads("[" + ",".join(texts) + "]")
+
+
 def event_columns(
     stream_id: str, events: Sequence[Event], first_version: int | None, max_bytes: int
 ) -> list[EventColumns]:

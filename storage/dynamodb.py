@@ -50,7 +50,7 @@ from domain.events import (
     payload,
     utc_now,
 )
-from domain.micros import epoch_micros, from_epoch_micros
+from domain.micros import epoch_micros
 from domain.settings import Settings
 from storage.codec import dumps, loads
 from storage.dynamodb_base import (
@@ -208,16 +208,18 @@ def decode_item(item: Mapping[str, Mapping[str, Any]], position: int | None = No
     """An event from its stored item, as a Query/Scan or a stream record's NewImage has it."""
     source = item.get("source")
     version = item.get("version")
-    return RecordedEvent(
+    text = item["properties"]["S"]
+    return RecordedEvent.at_micros(
         id=item["id"]["S"],
         type=item["type"]["S"],
-        occurred_at=from_epoch_micros(int(item["occurredAt"]["N"])),
-        properties=loads(item["properties"]["S"]),
+        occurred_micros=int(item["occurredAt"]["N"]),
+        properties=loads(text),
         source=None if source is None else source["S"],
         stream_id=item["streamId"]["S"],
         version=None if version is None else int(version["N"]),
         position=position,
-        received_at=from_epoch_micros(int(item["receivedAt"]["N"])),
+        received_micros=int(item["receivedAt"]["N"]),
+        properties_json=text,
     )
 
 

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from domain.events import FACTS_STREAM, RecordedEvent
-from domain.micros import epoch_micros as to_micros
-from domain.micros import from_epoch_micros as from_micros
 from domain.micros import later
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, recent_marker
 from domain.settings import Settings
@@ -34,7 +32,7 @@ TRIM_EVERY = 100
 
 
 def sort_key(event: RecordedEvent) -> str:
-    return f"{to_micros(event.occurred_at) + _OFFSET:019d}#{event.id}"
+    return f"{event.occurred_micros + _OFFSET:019d}#{event.id}"
 
 
 def encode(event: RecordedEvent) -> str:
@@ -42,8 +40,8 @@ def encode(event: RecordedEvent) -> str:
         {
             "id": event.id,
             "type": event.type,
-            "o": to_micros(event.occurred_at),
-            "r": to_micros(event.received_at),
+            "o": event.occurred_micros,
+            "r": event.received_micros,
             "src": event.source,
             "p": dict(event.properties),
             "pos": None if event.position is None else str(event.position),
@@ -53,16 +51,16 @@ def encode(event: RecordedEvent) -> str:
 
 def decode(text: str) -> RecordedEvent:
     raw = loads(text)
-    return RecordedEvent(
+    return RecordedEvent.at_micros(
         id=raw["id"],
         type=raw["type"],
-        occurred_at=from_micros(raw["o"]),
+        occurred_micros=raw["o"],
         properties=raw["p"],
         source=raw["src"],
         stream_id=FACTS_STREAM,
         version=None,
         position=None if raw["pos"] is None else int(raw["pos"]),
-        received_at=from_micros(raw["r"]),
+        received_micros=raw["r"],
     )
 
 

@@ -42,7 +42,7 @@ from domain.events import (
     conflicting_ids,
     payload,
 )
-from domain.micros import epoch_micros, from_epoch_micros
+from domain.micros import epoch_micros
 from domain.ports import (
     ALL_TYPES,
     PROJECTIONS_MARKER,
@@ -91,16 +91,17 @@ class _Row(NamedTuple):
     received_at: int  # epoch microseconds
 
     def event(self) -> RecordedEvent:
-        return RecordedEvent(
+        return RecordedEvent.at_micros(
             id=self.id,
             type=self.type,
-            occurred_at=from_epoch_micros(self.occurred_at),
+            occurred_micros=self.occurred_at,
             properties=loads(self.properties),
             source=self.source,
             stream_id=self.stream_id,
             version=self.version,
             position=self.position,
-            received_at=from_epoch_micros(self.received_at),
+            received_micros=self.received_at,
+            properties_json=self.properties,
         )
 
 

@@ -12,8 +12,6 @@ import sqlite3
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
-from domain.micros import epoch_micros as to_micros
-from domain.micros import from_epoch_micros as from_micros
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, advanced, recent_marker
 from storage.codec import dumps, loads
 from storage.sqlite import write_transaction
@@ -91,16 +89,16 @@ class SqliteRecentEvents:
             (event_type or ALL_TYPES, limit),
         )
         return [
-            RecordedEvent(
+            RecordedEvent.at_micros(
                 id=event_id,
                 type=etype,
-                occurred_at=from_micros(occurred),
+                occurred_micros=occurred,
                 properties=loads(properties),
                 source=source,
                 stream_id=FACTS_STREAM,
                 version=None,
                 position=position,
-                received_at=from_micros(received),
+                received_micros=received,
             )
             for event_id, etype, occurred, properties, source, position, received in rows
         ]
@@ -109,11 +107,11 @@ class SqliteRecentEvents:
 def _columns(event: RecordedEvent) -> tuple:
     """The row of ``event`` after its scope."""
     return (
-        to_micros(event.occurred_at),
+        event.occurred_micros,
         event.id,
         event.type,
-        to_micros(event.received_at),
+        event.received_micros,
         event.source,
-        dumps(dict(event.properties)),
+        event.properties_json if event.properties_json is not None else dumps(dict(event.properties)),
         event.position,
     )

@@ -17,7 +17,9 @@ the checkpoint by ``ShardReader``. When nothing is new the worker sleeps
 ``idle_seconds``. Background tasks of the backend (the counters' rebuilds for metrics
 defined after events exist, ``run_pending_rebuild``) run on their own threads, woken
 when the stream carries a change of the definitions. SIGTERM or Ctrl-C stop it after
-the batch in hand.
+the batch in hand, after writing out what the read models buffer (the archive, which
+also writes a buffer that has waited its maximum age, checked every ``maintain_seconds``
+on the engine's housekeeping, and when ``catch_up`` is done).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
+from domain.clock import SYSTEM_CLOCK, Clock
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM
 from domain.metrics import DEFINITIONS_STREAM
@@ -43,6 +46,7 @@ IDLE_SECONDS = 0.5
 SHARD_REFRESH_SECONDS = 10.0
 #: A shard's lag is recorded at most this often while it reads (and once when it catches up).
 LAG_RECORD_SECONDS = 5.0
+MAINTAIN_SECONDS = 30.0
 RETRY_SECONDS = 1.0
 
 #: A task run beside the poller on its own thread until the event is set; the second
@@ -96,6 +100,8 @@ class DynamoPoller:
         shard_refresh_seconds: float = SHARD_REFRESH_SECONDS,
         background: Sequence[BackgroundTask] = (),
         closers: Sequence[Callable[[], None]] = (),
+        maintain_seconds: float = MAINTAIN_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
         self.feed = feed
@@ -111,6 +117,9 @@ class DynamoPoller:
         self._finished: set[str] = set(shard_log.finished_partitions())
         self._lags: dict[str, tuple[float, float]] = {}  # shard → (lag recorded, monotonic time)
         self.definitions_seen = threading.Event()
+        self.maintain_seconds = maintain_seconds
+        self.clock = clock
+        self._maintained_at = time.monotonic()
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -182,13 +191,29 @@ class DynamoPoller:
         self._lags[shard_id] = (lag, now)
 
     def catch_up(self) -> int:
-        """Apply everything there is; returns records read."""
+        """Apply everything there is, buffers written out; returns records read."""
         total = 0
         while True:
             applied, finished = self.step()
             total += applied
             if not applied and not finished:
+                self.flush()
                 return total
+
+    def flush(self) -> None:
+        """Write out what the read models buffer (the archive). A buffer that could not be
+        written is given back: its shard is read again from the lowest checkpoint."""
+        before = {shard_id: self.engine.lowest(shard_id) for shard_id in self._readers}
+        self.engine.flush()
+        for shard_id, position in before.items():
+            if self.engine.lowest(shard_id) < position:
+                self._readers.pop(shard_id, None)
+
+    def _maybe_maintain(self) -> None:
+        # Housekeeping: the archive writes a buffer that has waited its maximum age.
+        if time.monotonic() - self._maintained_at >= self.maintain_seconds:
+            self.engine.maintain(self.clock.now())
+            self._maintained_at = time.monotonic()
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -209,6 +234,7 @@ class DynamoPoller:
                     log.info("parent process %d is gone; stopping", parent_pid)
                     return
                 try:
+                    self._maybe_maintain()
                     applied, finished = self.step()
                     if not applied and not finished:
                         stop.wait(self.idle_seconds)
@@ -230,6 +256,10 @@ class DynamoPoller:
                     stop.wait(RETRY_SECONDS)
         finally:
             stop.set()
+            try:
+                self.flush()  # a clean stop (SIGTERM, Ctrl-C): buffers go to their files
+            except Exception as exc:
+                log.warning("buffers not written on stop; they are read again on restart: %s", exc)
             for thread in threads:
                 thread.join(timeout=30)
             log.info("DynamoDB Streams poller stopped")

@@ -6,6 +6,9 @@ table. It runs the same projection engine as the poller (every read model) and a
 have ``FunctionResponseTypes: ReportBatchItemFailures``; `pulse deploy wire-streams`
 sets it). Records are applied in order; on a failure the response names the first
 record not applied, as AWS requires for ordered sources, and Lambda retries from there.
+A batch is acknowledged only once every read model is past it: the archive, which
+buffers elsewhere, writes its Parquet files (S3) before the handler returns (the
+engine's ``flush``), and its checkpoint moves only past what is in a file.
 Retried batches may start or end elsewhere than the failed one; the items' guards make
 that exact too (see ``storage/dynamodb_views.py``).
 
@@ -169,11 +172,20 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
         if parent in listed:
             state.pulse.backend.counters().mark_finished(parent)
         state.marked_parents.add(parent)
-    handled = state.engine.handle(feed_batch(shard.shard_id, records))
+    batch = feed_batch(shard.shard_id, records)
+    state.engine.prepare()  # as the poller does before each step (the archive's typed columns)
+    handled = state.engine.handle(batch)
     if handled.failed:
         raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")
     if state.engine.behind(shard.shard_id):
         raise RuntimeError("a projection backing off after an error missed the batch; it is retried")
+    # Lambda acknowledges the batch when the handler returns: what a read model buffers
+    # (the archive) goes to its files now, and every read model must be past the batch
+    # (one whose file could not be written is not).
+    state.engine.flush()
+    behind = [h.name for h in state.engine.handlers if h.position(shard.shard_id) < batch.upto]
+    if behind:
+        raise RuntimeError(f"projections {', '.join(behind)} are not past the batch; it is retried")
     _deliver_owed(state)
 
 

@@ -1,9 +1,10 @@
 """The feed driver of a log with one global order (the embedded SQLite store): tails it
 by position and hands each page to the projection engine.
 
-Each step reads up to ``batch_size`` facts after the lowest checkpoint of the engine's
-ready projections; each projection applies what is past its own checkpoint, with the
-checkpoint move in one transaction. When there is nothing new it sleeps
+Each step reads up to ``batch_size`` facts (``catch_up_batch_size`` while further
+behind) after the lowest checkpoint of the engine's ready projections; each projection
+applies what is past its own checkpoint, with the checkpoint move in one transaction.
+When there is nothing new it sleeps
 ``idle_seconds`` (20 ms), so a posted event is visible in queries well within the 250 ms
 freshness target. Idle polls ask the log only for its last position, which costs one
 index lookup.
@@ -47,10 +48,15 @@ class LogTail:
         idle_seconds: float = IDLE_SECONDS,
         maintain_seconds: float = MAINTAIN_SECONDS,
         clock: Clock = SYSTEM_CLOCK,
+        catch_up_batch_size: int | None = None,
     ) -> None:
         self.events = events
         self.engine = engine
         self.batch_size = batch_size
+        # Larger pages while far behind: fewer commits and fewer rows rewritten per fact
+        # (the recent-events feed keeps its newest 1000 per batch). At the tail, pages stay
+        # small so that a fresh event is applied at once.
+        self.catch_up_batch_size = max(batch_size, catch_up_batch_size or batch_size)
         self.idle_seconds = idle_seconds
         self.maintain_seconds = maintain_seconds
         self.clock = clock
@@ -64,7 +70,8 @@ class LogTail:
         head = self.events.last_position()
         if head <= position:
             return 0
-        page = self.events.read_facts(str(position) if position else None, limit=self.batch_size)
+        limit = self.catch_up_batch_size if head - position > self.batch_size else self.batch_size
+        page = self.events.read_facts(str(position) if position else None, limit=limit)
         if not page.events:
             # Only aggregate events (definitions, keys) since the checkpoint: every position
             # up to the head read before was committed, so move past them and lag reads 0.

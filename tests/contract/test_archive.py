@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 
 from bootstrap import Pulse, WorkerOptions, bootstrap, drop_tables
+from domain import metrics as defs
 from domain.blobs import BlobStore
 from domain.events import Event
 from domain.settings import Settings
@@ -274,6 +275,47 @@ def test_typed_columns_have_their_arrow_types_and_rows_are_sorted(pulse: Pulse, 
     assert rows[2]["properties"] == '{"amount":3,"category":"cake","qty":2}'
 
 
+def test_properties_named_by_metrics_and_gauges_get_typed_columns(pulse: Pulse, blobs: BlobStore) -> None:
+    defs.define_metric(pulse.store, defs.validate_metric("revenue", "sale", "sum", "total", ["region", "till"]))
+    defs.define_metric(pulse.store, defs.validate_metric("orders", "sale", "count", None, ["channel"]))
+    defs.define_metric(pulse.store, defs.validate_metric("units", "sale", "sum", "qty", ["category"]))
+    defs.define_gauge(pulse.store, defs.validate_gauge("stock", "stock_level", "level", "sku"))
+    pulse.store.ingest(
+        [
+            Event(id="a", type="sale", occurred_at=START, properties={"total": 4, "region": "eu", "till": 12}),
+            Event(id="b", type="sale", occurred_at=START, properties={"total": "n/a", "channel": "web", "qty": 3}),
+            Event(id="c", type="stock_level", occurred_at=START, properties={"level": 7.5, "sku": 42}),
+        ]
+    )
+    worker = tail(pulse, handler(blobs, definitions=pulse.store))
+    worker.catch_up()
+    tables = {k.split("/")[2]: read_table(blobs.get(k)) for k in live_files(archive_files(blobs, PREFIX))}
+    types = {field.name: field.type for field in tables["type=sale"].schema}
+    assert {name: types[name] for name in ("total", "qty", "region", "till", "channel", "category")} == {
+        "total": pa.float64(),  # a metric's value
+        "qty": pa.int64(),  # PULSE_ARCHIVE_COLUMNS says int64: the setting wins over the definition
+        "region": pa.string(),  # dimensions, as dimensions compare
+        "till": pa.string(),
+        "channel": pa.string(),
+        "category": pa.string(),
+    }
+    assert types["level"] == pa.float64() and types["sku"] == pa.string()  # a gauge's value and key
+    sales = tables["type=sale"].to_pylist()
+    assert [(r["total"], r["region"], r["till"], r["channel"]) for r in sales] == [
+        (4.0, "eu", "12", None),
+        (None, None, None, "web"),
+    ]
+    (stock,) = tables["type=stock_level"].to_pylist()
+    assert (stock["level"], stock["sku"]) == (7.5, "42")
+
+    # A metric defined later types the files written after it.
+    defs.define_metric(pulse.store, defs.validate_metric("tips", "sale", "sum", "tip", []))
+    pulse.store.ingest([Event(id="d", type="sale", occurred_at=START, properties={"tip": 2})])
+    worker.catch_up()
+    newest = read_table(blobs.get(max(live_files(archive_files(blobs, f"{PREFIX}/type=sale")))))
+    assert newest.schema.field("tip").type == pa.float64() and newest.column("tip").to_pylist() == [2.0]
+
+
 def test_the_same_range_makes_the_same_bytes(pulse: Pulse, blobs: BlobStore) -> None:
     pulse.store.ingest(workload(random.Random(3), 60, "a"))
     tail(pulse, handler(blobs)).catch_up()
@@ -351,7 +393,8 @@ def test_the_archive_commands(tmp_path: Path) -> None:
     pulse = bootstrap(settings, create=True)
     at = datetime(2026, 11, 1, 5, tzinfo=UTC)
     pulse.store.ingest([Event(type="sale", occurred_at=at + timedelta(minutes=i), properties={}) for i in range(90)])
-    pulse.worker(WorkerOptions(batch_size=10)).catch_up()
+    # Small batches, so that each hour gets several files to compact.
+    pulse.worker(WorkerOptions(batch_size=10, catch_up_batch_size=10)).catch_up()
     pulse.close()
     runner = CliRunner()
     sql = "SELECT hour, count(*) AS n FROM events GROUP BY hour ORDER BY hour"

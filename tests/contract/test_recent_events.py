@@ -4,7 +4,6 @@ resent fact counted once, and its change markers moving only for the feeds it ch
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 from bootstrap import Pulse, WorkerOptions
@@ -51,7 +50,7 @@ def test_ties_on_occurred_at_are_ordered_by_id(pulse: Pulse) -> None:
 def test_only_the_newest_are_kept_and_a_redelivered_batch_changes_nothing(pulse: Pulse) -> None:
     keep = 12
     pulse.store.ingest([sale(i, minutes_ago=100 - i) for i in range(30)])
-    facts = [replace(f, position=i + 1) for i, f in enumerate(all_facts(pulse.store))]
+    facts = [f._replace(position=i + 1) for i, f in enumerate(all_facts(pulse.store))]
     store = pulse.backend.recent
     store.keep = keep
     if hasattr(store, "trim_every"):

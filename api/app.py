@@ -19,6 +19,7 @@ from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.health import probes
 from api.ingest import ingest
 from api.rest import v1
+from api.webapp import webapp
 from bootstrap import Pulse, bootstrap
 from domain.clock import Clock
 from domain.errors import StoreUnavailable, ValidationError
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     app.register_blueprint(ingest)
     app.register_blueprint(probes)
     app.register_blueprint(graphiql_assets)
+    app.register_blueprint(webapp)  # the browser app at /, its files at /app/ and /vendor/
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",

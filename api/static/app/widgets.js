@@ -1,0 +1,241 @@
+// One view per widget kind. A view is built once and `update`d on every push, so charts keep
+// their canvas and focus stays where it was.
+import { ChartView } from './charts.js';
+import { h, fill } from './dom.js';
+import { formatValue } from './format.js';
+import { renderMarkdown } from './markdown.js';
+
+function errorOf(widget) {
+  const error = widget.data?.error;
+  return error ? h('p', { class: 'widget-error', role: 'status' }, `Cannot show this widget: ${error.message}`) : null;
+}
+
+class KpiView {
+  constructor() {
+    this.el = h('div', { class: 'kpi' });
+  }
+
+  update(widget) {
+    const kpi = widget.data?.kpi || {};
+    const change = kpi.changePercent;
+    const direction = change === null || change === undefined ? 'flat' : change > 0 ? 'up' : change < 0 ? 'down' : 'flat';
+    const arrow = { up: '▲', down: '▼', flat: '' }[direction];
+    fill(this.el, 
+      h('p', { class: 'kpi-value', dataset: { value: kpi.value ?? '' } }, formatValue(kpi.value ?? 0, widget.format)),
+      h(
+        'p',
+        { class: `kpi-change ${direction}` },
+        change === null || change === undefined
+          ? kpi.previous === null || kpi.previous === undefined
+            ? 'No previous period to compare with'
+            : `Previous period: ${formatValue(kpi.previous, widget.format)}`
+          : `${arrow} ${formatValue(Math.abs(change), 'PERCENT')} against the previous period (${formatValue(kpi.previous, widget.format)})`,
+      ),
+    );
+  }
+}
+
+function rowsOf(widget) {
+  const data = widget.data || {};
+  if (data.breakdown) return data.breakdown;
+  if (data.gauges) return data.gauges;
+  return [];
+}
+
+class TableView {
+  constructor() {
+    this.el = h('div', { class: 'table-wrap' });
+  }
+
+  update(widget) {
+    const rows = rowsOf(widget);
+    const columns = widget.columns.length
+      ? widget.columns
+      : [
+          { field: 'key', label: 'Key', format: 'TEXT' },
+          { field: 'value', label: 'Value', format: widget.format || 'NUMBER' },
+        ];
+    fill(this.el, 
+      h(
+        'table',
+        {},
+        h('caption', { class: 'visually-hidden' }, widget.title),
+        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.format === 'TEXT' ? '' : 'num' }, c.label)))),
+        h(
+          'tbody',
+          {},
+          rows.length
+            ? rows.map((row) => h('tr', {}, columns.map((c) => h('td', { class: c.format === 'TEXT' ? '' : 'num' }, formatValue(row[c.field], c.format)))))
+            : h('tr', {}, h('td', { colspan: columns.length }, 'No rows yet')),
+        ),
+      ),
+    );
+  }
+}
+
+class GaugeView {
+  constructor() {
+    this.el = h('div', { class: 'gauges' });
+  }
+
+  update(widget) {
+    const readings = widget.data?.gauges || [];
+    const top = Math.max(1, ...readings.map((r) => r.value));
+    fill(this.el, 
+      readings.length
+        ? readings.map((r) =>
+            h(
+              'div',
+              { class: 'gauge' },
+              h('span', { class: 'gauge-key' }, r.key),
+              h('meter', { min: 0, max: top, value: r.value, 'aria-label': `${r.key}: ${formatValue(r.value, widget.format)}` }),
+              h('span', { class: 'gauge-value' }, formatValue(r.value, widget.format)),
+            ),
+          )
+        : h('p', {}, 'No readings yet'),
+    );
+  }
+}
+
+class RecentView {
+  constructor() {
+    this.el = h('ol', { class: 'feed' });
+  }
+
+  update(widget) {
+    const events = widget.data?.events || [];
+    fill(this.el, 
+      events.length
+        ? events.map((e) =>
+            h(
+              'li',
+              {},
+              h('time', { datetime: e.occurredAt }, new Date(e.occurredAt).toLocaleTimeString()),
+              ' ',
+              h('span', { class: 'feed-type' }, e.type),
+              ' ',
+              Object.entries(e.properties || {})
+                .map(([k, v]) => `${k}: ${v}`)
+                .join(', '),
+            ),
+          )
+        : h('li', {}, 'No events yet'),
+    );
+  }
+}
+
+class TextView {
+  constructor() {
+    this.el = h('div', { class: 'markdown' });
+  }
+
+  update(widget) {
+    // renderMarkdown escapes everything first: no HTML of the author's survives.
+    this.el.innerHTML = renderMarkdown(widget.markdown);
+  }
+}
+
+class ImageView {
+  constructor() {
+    this.el = h('figure', { class: 'image' });
+  }
+
+  update(widget) {
+    fill(this.el, h('img', { src: widget.imageUrl, alt: widget.alt || '' }));
+  }
+}
+
+class SectionView {
+  constructor(widget) {
+    this.el = h('div', { class: 'section-body' });
+    this.tabs = widget.tabs || [];
+    this.panels = new Map();
+    if (this.tabs.length) {
+      const list = h('div', { role: 'tablist', class: 'tabs' });
+      this.tabs.forEach((tab, i) => {
+        const id = `tab-${widget.id}-${i}`;
+        const panel = h('div', { role: 'tabpanel', id: `${id}-panel`, 'aria-labelledby': id, class: 'grid', hidden: i > 0 });
+        const button = h('button', { type: 'button', role: 'tab', id, 'aria-controls': `${id}-panel`, 'aria-selected': String(i === 0) }, tab);
+        button.addEventListener('click', () => {
+          list.querySelectorAll('[role=tab]').forEach((b) => b.setAttribute('aria-selected', String(b === button)));
+          this.panels.forEach((p) => (p.hidden = p !== panel));
+        });
+        list.append(button);
+        this.panels.set(tab, panel);
+      });
+      this.el.append(list, ...this.panels.values());
+    } else {
+      this.panels.set(null, h('div', { class: 'grid' }));
+      this.el.append(this.panels.get(null));
+    }
+  }
+
+  /** The grid a child widget of this section goes in (its tab's, else the first). */
+  slot(tab) {
+    return this.panels.get(tab ?? null) || this.panels.values().next().value;
+  }
+
+  update() {}
+}
+
+const VIEWS = { KPI: KpiView, TABLE: TableView, GAUGE: GaugeView, RECENT_EVENTS: RecentView, TEXT: TextView, IMAGE: ImageView, SECTION: SectionView, CHART: ChartView };
+
+/** A widget's card: title, description, body, and the CSV link where it has data. */
+export class WidgetCard {
+  constructor(widget, { csv } = {}) {
+    this.kind = widget.kind;
+    this.view = new (VIEWS[widget.kind] || TextView)(widget);
+    this.error = h('div');
+    const titleId = `w-${widget.id}-title`;
+    this.title = h('h2', { id: titleId }, widget.title);
+    this.tools = h('div', { class: 'widget-tools' });
+    this.el = h(
+      'section',
+      { class: `widget widget-${widget.kind.toLowerCase()}`, 'aria-labelledby': titleId, dataset: { widget: widget.id, kind: widget.kind } },
+      h('header', {}, this.title, this.tools),
+      widget.description ? h('p', { class: 'widget-description' }, widget.description) : null,
+      this.error,
+      this.view.el,
+    );
+    const span = Math.max(1, Math.min(12, widget.layout?.w || 12));
+    this.el.style.setProperty('--span', span);
+    if (csv && widget.source) {
+      this.tools.append(h('button', { type: 'button', class: 'link', onclick: () => csv(this.widget), 'aria-label': `Download ${widget.title} as CSV` }, 'CSV'));
+    }
+  }
+
+  update(widget, points) {
+    this.widget = widget;
+    this.title.textContent = widget.title;
+    fill(this.error, errorOf(widget) || '');
+    this.view.update(widget, points);
+  }
+
+  destroy() {
+    this.view.destroy?.();
+  }
+}
+
+/** A widget's data as CSV rows (header first): what the card shows, for a spreadsheet. */
+export function csvRows(widget) {
+  const data = widget.data || {};
+  if (data.series) {
+    const previous = data.series.previous;
+    return [
+      ['bucket', 'value', 'count', 'partial', ...(previous ? ['previous'] : [])],
+      ...data.series.points.map((p, i) => [p.bucket, p.value, p.count, p.partial, ...(previous ? [previous[i]?.value ?? ''] : [])]),
+    ];
+  }
+  if (data.breakdown) return [['key', 'value', 'count'], ...data.breakdown.map((r) => [r.key, r.value, r.count])];
+  if (data.gauges) return [['key', 'value', 'occurredAt'], ...data.gauges.map((r) => [r.key, r.value, r.occurredAt])];
+  if (data.events) return [['id', 'type', 'occurredAt', 'properties'], ...data.events.map((e) => [e.id, e.type, e.occurredAt, JSON.stringify(e.properties)])];
+  return [];
+}
+
+export function toCsv(rows) {
+  const cell = (v) => {
+    const text = v === null || v === undefined ? '' : String(v);
+    return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  return rows.map((row) => row.map(cell).join(',')).join('\r\n') + '\r\n';
+}

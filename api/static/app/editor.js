@@ -107,7 +107,7 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     metric: select('metric', metrics.map((m) => m.name), src.metric),
     resolution: select('resolution', RESOLUTIONS, src.resolution || 'HOUR'),
     last: input('last', src.last ?? '', { type: 'number', min: 1, max: 1000 }),
-    compare: select('compare', [['', 'Nothing'], ['PREVIOUS_PERIOD', 'The previous period']], src.compareTo || ''),
+    compare: select('compare', [['', 'Nothing'], ['PREVIOUS_PERIOD', 'The previous period']], src.compareTo || (widget ? '' : 'PREVIOUS_PERIOD')),
     dimension: input('dimension', src.dimension),
     top: input('top', src.top ?? 10, { type: 'number', min: 1, max: 100 }),
     gauge: select('gauge', gauges.map((g) => g.name), src.gauge),
@@ -126,7 +126,7 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     tableSource: field('Rows from', els.tableSource),
     metric: field('Metric', els.metric),
     resolution: field('Resolution', els.resolution),
-    last: field('Range (buckets)', els.last, 'How many buckets back, e.g. 12 hours; empty: the current one'),
+    last: field('Range (buckets)', els.last, 'Buckets back, e.g. 12; empty: the current one'),
     compare: field('Compare with', els.compare),
     dimension: field('Breakdown by', els.dimension, 'A dimension of the metric, e.g. category'),
     top: field('Top', els.top),
@@ -175,7 +175,7 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     const kind = els.kind.value;
     const num = (el) => (el.value === '' ? null : Number(el.value));
     const out = {
-      id: w.id || slugOf(els.title.value) || `widget-${Date.now()}`,
+      id: w.id || slugOf(els.title.value).slice(0, 40).replace(/-+$/, '') || `widget-${Date.now()}`,
       kind,
       title: els.title.value.trim(),
       description: els.description.value.trim() || null,

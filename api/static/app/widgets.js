@@ -141,7 +141,9 @@ class ImageView {
   }
 
   update(widget) {
-    fill(this.el, h('img', { src: widget.imageUrl, alt: widget.alt || '' }));
+    // Only web and same-site images: the URL is an editor's free text.
+    const safe = /^(https?:\/\/|\/(?!\/)|data:image\/)/i.test(widget.imageUrl || '');
+    fill(this.el, safe ? h('img', { src: widget.imageUrl, alt: widget.alt || '' }) : h('p', {}, widget.alt || ''));
   }
 }
 

@@ -1,0 +1,90 @@
+"""The web app at /: every page is the app's shell, served under a strict CSP, and nothing it
+loads (HTML, modules, styles, the modules' imports) points at another host."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from flask.testing import FlaskClient
+
+from api.webapp import APP_DIR
+from tests.api.conftest import http_layer_only
+
+pytestmark = http_layer_only
+
+PAGES = ["/", "/d/coffee-shops-live", "/d/no-such-dashboard", "/new", "/edit/coffee-shops-live", "/ops"]
+# Static imports (`import … from '…'`), dynamic ones (`import('…')`), CSS url(…) and @import.
+REFERENCES = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|url\(\s*|@import\s+)['"]?([^'")\s;]+)""")
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        for attribute in ("src", "href"):
+            if named.get(attribute) and tag in ("script", "link", "img", "iframe"):
+                self.urls.append((tag, named[attribute] or ""))
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith("data:") or (url.startswith("/") and not url.startswith("//")) or url.startswith("./")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_serves_the_app_under_a_strict_csp(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert '<script type="module" src="/app/main.js">' in response.get_data(as_text=True)
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src" not in policy  # scripts fall back to 'self': no inline, no eval, no other host
+    assert "unsafe" not in policy
+
+
+def test_no_page_loads_a_script_or_style_from_another_host(client: FlaskClient) -> None:
+    parser = _Assets()
+    parser.feed(client.get("/").get_data(as_text=True))
+    assert {url for _, url in parser.urls} >= {"/app/main.js", "/app/app.css", "/vendor/chart.js/chart.umd.min.js"}
+    for tag, url in parser.urls:
+        assert _is_local(url), (tag, url)
+        if not url.startswith("data:"):
+            assert client.get(url).status_code == 200, url
+
+    seen: set[str] = set()
+    queue = [url for _, url in parser.urls if url.endswith((".js", ".mjs", ".css"))]
+    while queue:
+        url = queue.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        base = url.rsplit("/", 1)[0]
+        for found in REFERENCES.findall(response.get_data(as_text=True)):
+            if not found.endswith((".js", ".mjs", ".css")):
+                continue  # a word after `from` in prose or minified code, not a module
+            assert _is_local(found), (url, found)
+            queue.append(found if found.startswith("/") else f"{base}/{found.removeprefix('./')}")
+    # Every module of the app and of graphql-sse was reached and is local.
+    assert {f"/app/{path.name}" for path in APP_DIR.glob("*.js")} <= seen
+    assert "/vendor/graphql-sse/client.mjs" in seen and "/vendor/graphql-sse/parser.mjs" in seen
+
+
+def test_modules_are_served_as_javascript(client: FlaskClient) -> None:
+    for url in ("/app/main.js", "/vendor/graphql-sse/client.mjs", "/vendor/chart.js/chart.umd.min.js"):
+        assert client.get(url).mimetype == "text/javascript", url
+    assert client.get("/app/app.css").mimetype == "text/css"
+
+
+def test_only_the_vendored_packages_and_app_files_are_served(client: FlaskClient) -> None:
+    assert client.get("/vendor/graphiql/README.md").status_code == 404  # GraphiQL's has its own route
+    assert client.get("/vendor/chart.js/../../webapp.py").status_code == 404
+    assert client.get("/app/../webapp.py").status_code == 404
+    assert client.get("/app/nothing-here.js").status_code == 404

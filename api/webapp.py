@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, send_from_directory
-
-from api.context import current_pulse
+from flask import Blueprint, Response, abort, send_from_directory
 
 STATIC = Path(__file__).resolve().parent / "static"
 APP_DIR = STATIC / "app"
@@ -83,9 +81,3 @@ def vendor_file(package: str, name: str) -> Response:
         abort(404)
     return send_from_directory(VENDOR_DIR / package, name, max_age=86400)
 
-
-@webapp.get("/config.json")
-def config() -> Response:
-    """What the app needs to know before signing in: whether keys are required."""
-    settings = current_pulse().settings
-    return jsonify(auth=bool(settings.auth))

@@ -80,4 +80,3 @@ def vendor_file(package: str, name: str) -> Response:
     if package not in VENDORED:
         abort(404)
     return send_from_directory(VENDOR_DIR / package, name, max_age=86400)
-

@@ -134,17 +134,37 @@ def test_an_editor_publishes_a_new_dashboard_through_the_editor(demo_server: Ser
     expect(page.locator(".widget-list li").first).to_contain_text("Revenue by category")
     expect(page.locator(".preview canvas")).to_be_visible()
 
+    # Configure an existing widget, and remove one.
+    page.get_by_role("button", name="Edit Revenue today").click()
+    form = page.get_by_role("form", name="Edit widget Revenue today")
+    form.get_by_label("Title", exact=True).fill("Revenue so far")
+    form.get_by_role("button", name="Save widget").click()
+    expect(page.locator(".widget-list li").nth(1)).to_contain_text("Revenue so far")
+    form = page.get_by_role("form", name="Add a widget")
+    form.get_by_label("Title", exact=True).fill("Scratch")
+    form.get_by_label("Kind", exact=True).select_option("TEXT")
+    form.get_by_label("Text (Markdown)", exact=True).fill("Temporary")
+    form.get_by_role("button", name="Add widget").click()
+    expect(page.locator(".widget-list li")).to_have_count(3)
+    page.get_by_role("button", name="Remove Scratch").click()
+    expect(page.locator(".widget-list li")).to_have_count(2)
+
     page.get_by_label("Release notes", exact=True).fill("First cut of the harbor view")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "editor.png"), full_page=True)
     page.get_by_role("button", name="Publish").click()
     expect(page.locator(".versions tbody tr").first).to_contain_text("First cut of the harbor view")
 
-    published = anonymous(demo_server, '{ dashboard(slug: "harbor-shop") { state visibility widgets { id kind } } }')
+    published = anonymous(
+        demo_server, '{ dashboard(slug: "harbor-shop") { state visibility widgets { id kind title } } }'
+    )
     assert published["data"]["dashboard"] == {
         "state": "PUBLISHED",
         "visibility": "PUBLIC",
-        "widgets": [{"id": "revenue-by-category", "kind": "CHART"}, {"id": "revenue-today", "kind": "KPI"}],
+        "widgets": [
+            {"id": "revenue-by-category", "kind": "CHART", "title": "Revenue by category"},
+            {"id": "revenue-today", "kind": "KPI", "title": "Revenue so far"},
+        ],
     }
 
 
@@ -169,3 +189,16 @@ def test_an_anonymous_visitor_cannot_reach_a_private_dashboard(demo_server: Serv
     sign_in(page, demo_server, reader)
     page.goto(f"{demo_server.url}/d/back-office")
     expect(page.get_by_role("heading", name="Back office", level=1)).to_be_visible()
+
+
+def test_the_operations_page_shows_the_projections_to_a_reader(demo_server: Server, page: Page) -> None:
+    page.goto(f"{demo_server.url}/ops")
+    expect(page.get_by_role("heading", name="Sign in first")).to_be_visible()
+    _, reader = demo_server.key("operator", "read")
+    sign_in(page, demo_server, reader)
+    page.get_by_role("link", name="Operations").click()
+    expect(page.locator("tr[data-projection=metrics]")).to_be_visible()
+    expect(page.get_by_role("columnheader", name="Lag (events)")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('pulse.key')") is None

@@ -350,52 +350,57 @@ export async function showEditor(root, slug, navigate) {
     );
   };
 
+  // Built once, so release notes being typed survive the refreshes other edits cause.
+  const notes = h('textarea', { name: 'releaseNotes', rows: 2 });
+  const publishErrors = errorBox();
+  const publishButton = h('button', { type: 'submit' }, 'Publish');
+  const publishForm = h('form', { class: 'stack' }, field('Release notes', notes, 'What changed, for the version history'), publishErrors, publishButton);
+  publishForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      await mutate('mutation($slug: String!, $notes: String, $expected: Int) { publishDashboard(slug: $slug, releaseNotes: $notes, expectedVersion: $expected) { version state } }', { notes: notes.value.trim() || null }, 'Published');
+      notes.value = '';
+      showError(publishErrors, null);
+    } catch (error) {
+      showError(publishErrors, error);
+    }
+  });
+  const archive = h('button', { type: 'button', class: 'danger' }, 'Archive dashboard');
+  archive.addEventListener('click', async () => {
+    if (!window.confirm(`Archive ${model.name}? Viewers will no longer see it.`)) return;
+    try {
+      await mutate('mutation($slug: String!, $expected: Int) { archiveDashboard(slug: $slug, expectedVersion: $expected) { state } }', {}, 'Archived');
+    } catch (error) {
+      showError(publishErrors, error);
+    }
+  });
+  const versionRows = h('tbody');
+  fill(
+    publishing,
+    h('h2', { id: 'publish-title' }, 'Publish'),
+    publishForm,
+    h('h3', {}, 'Versions'),
+    h('table', { class: 'versions' }, h('thead', {}, h('tr', {}, ['Version', 'State', 'Widgets', 'Release notes', 'Published'].map((c) => h('th', { scope: 'col' }, c)))), versionRows),
+    h('p', {}, archive),
+  );
+
   const drawPublishing = async () => {
-    const notes = h('textarea', { name: 'releaseNotes', rows: 2 });
-    const errors = errorBox();
-    const publish = h('form', { class: 'stack' }, field('Release notes', notes, 'What changed, for the version history'), errors, h('button', { type: 'submit', disabled: model.state !== 'DRAFT' }, 'Publish'));
-    publish.addEventListener('submit', async (event) => {
-      event.preventDefault();
-      try {
-        await mutate('mutation($slug: String!, $notes: String, $expected: Int) { publishDashboard(slug: $slug, releaseNotes: $notes, expectedVersion: $expected) { version state } }', { notes: notes.value.trim() || null }, 'Published');
-      } catch (error) {
-        showError(errors, error);
-      }
-    });
-    const archive = h('button', { type: 'button', class: 'danger' }, 'Archive dashboard');
-    archive.addEventListener('click', async () => {
-      if (!window.confirm(`Archive ${model.name}? Viewers will no longer see it.`)) return;
-      try {
-        await mutate('mutation($slug: String!, $expected: Int) { archiveDashboard(slug: $slug, expectedVersion: $expected) { state } }', {}, 'Archived');
-      } catch (error) {
-        showError(errors, error);
-      }
-    });
+    publishButton.disabled = model.state !== 'DRAFT';
+    archive.disabled = model.state === 'ARCHIVED';
     let versions = [];
     try {
       versions = (await gql('query($slug: String!) { dashboardVersions(slug: $slug) { version state releaseNotes publishedAt publishedBy widgets } }', { slug })).dashboardVersions;
     } catch {
       versions = [];
     }
-    fill(publishing, 
-      h('h2', { id: 'publish-title' }, 'Publish'),
-      publish,
-      h('h3', {}, 'Versions'),
-      h(
-        'table',
-        { class: 'versions' },
-        h('thead', {}, h('tr', {}, ['Version', 'State', 'Widgets', 'Release notes', 'Published'].map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, versions.map((v) => h('tr', {}, h('td', {}, v.version), h('td', {}, v.state.toLowerCase()), h('td', {}, v.widgets), h('td', {}, v.releaseNotes || ''), h('td', {}, v.publishedAt ? `${new Date(v.publishedAt).toLocaleString()} by ${v.publishedBy}` : '')))),
-      ),
-      h('p', {}, archive),
-    );
+    fill(versionRows, versions.map((v) => h('tr', {}, h('td', {}, v.version), h('td', {}, v.state.toLowerCase()), h('td', {}, v.widgets), h('td', {}, v.releaseNotes || ''), h('td', {}, v.publishedAt ? `${new Date(v.publishedAt).toLocaleString()} by ${v.publishedBy}` : ''))));
   };
 
   const refresh = async () => {
     await load();
     heading.textContent = `Edit: ${model.name}`;
     state.textContent = `Version ${model.version}, ${model.state.toLowerCase()}${model.state === 'DRAFT' ? ' (viewers see the published version until you publish)' : ''}`;
-    drawDetails();
+    if (!details.firstChild) drawDetails(); // once: what is being typed there survives other edits
     drawWidgets();
     await drawPublishing();
     await drawPreview();

@@ -6,6 +6,12 @@ import { ago, formatValue } from './format.js';
 
 const WANTED = ['name', 'partition', 'lagEvents', 'lagSeconds', 'eventsPerSecond', 'watermark', 'updatedAt', 'state', 'progress', 'eta', 'parked', 'parkedEvents', 'generation'];
 
+const LABELS = {
+  name: 'Projection', partition: 'Partition', lagEvents: 'Lag (events)', lagSeconds: 'Lag (s)', eventsPerSecond: 'Events/s',
+  watermark: 'Watermark', updatedAt: 'Updated', state: 'State', progress: 'Progress', eta: 'ETA', parked: 'Parked',
+  parkedEvents: 'Parked events', generation: 'Generation',
+};
+
 async function projectionFields() {
   const data = await gql('{ __type(name: "ProjectionStatus") { fields { name type { kind ofType { kind } } } } }');
   const scalar = (t) => t.kind === 'SCALAR' || t.kind === 'ENUM' || (t.kind === 'NON_NULL' && ['SCALAR', 'ENUM'].includes(t.ofType?.kind));
@@ -38,7 +44,7 @@ export async function showOps(root) {
           'table',
           { class: 'ops' },
           h('caption', { class: 'visually-hidden' }, 'Projections'),
-          h('thead', {}, h('tr', {}, fields.map((f) => h('th', { scope: 'col' }, f)))),
+          h('thead', {}, h('tr', {}, fields.map((f) => h('th', { scope: 'col' }, LABELS[f] || f)))),
           h('tbody', {}, rows.map((row) => h('tr', { dataset: { projection: row.name } }, fields.map((f) => h('td', {}, cell(f, row[f])))))),
         ),
       );

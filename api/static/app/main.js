@@ -118,4 +118,6 @@ if (signedIn?.invalid) {
 }
 drawAccount();
 await route();
+// When the first page was drawn, in ms since navigation started (bench/webapp_render.py reads it).
+document.body.dataset.readyMs = String(Math.round(performance.now()));
 document.body.dataset.ready = 'true';

@@ -81,9 +81,10 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not problems, problems
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`pulse serve` after `pulse demo` published the public dashboard and streamed a second."""
+    """`pulse serve` after `pulse demo` published the public dashboard and streamed a second; shared by
+    every browser test (each makes dashboards of its own slugs)."""
     server = Server(tmp_path_factory.mktemp("browser") / "demo")
     try:
         demo = subprocess.run(

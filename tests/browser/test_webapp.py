@@ -4,6 +4,7 @@ dashboard through the forms, and a private dashboard kept from anonymous visitor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -76,6 +77,12 @@ def test_the_public_dashboard_draws_its_charts_and_the_kpis_graphql_answers(demo
     wait_until(lambda: page_kpis(page) == expected, f"the KPI tiles to show {expected}", timeout=10)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download Revenue by category today as CSV").click()
+    assert download.value.suggested_filename == "revenue-by-category.csv"
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0] == "key,value,count" and any(row.startswith("coffee,") for row in rows[1:])
 
 
 def test_a_posted_sale_moves_the_kpi_without_a_reload(demo_server: Server, page: Page) -> None:

@@ -99,10 +99,12 @@ class GaugeView {
 
 class RecentView {
   constructor() {
-    this.el = h('ol', { class: 'feed' });
+    // It scrolls, so it takes focus: keyboard users scroll it with the arrow keys.
+    this.el = h('ol', { class: 'feed', tabindex: 0 });
   }
 
   update(widget) {
+    this.el.setAttribute('aria-label', widget.title);
     const events = widget.data?.events || [];
     fill(this.el, 
       events.length

@@ -85,6 +85,16 @@ def test_the_public_dashboard_draws_its_charts_and_the_kpis_graphql_answers(demo
     assert rows[0] == "key,value,count" and any(row.startswith("coffee,") for row in rows[1:])
 
 
+def test_the_time_range_picker_narrows_the_charts(demo_server: Server, page: Page) -> None:
+    page.goto(f"{demo_server.url}/d/{SLUG}")
+    rows = page.locator("[data-widget=revenue-by-hour] table.visually-hidden tbody tr")
+    expect(rows).to_have_count(12)  # as designed: the last 12 hours
+    page.get_by_label("Time range", exact=True).select_option(label="Last hour")
+    expect(rows).to_have_count(2)  # the hour that ended within the last 60 minutes, and this one
+    page.get_by_label("Time range", exact=True).select_option(label="As designed")
+    expect(rows).to_have_count(12)
+
+
 def test_a_posted_sale_moves_the_kpi_without_a_reload(demo_server: Server, page: Page) -> None:
     settled(demo_server)
     page.goto(f"{demo_server.url}/d/{SLUG}")
@@ -173,6 +183,13 @@ def test_an_editor_publishes_a_new_dashboard_through_the_editor(demo_server: Ser
             {"id": "revenue-today", "kind": "KPI", "title": "Revenue so far"},
         ],
     }
+
+    # Archive (after a confirmation): gone for visitors.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Archive dashboard").click()
+    expect(page.locator(".versions tbody tr").first).to_contain_text("archived")
+    archived = anonymous(demo_server, '{ dashboard(slug: "harbor-shop") { state } }')
+    assert archived["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
 def test_an_anonymous_visitor_cannot_reach_a_private_dashboard(demo_server: Server, page: Page) -> None:

@@ -3,13 +3,16 @@ phone layout, and the visible state when the live stream drops."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_live_subscriptions import Server
+from tests.e2e.harness import PULSE, ROOT, wait_until
+from tests.e2e.test_live_subscriptions import HEARTBEAT, Server
 
 SERIES = {"kind": "SERIES", "metric": "revenue", "resolution": "HOUR", "last": 6, "compareTo": "PREVIOUS_PERIOD"}
 BREAKDOWN = {"kind": "BREAKDOWN", "metric": "revenue", "dimension": "category", "resolution": "DAY"}
@@ -124,13 +127,41 @@ def test_a_phone_gets_one_column(demo_server: Server, page: Page) -> None:
     assert all(box["width"] > 300 for box in boxes)
 
 
-def test_a_dropped_stream_shows_reconnecting(tmp_path: Path, page: Page) -> None:
+def restart(server: Server) -> None:
+    """`pulse serve` again, on the same port and store, as after a deploy or a crash."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PULSE_HEARTBEAT_SECONDS": str(HEARTBEAT)}
+    with (server.directory / "serve-again.log").open("w") as log:
+        server.process = subprocess.Popen(
+            [*PULSE, "serve", "--port", str(server.port), "--db", str(server.db), "--workers", "1"],
+            cwd=server.directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_until(server._healthy, "pulse serve to start again")
+
+
+def test_a_dropped_stream_shows_reconnecting_then_live_again(tmp_path: Path, page: Page) -> None:
     server = Server(tmp_path / "dropping")
     try:
         text = {"id": "t", "kind": "TEXT", "title": "Note", "markdown": "Hi"}
         publish(server, {"slug": "note", "name": "Note", "visibility": "PUBLIC", "widgets": [text]})
         page.goto(f"{server.url}/d/note")
         expect(page.locator(".stream-state")).to_have_text("Live")
+        page.evaluate("window.__notReloaded = true")
+        server.stop()
+        expect(page.locator(".stream-state")).to_have_text("Reconnecting…")
+        restart(server)
+        graphql(
+            server,
+            'mutation { updateWidget(slug: "note", widget: {id: "t", kind: TEXT, title: "Note",'
+            ' markdown: "Back"}) { streamVersion } }',
+        )
+        graphql(server, 'mutation { publishDashboard(slug: "note") { state } }')
+        # Subscribed again by itself (backing off up to 5 s), and the new version is pushed.
+        expect(page.locator(".stream-state")).to_have_text("Live", timeout=20_000)
+        expect(page.locator("[data-widget=t] .markdown")).to_have_text("Back", timeout=20_000)
+        assert page.evaluate("window.__notReloaded") is True
     finally:
         server.stop()
-    expect(page.locator(".stream-state")).to_have_text("Reconnecting…")

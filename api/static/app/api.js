@@ -94,13 +94,13 @@ export function follow(query, variables, { next, onState, onError }) {
           if (stopped) return;
           onState('reconnecting', error);
           setTimeout(start, pause);
-          pause = Math.min(pause * 2, 10000);
+          pause = Math.min(pause * 2, 5000);
         },
         complete() {
           if (stopped) return;
           onState('reconnecting');
           setTimeout(start, pause);
-          pause = Math.min(pause * 2, 10000);
+          pause = Math.min(pause * 2, 5000);
         },
       },
       {

@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import SCREENSHOTS
 from tests.e2e.harness import PULSE, ROOT, wait_until
 from tests.e2e.test_live_subscriptions import HEARTBEAT, Server
 
@@ -125,6 +126,8 @@ def test_a_phone_gets_one_column(demo_server: Server, page: Page) -> None:
     boxes = [tiles.nth(i).bounding_box() for i in range(3)]
     assert len({round(box["x"]) for box in boxes}) == 1  # stacked, not side by side
     assert all(box["width"] > 300 for box in boxes)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"))
 
 
 def restart(server: Server) -> None:

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.webapp import APP_DIR
-from tests.api.conftest import http_layer_only
+from tests.api.conftest import Keys, bearer, http_layer_only
 
 pytestmark = http_layer_only
 
@@ -45,6 +45,20 @@ def test_every_page_serves_the_app_under_a_strict_csp(client: FlaskClient, path:
     assert "default-src 'self'" in policy
     assert "script-src" not in policy  # scripts fall back to 'self': no inline, no eval, no other host
     assert "unsafe" not in policy
+
+
+@pytest.mark.parametrize("who", ["anonymous", "ingest", "read", "admin", "revoked", "garbage"])
+def test_pages_are_the_same_public_shell_whoever_asks(client: FlaskClient, keys: Keys, who: str) -> None:
+    """The shell holds no data: every page is served to anyone, whatever key comes with it (a
+    revoked or malformed one included); what the app then shows comes from GraphQL, under its
+    rules (a private dashboard is NOT_FOUND without read)."""
+    secret = {"anonymous": None, "garbage": "not-a-key"}.get(who, getattr(keys, who, None))
+    headers = bearer(secret) if secret else {}
+    shell = client.get("/").get_data()
+    for path in PAGES:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, (who, path)
+        assert response.get_data() == shell
 
 
 def test_no_page_loads_a_script_or_style_from_another_host(client: FlaskClient) -> None:

@@ -56,7 +56,12 @@ function options(kind, format) {
     indexAxis: kind === 'BAR' ? 'y' : 'x',
     plugins: {
       legend: { display: true, position: 'bottom' },
-      tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${formatValue(ctx.parsed?.y ?? ctx.parsed?.x ?? ctx.parsed, format)}` } },
+      tooltip: {
+        callbacks: {
+          // Pies parse to a number; horizontal bars carry the value on x, the others on y.
+          label: (ctx) => `${ctx.label || ctx.dataset.label}: ${formatValue(typeof ctx.parsed === 'number' ? ctx.parsed : kind === 'BAR' ? ctx.parsed.x : ctx.parsed.y, format)}`,
+        },
+      },
     },
     scales: round ? {} : { x: { stacked }, y: { stacked, beginAtZero: true } },
   };

@@ -59,7 +59,7 @@ function options(kind, format) {
       tooltip: {
         callbacks: {
           // Pies parse to a number; horizontal bars carry the value on x, the others on y.
-          label: (ctx) => `${ctx.label || ctx.dataset.label}: ${formatValue(typeof ctx.parsed === 'number' ? ctx.parsed : kind === 'BAR' ? ctx.parsed.x : ctx.parsed.y, format)}`,
+          label: (ctx) => `${round ? ctx.label : ctx.dataset.label}: ${formatValue(typeof ctx.parsed === 'number' ? ctx.parsed : kind === 'BAR' ? ctx.parsed.x : ctx.parsed.y, format)}`,
         },
       },
     },

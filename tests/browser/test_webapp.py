@@ -151,6 +151,11 @@ def test_an_editor_publishes_a_new_dashboard_through_the_editor(demo_server: Ser
     expect(page.locator(".widget-list li").first).to_contain_text("Revenue by category")
     expect(page.locator(".preview canvas")).to_be_visible()
 
+    # Details: saved, and shown in the preview.
+    page.get_by_label("Description", exact=True).first.fill("The harbor shop, by the ferry.")
+    page.get_by_role("button", name="Save details").click()
+    expect(page.locator(".preview .dashboard-meta")).to_contain_text("The harbor shop, by the ferry.")
+
     # Configure an existing widget, and remove one.
     page.get_by_role("button", name="Edit Revenue today").click()
     form = page.get_by_role("form", name="Edit widget Revenue today")
@@ -207,6 +212,12 @@ def test_an_anonymous_visitor_cannot_reach_a_private_dashboard(demo_server: Serv
     page.goto(f"{demo_server.url}/")
     expect(page.get_by_role("link", name="Coffee shops live")).to_be_visible()
     expect(page.get_by_role("link", name="Back office")).to_have_count(0)
+    page.get_by_label("Search", exact=True).fill("coffee shops")
+    expect(page.locator(".cards > li")).to_have_count(1)
+    page.get_by_label("Search", exact=True).fill("")
+    page.get_by_role("button", name="#demo").click()
+    expect(page.get_by_role("link", name="Coffee shops live")).to_be_visible()
+    expect(page.locator(".cards > li")).to_have_count(1)
 
     # With a key that may read, the same page shows it.
     _, reader = demo_server.key("viewer", "read")

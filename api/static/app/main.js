@@ -90,7 +90,7 @@ async function route() {
   let match;
   const editor = Boolean(signedIn?.editor);
   if (path === '/') teardown = await showList(main, { editor });
-  else if ((match = /^\/d\/([^/]+)$/.exec(path))) teardown = await showDashboard(main, match[1]);
+  else if ((match = /^\/d\/([^/]+)$/.exec(path))) teardown = await showDashboard(main, match[1], { editor });
   else if (path === '/new' && editor) teardown = showNew(main, navigate);
   else if ((match = /^\/edit\/([^/]+)$/.exec(path)) && editor) teardown = await showEditor(main, match[1], navigate);
   else if (path === '/ops' && signedIn) teardown = await showOps(main);

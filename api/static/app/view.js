@@ -134,7 +134,7 @@ function notFound(root, error) {
 }
 
 /** The page; returns its teardown. */
-export async function showDashboard(root, slug, { draft = false } = {}) {
+export async function showDashboard(root, slug, { draft = false, editor = false } = {}) {
   const variables = { slug, draft };
   let first;
   try {
@@ -145,6 +145,7 @@ export async function showDashboard(root, slug, { draft = false } = {}) {
   }
   const view = new DashboardView(root);
   view.update(first);
+  if (editor) view.meta.after(h('p', {}, h('a', { href: `/edit/${encodeURIComponent(slug)}` }, 'Edit this dashboard')));
   const stop = follow(`subscription($slug: String!, $draft: Boolean!) { dashboardUpdated(slug: $slug, draft: $draft) { ${DASHBOARD_FIELDS} } }`, variables, {
     next: (data) => view.update(data.dashboardUpdated),
     onState: (state) => view.setState(state),

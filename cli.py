@@ -119,9 +119,13 @@ def serve(
             bold=True,
             err=True,
         )
+    # GET /metrics sums every gunicorn worker's counters from files in a fresh directory;
+    # it must be set before any worker imports prometheus_client.
+    metrics_dir = _fresh_metrics_dir()
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
+    from api.logs import configure_logging
     from bootstrap import bootstrap
 
     # Opening the backend once here creates the embedded store's files before the workers fork.
@@ -136,10 +140,14 @@ def serve(
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", "-")
+            # The request id (X-Request-Id, generated when not sent) on each access line too.
+            self.cfg.set("access_log_format", self.cfg.access_log_format + " rid=%({x-request-id}o)s")
+            self.cfg.set("child_exit", _mark_worker_dead)
             if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
                 self.cfg.set("control_socket", control_socket_path(host, port))
 
         def load(self):
+            configure_logging(settings.log_format, "pulse-web")
             return create_app(settings)
 
     click.echo(f"Pulse on http://{host}:{port}/graphql  (store: {settings.store})")
@@ -155,6 +163,24 @@ def serve(
         PulseServer().run()
     finally:
         _stop_projection_worker(projection_worker)
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir() -> str:
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="pulse-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _mark_worker_dead(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit hook: a dead worker's live gauges (open streams) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def control_socket_path(host: str, port: int) -> str:
@@ -214,14 +240,14 @@ def worker(
     rebuild_settle_seconds: float | None = None,
 ) -> None:
     """Run one projection worker: every read model (counters, gauges, recent events), live."""
-    import logging
     import signal
     import threading
 
+    from api.logs import configure_logging
     from bootstrap import WorkerOptions, bootstrap
     from projections.buckets import Retention
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s pulse-worker %(levelname)s %(message)s")
+    configure_logging(settings.log_format, "pulse-worker")
     options = WorkerOptions(
         retention=Retention(
             minute_days=minute_retention_days or None,
@@ -605,6 +631,71 @@ def deploy_wire_streams(
     click.echo(f"  TTL on {TTL_ATTRIBUTE} of {target.settings.views_table}: on")
     for warning in wired.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@main.group()
+def parked() -> None:
+    """Events a projection could not apply after its retries: list, retry (exactly once), drop."""
+
+
+def _parked_service(settings: Settings):
+    from bootstrap import bootstrap
+    from bootstrap.parked import parked_service
+
+    return parked_service(bootstrap(settings))
+
+
+@parked.command("list")
+@click.option("--projection", help="One projection (default: every one).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, the event included.")
+@store_options
+def parked_list(settings: Settings, projection: str | None, as_json: bool) -> None:
+    from domain.access import OPEN_ACCESS
+
+    found = _parked_service(settings).list(OPEN_ACCESS, projection)
+    for p in found:
+        if as_json:
+            event = {"id": p.event_id, "type": p.event.type, "properties": dict(p.event.properties)}
+            fields = {"projection": p.projection, "partition": p.partition, "position": p.position, "event": event}
+            fields |= {"error": p.error, "attempts": p.attempts, "first": p.first_failure, "last": p.last_failure}
+            click.echo(json.dumps(fields))
+        else:
+            where = f"position {p.position}" + (f" of {p.partition}" if p.partition else "")
+            click.echo(f"{p.projection}\t{p.event_id}\t{p.event.type}\t{where}\t{p.attempts} tries\t{p.error}")
+    if not found and not as_json:
+        click.echo("no parked events", err=True)
+
+
+@parked.command("retry")
+@click.argument("projection")
+@click.argument("event_id")
+@store_options
+def parked_retry(settings: Settings, projection: str, event_id: str) -> None:
+    """Apply a parked event to PROJECTION again, exactly once (run it twice: once)."""
+    from domain.access import OPEN_ACCESS
+
+    try:
+        outcome = _parked_service(settings).retry(OPEN_ACCESS, projection, event_id)
+    except Exception as exc:
+        _fail(exc)
+    if not outcome.applied:
+        raise click.ClickException(f"failed again, still parked: {outcome.error}")
+    click.echo(f"applied {event_id} to {projection}")
+
+
+@parked.command("drop")
+@click.argument("projection")
+@click.argument("event_id")
+@store_options
+def parked_drop(settings: Settings, projection: str, event_id: str) -> None:
+    """Forget a parked event: PROJECTION never counts it (a replay would)."""
+    from domain.access import OPEN_ACCESS
+
+    try:
+        _parked_service(settings).drop(OPEN_ACCESS, projection, event_id)
+    except Exception as exc:
+        _fail(exc)
+    click.echo(f"dropped {event_id} of {projection}")
 
 
 if __name__ == "__main__":

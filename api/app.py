@@ -13,11 +13,14 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from api.auth import Forbidden, Unauthenticated
+from api.datasets import datasets
 from api.graphiql import graphiql_assets
 from api.graphql_schema import schema
 from api.graphql_view import PulseGraphQLView, StreamSlots
 from api.health import probes
 from api.ingest import ingest
+from api.observability import instrument
+from api.prometheus import metrics_endpoint
 from api.rest import v1
 from api.webapp import webapp
 from bootstrap import Pulse, bootstrap
@@ -61,10 +64,13 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     stream_slots = StreamSlots(settings.max_streams)
     app.extensions["pulse.stream_slots"] = stream_slots  # GET /v1/live reports it
     app.register_blueprint(v1)
+    app.register_blueprint(datasets)
     app.register_blueprint(ingest)
     app.register_blueprint(probes)
     app.register_blueprint(graphiql_assets)
+    app.register_blueprint(metrics_endpoint)
     app.register_blueprint(webapp)  # the browser app at /, its files at /app/ and /vendor/
+    instrument(app)  # request ids and the per-route latency GET /metrics reports
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(
         "/graphql",

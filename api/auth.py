@@ -1,4 +1,6 @@
-"""Who is calling: API keys from ``Authorization: Bearer`` or ``X-Api-Key``, and scopes.
+"""Who is calling: API keys from ``Authorization: Bearer`` or ``X-Api-Key``, or sign-in
+tokens (JWTs from Cognito or another OIDC issuer, ``services.oidc``) as bearer tokens when
+``PULSE_OIDC_ISSUER`` is set; and scopes.
 
 The key registry is cached per Pulse (``services.keys.KeyCache``) and caught up by
 reading the ``api-keys`` stream at most once a second: a new or revoked key takes effect
@@ -28,8 +30,10 @@ from strawberry.types import Info
 from api import stream_tokens
 from api.context import Pulse, current_pulse
 from domain.access import OPEN_ACCESS, Forbidden, Principal, Unauthenticated, require
+from domain.errors import StoreUnavailable
 from domain.keys import SCOPES
 from services.keys import KeyCache
+from services.oidc import OidcVerifier, looks_like_jwt
 
 _ENVIRON_KEY = "pulse.principal"
 
@@ -39,12 +43,17 @@ def key_cache(pulse: Pulse) -> KeyCache:
     return pulse.cached("keys", lambda: KeyCache(pulse.store))
 
 
+def oidc_verifier(pulse: Pulse) -> OidcVerifier:
+    """The one verifier of sign-in tokens of this Pulse (its JWKS cache lives with it)."""
+    return pulse.cached("oidc", lambda: OidcVerifier(pulse.settings, pulse.clock))
+
+
 def _presented_secret(req: Request) -> str | None:
     header = req.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("the Authorization header must be 'Bearer <api key>'")
+            raise Unauthenticated("the Authorization header must be 'Bearer <api key or sign-in token>'")
         return token.strip()
     key = req.headers.get("X-Api-Key")
     return key.strip() if key and key.strip() else None
@@ -82,6 +91,8 @@ def _resolve(req: Request, pulse: Pulse) -> Principal:
         if token is not None:
             return _token_principal(pulse, token)
         raise Unauthenticated("missing API key: send 'Authorization: Bearer <api key>' or 'X-Api-Key: <api key>'")
+    if pulse.settings.oidc_issuer and looks_like_jwt(secret):
+        return oidc_verifier(pulse).principal(secret)
     key = key_cache(pulse).registry().authenticate(secret)
     if key is None:
         raise Unauthenticated("unknown API key")
@@ -148,6 +159,8 @@ def caller(info: Info) -> tuple[Pulse, Principal]:
         return pulse, principal_of(info.context["request"], pulse)
     except Unauthenticated as exc:
         raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
+    except StoreUnavailable as exc:  # the sign-in issuer's keys out of reach
+        raise GraphQLError(f"retry shortly: {exc}", extensions={"code": "UNAVAILABLE"}) from exc
 
 
 def require_scope(info: Info, scope: str) -> Principal:
@@ -158,6 +171,8 @@ def require_scope(info: Info, scope: str) -> Principal:
         raise GraphQLError(str(exc), extensions={"code": "UNAUTHENTICATED"}) from exc
     except Forbidden as exc:
         raise GraphQLError(str(exc), extensions={"code": "FORBIDDEN"}) from exc
+    except StoreUnavailable as exc:
+        raise GraphQLError(f"retry shortly: {exc}", extensions={"code": "UNAVAILABLE"}) from exc
 
 
 __all__ = [

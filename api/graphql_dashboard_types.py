@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 
 from api.graphql_metrics import BreakdownRow, GaugeReading, Point, Resolution, Series
 from api.graphql_recent import RecordedEvent
@@ -18,7 +19,8 @@ from domain import dashboards as agg
 from domain import widgets as kinds
 from domain.micros import from_epoch_micros
 from projections.buckets import Bucketing
-from services.dashboards import ResolvedDashboard, WidgetData
+from services.dashboards import ResolvedDashboard
+from services.widget_data import WidgetData
 
 DashboardState = strawberry.enum(Enum("DashboardState", {s: s for s in agg.STATES}), description="A version's state.")
 Visibility = strawberry.enum(
@@ -58,6 +60,9 @@ class WidgetSource:
     keys: list[str] | None
     event_type: str | None
     limit: int
+    dataset: str | None
+    fields: list[str] | None
+    metrics: list[str]
 
 
 @strawberry.type
@@ -69,9 +74,22 @@ class Column:
 
 @strawberry.type
 class Kpi:
+    metric: str
     value: float | None = strawberry.field(description="The metric over the widget's range.")
     previous: float | None = strawberry.field(description="Over the period compared with (compareTo).")
     change_percent: float | None = strawberry.field(description="(value - previous) / |previous| x 100.")
+
+
+@strawberry.type
+class DatasetColumn:
+    name: str
+    type: str = strawberry.field(description="NUMBER, BOOLEAN, DATETIME (ISO 8601) or TEXT.")
+
+
+@strawberry.type(description="A dataset's columns and rows (each row a list, one cell per column).")
+class DatasetTable:
+    columns: list[DatasetColumn]
+    rows: JSON
 
 
 @strawberry.type
@@ -85,10 +103,12 @@ class WidgetError:
 )
 class WidgetValues:
     series: Series | None = None
-    kpi: Kpi | None = None
+    kpi: Kpi | None = strawberry.field(default=None, description="A KPI's first metric (its `source.metric`).")
+    kpis: list[Kpi] | None = strawberry.field(default=None, description="A KPI's metrics: `metric`, then `metrics`.")
     breakdown: list[BreakdownRow] | None = None
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
+    table: DatasetTable | None = None
     error: WidgetError | None = None
 
 
@@ -124,13 +144,13 @@ class Dashboard:
     stream_version: int = strawberry.field(
         description="Pass as expectedVersion to an edit: a stale one is refused with CONFLICT, never a lost edit."
     )
-    has_draft: bool
-    copied_from: str | None
+    has_draft: bool = strawberry.field(description="Always false without a key.")
+    copied_from: str | None = strawberry.field(description="The dashboard it was copied from; null without a key.")
     release_notes: str | None
     published_at: datetime | None
-    published_by: str | None
+    published_by: str | None = strawberry.field(description="Who published it; null without a key.")
     updated_at: datetime
-    updated_by: str
+    updated_by: str | None = strawberry.field(description="Who changed it last; null without a key.")
     widgets: list[Widget]
     watermark: datetime | None = strawberry.field(
         default=None, description="With resolved data: the latest occurredAt counted, the same for every widget."
@@ -145,9 +165,9 @@ class DashboardVersion:
     name: str
     release_notes: str | None
     created_at: datetime
-    created_by: str
+    created_by: str | None
     updated_at: datetime
-    updated_by: str
+    updated_by: str | None
     published_at: datetime | None
     published_by: str | None
     widgets: int = strawberry.field(description="How many widgets it has.")
@@ -189,6 +209,9 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
             keys=None if source.keys is None else list(source.keys),
             event_type=source.event_type,
             limit=source.limit,
+            dataset=source.dataset,
+            fields=None if source.fields is None else list(source.fields),
+            metrics=list(source.metrics),
         ),
         chart=None if widget.chart is None else ChartKind(widget.chart),
         markdown=widget.markdown,
@@ -202,8 +225,10 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
 
 
 def dashboard_of(
-    dashboard: agg.Dashboard, version: agg.Version, data: list[WidgetValues | None] | None = None
+    dashboard: agg.Dashboard, version: agg.Version, data: list[WidgetValues | None] | None = None, public: bool = False
 ) -> Dashboard:
+    """``public``: for a caller without a key, who learns nothing beyond the published version
+    itself (not who edits it, not whether a draft exists, not a private dashboard it was copied from)."""
     definition = version.definition
     widgets = [_widget(w, None if data is None else data[i]) for i, w in enumerate(definition.widgets)]
     return Dashboard(
@@ -214,14 +239,14 @@ def dashboard_of(
         visibility=Visibility(definition.visibility),
         version=version.number,
         state=DashboardState(version.state),
-        stream_version=dashboard.version,
-        has_draft=dashboard.draft is not None,
-        copied_from=dashboard.copied_from,
+        stream_version=0 if public else dashboard.version,
+        has_draft=not public and dashboard.draft is not None,
+        copied_from=None if public else dashboard.copied_from,
         release_notes=version.release_notes,
         published_at=version.published_at,
-        published_by=version.published_by,
+        published_by=None if public else version.published_by,
         updated_at=version.updated_at,
-        updated_by=version.updated_by,
+        updated_by=None if public else version.updated_by,
         widgets=widgets,
     )
 
@@ -251,12 +276,17 @@ def _series(bucketing: Bucketing, data: WidgetData) -> Series | None:
     )
 
 
+def _kpis(data: WidgetData) -> list[Kpi]:
+    return [
+        Kpi(metric=name, value=k.value, previous=k.previous, change_percent=k.change_percent) for name, k in data.kpis
+    ]
+
+
 def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
     return WidgetValues(
         series=_series(bucketing, data),
-        kpi=None
-        if data.kpi is None
-        else Kpi(value=data.kpi.value, previous=data.kpi.previous, change_percent=data.kpi.change_percent),
+        kpi=_kpis(data)[0] if data.kpis else None,
+        kpis=_kpis(data) if data.kpis else None,
         breakdown=None
         if data.breakdown is None
         else [BreakdownRow(key=r.key, value=r.value, count=r.count) for r in data.breakdown],
@@ -267,31 +297,37 @@ def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
             for r in data.gauges
         ],
         events=None if data.events is None else [RecordedEvent.of(e) for e in data.events],
+        table=None
+        if data.table is None
+        else DatasetTable(
+            columns=[DatasetColumn(name=c.name, type=c.type) for c in data.table.columns],
+            rows=[list(row) for row in data.table.rows],
+        ),
         error=None if data.error is None else WidgetError(code=data.error[0], message=data.error[1]),
     )
 
 
-def resolved_of(bucketing: Bucketing, resolved: ResolvedDashboard) -> Dashboard:
+def resolved_of(bucketing: Bucketing, resolved: ResolvedDashboard, public: bool = False) -> Dashboard:
     # A widget without a source (text, image, section) has no data: null.
     data = [None if d.widget.source is None else widget_data_of(bucketing, d) for d in resolved.widgets]
-    shaped = dashboard_of(resolved.dashboard, resolved.version, data)
+    shaped = dashboard_of(resolved.dashboard, resolved.version, data, public)
     shaped.watermark = None if resolved.watermark is None else from_epoch_micros(resolved.watermark)
     shaped.computed_at = datetime.fromtimestamp(resolved.at, UTC)
     return shaped
 
 
-def version_of(version: agg.Version) -> DashboardVersion:
+def version_of(version: agg.Version, public: bool = False) -> DashboardVersion:
     return DashboardVersion(
         version=version.number,
         state=DashboardState(version.state),
         name=version.definition.name,
         release_notes=version.release_notes,
         created_at=version.created_at,
-        created_by=version.created_by,
+        created_by=None if public else version.created_by,
         updated_at=version.updated_at,
-        updated_by=version.updated_by,
+        updated_by=None if public else version.updated_by,
         published_at=version.published_at,
-        published_by=version.published_by,
+        published_by=None if public else version.published_by,
         widgets=len(version.definition.widgets),
     )
 

@@ -9,8 +9,8 @@ without a key, who see PUBLIC published dashboards and nothing else (a private s
 
 ``dashboardUpdated`` pushes the resolved dashboard again whenever a widget's data changes
 (the change markers of its metrics, gauges and feeds, as ``seriesUpdated``), its definition
-changes (its stream's version, seen within ``services.dashboards.REFRESH_SECONDS``) or a
-new minute starts (sliding windows). Viewers with the same arguments and rights share one
+or one of its datasets changes (their streams' versions, seen within about half a second) or
+a new minute starts (sliding windows). Viewers with the same arguments and rights share one
 recomputation and one rendering per change.
 """
 
@@ -74,6 +74,9 @@ class SourceInput:
     keys: list[str] | None = None
     event_type: str | None = None
     limit: int | None = None
+    dataset: str | None = None
+    fields: list[str] | None = None
+    metrics: list[str] | None = None
 
 
 @strawberry.input
@@ -182,15 +185,16 @@ def live_dashboard(pulse: Pulse, principal: Principal, slug: str, which: str | i
     _, version = guarded(lambda: service.visible(principal, slug, which))
 
     def slot(now: float) -> tuple[int, float | None]:
-        # One growing integer: the definition's stream version, then the minute.
-        return service.stream_version(slug) * 10**10 + int(now // 60), min(REFRESH_SECONDS, 60 - now % 60)
+        # One growing integer: the definition's stream version and its datasets' versions, then the minute.
+        changes = service.stream_version(slug) + service.datasets_version(version)
+        return changes * 10**10 + int(now // 60), min(REFRESH_SECONDS, 60 - now % 60)
 
     return LiveValue(
         pulse,
         principal,
         ("dashboard", slug, which, principal.allows("read")),
         service.markers(version),
-        lambda now: resolved_of(bucketing, service.resolve(principal, slug, which)),
+        lambda now: resolved_of(bucketing, service.resolve(principal, slug, which), not principal.allows("read")),
         slot,
         same=_same,
     )
@@ -207,7 +211,8 @@ async def _follow(
         await anext(inner)  # ``last``, already pushed
         try:
             async for pushed in inner:
-                changed = pushed.stream_version != last.stream_version
+                # A new definition (without a key streamVersion is hidden: 0; a publish changes version).
+                changed = (pushed.stream_version, pushed.version) != (last.stream_version, last.version)
                 last = pushed
                 yield pushed
                 if changed:
@@ -236,7 +241,8 @@ class DashboardsQuery:
         pulse, principal = viewer(info)
         chosen = None if state is None else state.value
         found = guarded(lambda: pulse.dashboards.listed(principal, chosen, tag, search))
-        return [dashboard_of(dashboard, version) for dashboard, version in found]
+        public = not principal.allows("read")
+        return [dashboard_of(dashboard, version, public=public) for dashboard, version in found]
 
     @strawberry.field(
         description="A dashboard with every widget's data resolved at one instant (one watermark): the published"
@@ -246,12 +252,13 @@ class DashboardsQuery:
         pulse, principal = viewer(info)
         bucketing = bucketing_of(pulse)
         resolved = guarded(lambda: pulse.dashboards.resolve(principal, slug, _which(version, draft)))
-        return resolved_of(bucketing, resolved)
+        return resolved_of(bucketing, resolved, not principal.allows("read"))
 
     @strawberry.field(description="Every version of a dashboard, newest first (without a key: the published one).")
     def dashboard_versions(self, info: Info, slug: str) -> list[DashboardVersion]:
         pulse, principal = viewer(info)
-        return [version_of(v) for v in guarded(lambda: pulse.dashboards.versions(principal, slug))]
+        public = not principal.allows("read")
+        return [version_of(v, public) for v in guarded(lambda: pulse.dashboards.versions(principal, slug))]
 
     @strawberry.field(description="A dashboard's audit log: every change, when and by whom. Needs read.")
     def dashboard_history(self, info: Info, slug: str) -> list[DashboardChange]:

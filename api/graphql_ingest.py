@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.auth import require_scope
+from api.observability import count_ingested, count_rejected
 from api.validation import parse_events
 from domain.clock import now_utc
 from domain.errors import StoreUnavailable, ValidationError
@@ -74,14 +75,17 @@ class IngestMutation:
             )
             result = pulse.store.ingest(parsed)
         except ValidationError as exc:
+            count_rejected("invalid")
             raise GraphQLError(
                 str(exc),
                 extensions={"code": "BAD_USER_INPUT", "errors": [error.as_dict() for error in exc.errors]},
             ) from exc
         except StoreUnavailable as exc:
+            count_rejected("unavailable")
             raise GraphQLError(
                 f"the event store is unavailable, retry shortly: {exc}", extensions={"code": "UNAVAILABLE"}
             ) from exc
+        count_ingested(result.accepted, result.duplicates)
         return IngestResult(
             accepted=result.accepted,
             duplicates=result.duplicates,

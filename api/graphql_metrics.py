@@ -84,6 +84,11 @@ class MetricInput:
     value_property: str | None = strawberry.field(default=None, description="Numeric property; not for COUNT.")
     dimensions: list[str] = strawberry.field(default_factory=list, description="Up to 3 properties to break down by.")
     filters: list[PropertyFilterInput] = strawberry.field(default_factory=list)
+    decimals: int | None = strawberry.field(
+        default=None,
+        description="Decimal places SUM/AVG/MIN/MAX values are rounded to (money: 2). Unset: 15 significant"
+        " digits, so float noise such as 1883.8000000000002 reads 1883.8.",
+    )
 
 
 @strawberry.input
@@ -130,6 +135,9 @@ class Metric:
     filters: list[PropertyFilter]
     builtin: bool = strawberry.field(description="The count every event type has, named after the type.")
     version: int = strawberry.field(description="Definitions-stream version that last changed it; 0: built-in.")
+    decimals: int | None = strawberry.field(
+        default=None, description="Decimal places values are rounded to; null: 15 significant digits."
+    )
 
 
 @strawberry.type
@@ -163,6 +171,7 @@ class ProjectionStatus:
     watermark: datetime | None
     updated_at: datetime | None
     definitions_version: int
+    parked: int = strawberry.field(default=0, description="Events this projection parked (see parkedEvents).")
 
 
 # --- Helpers -----------------------------------------------------------------------------
@@ -209,6 +218,7 @@ def _metric(definition: MetricDefinition) -> Metric:
         filters=[PropertyFilter(property=p, value=v) for p, v in definition.filters],
         builtin=definition.builtin,
         version=definition.revision,
+        decimals=definition.decimals,
     )
 
 
@@ -278,6 +288,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
     def moment(micros: int | None) -> datetime | None:
         return None if micros is None else from_epoch_micros(micros)
 
+    parked = pulse.parked.counts()
     return [
         ProjectionStatus(
             name=state.checkpoint.projection,
@@ -289,6 +300,7 @@ def projections_of(pulse: Pulse, principal: Principal) -> list[ProjectionStatus]
             watermark=moment(state.checkpoint.watermark),
             updated_at=moment(state.checkpoint.updated_at),
             definitions_version=state.checkpoint.definitions_version,
+            parked=parked.get(state.checkpoint.projection, 0),
         )
         for state in pulse.metrics.projections(principal)
     ]
@@ -302,6 +314,7 @@ def _definition(input: MetricInput) -> MetricDefinition:
         input.value_property,
         input.dimensions,
         [(f.property, f.value) for f in input.filters],
+        decimals=input.decimals,
     )
 
 

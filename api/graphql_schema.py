@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
 
@@ -16,6 +17,7 @@ from api.graphql_ingest import IngestMutation
 from api.graphql_limits import RequestGuard
 from api.graphql_live import LiveMutation, LiveSubscription, SharedRenderExecutionContext
 from api.graphql_metrics import MetricsMutation, MetricsQuery
+from api.graphql_parked import ParkedMutation, ParkedQuery
 from api.graphql_recent import RecentQuery, RecentSubscription
 from api.health import health_report
 
@@ -36,8 +38,8 @@ class HealthQuery:
         return Health(**report)
 
 
-QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, DashboardsQuery)
-MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, DashboardsMutation)
+QUERIES: tuple[type, ...] = (HealthQuery, MetricsQuery, RecentQuery, ParkedQuery, DashboardsQuery)
+MUTATIONS: tuple[type, ...] = (IngestMutation, MetricsMutation, LiveMutation, ParkedMutation, DashboardsMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (LiveSubscription, RecentSubscription, DashboardsSubscription)
 
 Query = merge_types("Query", QUERIES)
@@ -73,5 +75,6 @@ schema = PulseSchema(
     # Renders a live push once for every subscriber with the same operation (api/graphql_live.py).
     execution_context_class=SharedRenderExecutionContext,
     # Refuses over-budget documents and, per PULSE_INTROSPECTION, introspection, before they run.
-    extensions=[RequestGuard],
+    # ParserCache: a dashboard's query (600 fields) is the same text on every view; parse it once (LRU of 128).
+    extensions=[RequestGuard, ParserCache],
 )

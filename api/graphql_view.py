@@ -35,6 +35,7 @@ from werkzeug.local import LocalProxy
 from api.context import current_pulse
 from api.graphiql import graphiql_html
 from api.live import SharedData
+from api.observability import stream_closed, stream_opened
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,13 @@ class StreamSlots:
             if self._open >= self.limit:
                 return False
             self._open += 1
-            return True
+        stream_opened()
+        return True
 
     def release(self) -> None:
         with self._lock:
             self._open -= 1
+        stream_closed()
 
 
 class PulseGraphQLView(AsyncGraphQLView):

@@ -17,6 +17,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMe
 
 from api.auth import requires_scope
 from api.context import current_pulse
+from api.observability import count_ingested
 from api.validation import MAX_BODY_BYTES, MAX_EVENTS, parse_body, parse_events
 from domain.clock import now_utc
 
@@ -52,6 +53,7 @@ def post_events():
             body, pulse.settings.max_future_seconds, now_utc(pulse.clock), max_past_days=pulse.settings.max_past_days
         )
     result = pulse.store.ingest(events)
+    count_ingested(result.accepted, result.duplicates)
     return (
         jsonify(
             accepted=result.accepted,

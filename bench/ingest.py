@@ -6,6 +6,12 @@ one keep-alive HTTP connection for --duration seconds after a warm-up, and print
 accepted events per second against the target. Accepted means durably appended: the
 server answers 202 only after SQLite (synchronous=FULL) committed the batch.
 
+Then the same load runs against the thin baseline (bench/thin_ingest_app.py: a bare Flask
+app doing json.loads, a presence check and one INSERT OR IGNORE executemany into SQLite,
+WAL, synchronous=FULL, under the same gunicorn workers and threads), and the run prints
+both figures and their ratio: what Pulse's auth, validation, idempotency reporting and
+projection worker cost beyond the least this stack can do.
+
 The clients run on the same machine and share its cores with the server: the figure is
 what the server sustains while the load is generated next to it.
 
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from workers.processes import stop  # noqa: E402
 
-TARGET_EVENTS_PER_SECOND = 25_000
+TARGET_EVENTS_PER_SECOND = 50_000
 PULSE = [sys.executable, "-m", "cli"]
 SPY_OPTIONS = ["--format", "raw", "--rate", "200", "--nonblocking", "--idle", "--output"]
 
@@ -64,20 +71,26 @@ def start_server(db: Path, port: int, workers: int, threads: int, log: Path, *op
         stderr=subprocess.STDOUT,
         start_new_session=True,  # gunicorn's workers and the projection worker in one group
     )
+    wait_for_health(process, port, log)
+    return process
+
+
+def wait_for_health(process: subprocess.Popen, port: int, log: Path) -> None:
+    """Returns once GET /v1/health answers 200; stops the server and exits if it never does."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/v1/health")
             if conn.getresponse().status == 200:
-                return process
+                return
         except OSError:
             pass
         if process.poll() is not None:
             break
         time.sleep(0.1)
     stop_server(process)
-    raise SystemExit(f"pulse serve did not start; see {log}")
+    raise SystemExit(f"the server did not start; see {log}")
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -105,10 +118,12 @@ def batch_body(client: int, number: int, size: int) -> bytes:
     return ('{"events":[' + ",".join(f"{prefix}{i}{rest}" for i in range(size)) + "]}").encode()
 
 
-def client_loop(client: int, url: str, key: str, size: int, stop_at: float, results) -> None:
+def client_loop(client: int, url: str, key: str | None, size: int, stop_at: float, results) -> None:
     parsed = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=60)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     import json
 
     records = []  # (finished at, accepted, seconds taken)
@@ -249,6 +264,100 @@ def summarize_self_time(raw: Path, top: int = 12) -> str:
     return "\n".join(f"  {100 * n / total:5.1f}%  {frame}" for frame, n in ranked)
 
 
+@dataclass
+class Measured:
+    """What one load run against one server gave."""
+
+    rate: float
+    latencies: list[float]
+    accepted_total: int
+    accepted_in_window: int
+    client_cpu: float
+    server_cpu: dict[str, float] = field(default_factory=dict)
+    worker_cpu: list[float] = field(default_factory=list)
+    machine_cpu: float = 0.0
+    profiles: list[Path] = field(default_factory=list)
+
+
+def run_load(
+    url: str,
+    key: str | None,
+    args: argparse.Namespace,
+    server: subprocess.Popen | None,
+    workdir: Path,
+    profile: bool = False,
+) -> Measured:
+    """``args.clients`` client processes posting to ``url`` for warm-up + duration; the
+    server's CPU per role is measured when ``server`` is ours."""
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    begin = time.time()
+    measure_from = begin + args.warmup
+    stop_at = measure_from + args.duration
+    clients = [
+        multiprocessing.Process(target=client_loop, args=(n, url, key, args.batch, stop_at, results))
+        for n in range(args.clients)
+    ]
+    for process in clients:
+        process.start()
+    measured = Measured(0.0, [], 0, 0, 0.0)
+    if server is not None:
+        time.sleep(max(0.0, measure_from - time.time()))
+        roles = process_tree(server.pid)
+        cpu_before = {pid: cpu_seconds(pid) for pid in roles}
+        machine_before = machine_busy_seconds()
+        if profile:
+            measured.profiles = profile_workers(server, args.duration * 0.8, workdir)
+        time.sleep(max(0.0, stop_at - time.time()))
+        for pid, role in roles.items():
+            used = cpu_seconds(pid) - cpu_before[pid]
+            measured.server_cpu[role] = measured.server_cpu.get(role, 0.0) + used
+            if role == "gunicorn worker":
+                measured.worker_cpu.append(used)
+        measured.machine_cpu = machine_busy_seconds() - machine_before
+    outcomes = [results.get(timeout=args.warmup + args.duration + 120) for _ in clients]
+    for process in clients:
+        process.join()
+    errors = [o for o in outcomes if o[0] == "error"]
+    if errors:
+        raise SystemExit(f"a client got an error answer from {url}: {errors[0]}")
+    records = [record for outcome in outcomes for record in outcome[2]]
+    window = [r for r in records if measure_from <= r[0] <= stop_at]
+    measured.accepted_in_window = sum(r[1] for r in window)
+    measured.accepted_total = sum(r[1] for r in records)
+    measured.rate = measured.accepted_in_window / args.duration
+    measured.latencies = sorted(r[2] for r in window)
+    measured.client_cpu = sum(o[3] for o in outcomes)
+    return measured
+
+
+def start_thin_baseline(db: Path, port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
+    """The bare Flask app of bench/thin_ingest_app.py under the same gunicorn settings."""
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    command += ["--threads", str(threads), "--worker-class", "gthread", "bench.thin_ingest_app:app"]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**pulse_env(), "THIN_DB": str(db)},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_health(process, port, log)
+    return process
+
+
+def stored_rows(db: Path, sql: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def latency_line(latencies: list[float]) -> str:
+    return (
+        f"latency p50 {1000 * statistics.median(latencies):.0f} ms,"
+        f" p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="target a running server instead of starting one (needs --key)")
@@ -260,6 +369,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the server started [2]")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker [8]")
     parser.add_argument("--profile", action="store_true", help="py-spy the server's workers while measuring")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the thin Flask + SQLite baseline")
     args = parser.parse_args()
 
     before = machine_busy_seconds()
@@ -281,48 +391,20 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
 
     try:
-        results: multiprocessing.Queue = multiprocessing.Queue()
-        begin = time.time()
-        measure_from = begin + args.warmup
-        stop_at = measure_from + args.duration
-        clients = [
-            multiprocessing.Process(target=client_loop, args=(n, url, key, args.batch, stop_at, results))
-            for n in range(args.clients)
-        ]
-        for process in clients:
-            process.start()
-        profiles: list[Path] = []
-        server_cpu: dict[str, float] = {}
-        worker_cpu: list[float] = []  # each gunicorn worker: keep-alive connections may not spread evenly
-        if server is not None:
-            time.sleep(max(0.0, measure_from - time.time()))
-            roles = process_tree(server.pid)
-            cpu_before = {pid: cpu_seconds(pid) for pid in roles}
-            machine_before = machine_busy_seconds()
-            if args.profile:
-                profiles = profile_workers(server, args.duration * 0.8, workdir)
-            time.sleep(max(0.0, stop_at - time.time()))
-            for pid, role in roles.items():
-                used = cpu_seconds(pid) - cpu_before[pid]
-                server_cpu[role] = server_cpu.get(role, 0.0) + used
-                if role == "gunicorn worker":
-                    worker_cpu.append(used)
-            machine_cpu = machine_busy_seconds() - machine_before
-        outcomes = [results.get(timeout=args.warmup + args.duration + 120) for _ in clients]
-        for process in clients:
-            process.join()
+        pulse = run_load(url, key, args, server, workdir, profile=args.profile)
     finally:
         if server is not None:
             stop_server(server)
 
-    errors = [o for o in outcomes if o[0] == "error"]
-    if errors:
-        raise SystemExit(f"a client got an error answer: {errors[0]}")
-    records = [record for outcome in outcomes for record in outcome[2]]
-    measured = [r for r in records if measure_from <= r[0] <= stop_at]
-    accepted_in_window = sum(r[1] for r in measured)
-    rate = accepted_in_window / args.duration
-    latencies = sorted(r[2] for r in measured)
+    baseline = None
+    thin_db = workdir / "thin.db"
+    if not (args.url or args.no_baseline):
+        thin_port = free_port()
+        thin = start_thin_baseline(thin_db, thin_port, args.workers, args.threads, workdir / "thin.log")
+        try:
+            baseline = run_load(f"http://127.0.0.1:{thin_port}", None, args, thin, workdir)
+        finally:
+            stop_server(thin)
 
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), platform.processor())
@@ -338,39 +420,57 @@ def main() -> None:
             f"WARNING: {busy_before_start:.2f} cores were already busy before the run started: other work on"
             " this machine takes CPU from the server, so this figure understates it"
         )
+    print(f"batches: {len(pulse.latencies)} in the window; {latency_line(pulse.latencies)}")
+    verdict = "meets" if pulse.rate >= TARGET_EVENTS_PER_SECOND else "BELOW"
     print(
-        f"batches: {len(measured)} in the window; latency p50 {1000 * statistics.median(latencies):.0f} ms,"
-        f" p99 {1000 * latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms"
+        f"result:  {pulse.rate:,.0f} accepted events/s sustained ({verdict} the {TARGET_EVENTS_PER_SECOND:,}/s target)"
     )
-    verdict = "meets" if rate >= TARGET_EVENTS_PER_SECOND else "BELOW"
-    print(f"result:  {rate:,.0f} accepted events/s sustained ({verdict} the {TARGET_EVENTS_PER_SECOND:,}/s target)")
     if db is not None:
-        total_accepted = sum(r[1] for r in records)
         stored = stored_facts(db)
-        check = "ok" if stored == total_accepted else "MISMATCH"
-        print(f"stored:  {stored:,} facts in the store; clients were told {total_accepted:,} accepted: {check}")
+        check = "ok" if stored == pulse.accepted_total else "MISMATCH"
+        print(f"stored:  {stored:,} facts in the store; clients were told {pulse.accepted_total:,} accepted: {check}")
         for path in workdir.glob("pulse*.db*"):  # hundreds of MB per run; the profiles and log stay
             path.unlink()
-    if server_cpu:
+    if pulse.server_cpu:
         window = args.duration
-        busy = ", ".join(f"{role} {seconds / window:.2f}" for role, seconds in sorted(server_cpu.items()) if seconds)
-        clients_busy = sum(o[3] for o in outcomes) / (args.warmup + args.duration)
-        others = machine_cpu / window - sum(server_cpu.values()) / window - clients_busy
+        busy = ", ".join(
+            f"{role} {seconds / window:.2f}" for role, seconds in sorted(pulse.server_cpu.items()) if seconds
+        )
+        clients_busy = pulse.client_cpu / (args.warmup + args.duration)
+        others = pulse.machine_cpu / window - sum(pulse.server_cpu.values()) / window - clients_busy
         print(
             f"cpu:     cores busy on average (of {os.cpu_count()}): {busy}; clients {clients_busy:.2f};"
             f" not attributed to these (other processes, kernel) {max(0.0, others):.2f}"
         )
-        print("         each gunicorn worker: " + " + ".join(f"{used / window:.2f}" for used in worker_cpu) + " cores")
-        per_event = {role: 1e6 * seconds / max(1, accepted_in_window) for role, seconds in server_cpu.items()}
+        print(
+            "         each gunicorn worker: "
+            + " + ".join(f"{used / window:.2f}" for used in pulse.worker_cpu)
+            + " cores"
+        )
+        per_event = {
+            role: 1e6 * seconds / max(1, pulse.accepted_in_window) for role, seconds in pulse.server_cpu.items()
+        }
         print(
             "cost:    CPU per accepted event: "
             + ", ".join(f"{role} {micros:.1f} µs" for role, micros in sorted(per_event.items()) if micros)
         )
-    if profiles:
+    if baseline is not None:
+        stored = stored_rows(thin_db, "SELECT COUNT(*) FROM events")
+        gunicorn_cpu = baseline.server_cpu.get("gunicorn worker", 0.0)
+        print(
+            f"thin baseline (bench/thin_ingest_app.py, same gunicorn, same load): {baseline.rate:,.0f} events/s,"
+            f" {latency_line(baseline.latencies)}, gunicorn workers"
+            f" {1e6 * gunicorn_cpu / max(1, baseline.accepted_in_window):.1f} µs CPU per event;"
+            f" stored {stored:,} of {baseline.accepted_total:,} acknowledged"
+        )
+        print(f"ratio:   Pulse / thin baseline = {pulse.rate / max(baseline.rate, 1):.2f}")
+        for path in workdir.glob("thin.db*"):
+            path.unlink()
+    if pulse.profiles:
         print()
         print("profile (py-spy, every thread, idle included) of the gunicorn workers, by step:")
-        print(summarize_profile([p for p in profiles if p.name.startswith("gunicorn")]))
-        for profile in profiles:
+        print(summarize_profile([p for p in pulse.profiles if p.name.startswith("gunicorn")]))
+        for profile in pulse.profiles:
             if profile.name.startswith("projection"):
                 print("profile of the projection worker (pulse serve runs one beside gunicorn), self time:")
                 print(summarize_self_time(profile))

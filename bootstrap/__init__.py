@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.clock import SYSTEM_CLOCK, Clock
+from domain.parked import ParkedEvents
 from domain.ports import EventStore, RecentEventsReader, ViewStore
 from domain.settings import Settings
 from projections.buckets import Bucketing, Retention
 from services.dashboards import DashboardsService
+from services.datasets import DatasetsService
 from services.engine import ProjectionEngine, ProjectionHandler
+from services.images import ImagesService
 from services.metrics import MetricsService
 
 #: ``settings.store`` → the module whose ``open_backend`` builds that backend ("memory":
@@ -126,9 +129,38 @@ class Pulse:
         return self.cached("metrics", lambda: MetricsService(self.store, self.views, self.bucketing, self.clock))
 
     @property
+    def parked(self) -> ParkedEvents:
+        """Events the projections parked (``domain.parked``), beside their checkpoints."""
+        from bootstrap.parked import open_parked
+
+        return self.cached("parked", lambda: open_parked(self.backend))
+
+    @property
     def dashboards(self) -> DashboardsService:
         """Dashboards: listed, resolved with their widgets' data, edited; rights checked."""
-        return self.cached("dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock))
+        return self.cached(
+            "dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock, self.datasets)
+        )
+
+    @property
+    def datasets(self) -> DatasetsService:
+        """Uploaded tables: rows in a blob store, schema in the event store; rights checked."""
+
+        def build() -> DatasetsService:
+            from bootstrap.datasets import dataset_blobs
+
+            # Lazily: the dashboards name the widgets that use a dataset, and show datasets.
+            return DatasetsService(self.store, dataset_blobs(self.settings), self.clock, self._dataset_users)
+
+        return self.cached("datasets", build)
+
+    @property
+    def images(self) -> ImagesService:
+        """Images for IMAGE widgets, beside the datasets' blobs."""
+        return self.cached("images", lambda: ImagesService(self.datasets.blobs))
+
+    def _dataset_users(self, name: str) -> list[str]:
+        return self.dashboards.dataset_users(name)
 
     def cached(self, name: str, build: Callable[[], Any]) -> Any:
         """The per-process object ``name``, built once by ``build``."""
@@ -146,7 +178,12 @@ class Pulse:
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""
-        return ProjectionEngine(self.backend.handlers(options or WorkerOptions()))
+        return ProjectionEngine(
+            self.backend.handlers(options or WorkerOptions()),
+            retry_seconds=self.settings.projection_retry_seconds,
+            parked=self.parked,
+            retries=self.settings.projection_retries,
+        )
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """The backend's feed driver running every read model."""

@@ -33,6 +33,11 @@ class Principal:
     def allows(self, scope: str) -> bool:
         return scopes_allow(self.scopes, scope)
 
+    @property
+    def who(self) -> str:
+        """How messages and the audit log name the caller: the key, or the signed-in user."""
+        return f"API key {self.key_id} ({self.name})" if self.key_id else self.name
+
 
 #: Every caller when auth is off.
 OPEN_ACCESS = Principal(key_id=None, name="anyone (auth is off)", scopes=frozenset({"admin"}))
@@ -42,7 +47,6 @@ def require(principal: Principal, scope: str) -> Principal:
     """``principal`` if it may use ``scope``; raises ``Forbidden`` naming what it has."""
     if not principal.allows(scope):
         raise Forbidden(
-            f"API key {principal.key_id} ({principal.name}) lacks the {scope!r} scope;"
-            f" it has {', '.join(sorted(principal.scopes))}"
+            f"{principal.who} lacks the {scope!r} scope; it has {', '.join(sorted(principal.scopes)) or 'none'}"
         )
     return principal

@@ -50,6 +50,7 @@ MINUTE, HOUR, DAY = "minute", "hour", "day"
 #: Finest first.
 RESOLUTIONS = (MINUTE, HOUR, DAY)
 
+MAX_DECIMALS = 12
 MAX_DIMENSIONS = 3
 MAX_FILTERS = 10
 MAX_PROPERTY_NAME = 128
@@ -92,6 +93,9 @@ class MetricDefinition:
     #: The definitions-stream version that last changed this metric; 0 for built-ins.
     revision: int = 0
     builtin: bool = False
+    #: Decimal places values are rounded to when read (money: 2); None: to 15 significant
+    #: digits, which hides the binary noise of float sums (1883.8000000000002 reads 1883.8).
+    decimals: int | None = None
 
     @property
     def key(self) -> str:
@@ -110,6 +114,7 @@ class MetricDefinition:
             "valueProperty": self.value_property,
             "dimensions": list(self.dimensions),
             "filters": [{"property": p, "value": v} for p, v in self.filters],
+            **({"decimals": self.decimals} if self.decimals is not None else {}),
         }
 
 
@@ -140,6 +145,7 @@ def _metric_from(props: Mapping[str, Any], revision: int) -> MetricDefinition:
         dimensions=tuple(props.get("dimensions") or ()),
         filters=tuple((f["property"], f["value"]) for f in props.get("filters") or ()),
         revision=revision,
+        decimals=props.get("decimals"),
     )
 
 
@@ -255,6 +261,7 @@ def validate_metric(
     dimensions: Sequence[Any] = (),
     filters: Sequence[tuple[Any, Any]] = (),
     prefix: str = "input",
+    decimals: Any = None,
 ) -> MetricDefinition:
     """A definition from wire values, or ``ValidationError`` naming each bad field."""
     errors: list[FieldError] = []
@@ -287,6 +294,11 @@ def validate_metric(
             )
     if len({p for p, _ in pairs}) != len(pairs):
         errors.append(FieldError(f"{prefix}.filters", "must not repeat a property (filters are ANDed equalities)"))
+    if decimals is not None:
+        if aggregation == COUNT:
+            errors.append(FieldError(f"{prefix}.decimals", "a count is a whole number and takes no decimals"))
+        elif type(decimals) is not int or not 0 <= decimals <= MAX_DECIMALS:
+            errors.append(FieldError(f"{prefix}.decimals", f"must be a whole number from 0 to {MAX_DECIMALS}"))
     if errors:
         raise ValidationError(errors)
     return MetricDefinition(
@@ -296,6 +308,7 @@ def validate_metric(
         value_property=value_property,
         dimensions=tuple(dims),
         filters=tuple((p, v) for p, v in pairs),
+        decimals=decimals,
     )
 
 

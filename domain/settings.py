@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from domain.keys import SCOPES
+
 #: The backends an operator chooses from (`pulse --store`).
 STORES = ("sqlite", "dynamodb")
 #: Backends only tests use: "memory" is the in-memory fake of every port
@@ -19,6 +21,9 @@ TEST_STORES = ("memory",)
 INTROSPECTION_MODES = ("auto", "on", "off")
 #: `PULSE_ARCHIVE`: "auto" archives when pyarrow is installed (the `archive` extra).
 ARCHIVE_MODES = ("auto", "on", "off")
+#: `PULSE_METRICS_ACCESS`: who may scrape GET /metrics (README "Operating Pulse").
+METRICS_ACCESS_MODES = ("local", "key", "open")
+LOG_FORMATS = ("text", "json")
 
 
 def _bool(text: str) -> bool:
@@ -73,6 +78,24 @@ class Settings:
     archive_columns: str = ""
     archive_max_bytes: int = 64 * 2**20
     archive_max_age_seconds: float = 300.0
+    # Sign-in tokens (JWT, RS256) from Amazon Cognito or any OIDC issuer, beside API keys
+    # (services/oidc.py, README "Access"): off while no issuer is set.
+    oidc_issuer: str | None = None
+    # The app client: an ID token's `aud`, an access token's `client_id`.
+    oidc_client_id: str | None = None
+    # Unset: "<issuer>/.well-known/jwks.json" (Cognito's and most issuers' address).
+    oidc_jwks_url: str | None = None
+    oidc_groups_claim: str = "cognito:groups"
+    # Group -> Pulse scopes, "group:scope[+scope],...".
+    oidc_roles: str = "viewer:read,editor:editor,admin:admin"
+    # Failed tries of a batch before a projection parks the event(s) it cannot apply
+    # (0: park on the first failure), and the first backoff (doubling up to a minute).
+    projection_retries: int = 5
+    projection_retry_seconds: float = 1.0
+    # GET /metrics: "local" (from 127.0.0.1/::1 without a key), "key" (read or admin), "open".
+    metrics_access: str = "local"
+    # "json": one JSON object per log line, with the request id (README "Operating Pulse").
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.store not in STORES + TEST_STORES:
@@ -92,6 +115,23 @@ class Settings:
             raise ValueError(f"PULSE_ARCHIVE must be one of {', '.join(ARCHIVE_MODES)}, got {self.archive!r}")
         if self.archive_max_bytes < 0 or self.archive_max_age_seconds < 0:
             raise ValueError("PULSE_ARCHIVE_MAX_BYTES and PULSE_ARCHIVE_MAX_AGE_SECONDS must be 0 or more")
+        for part in filter(None, (p.strip() for p in self.oidc_roles.split(","))):
+            group, _, scopes = part.partition(":")
+            unknown = [s for s in scopes.split("+") if s.strip() and s.strip() not in SCOPES]
+            if not group.strip() or not scopes.strip() or unknown:
+                raise ValueError(
+                    f"PULSE_OIDC_ROLES: {part!r} must be 'group:scope[+scope]' with scopes among {', '.join(SCOPES)}"
+                )
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("PULSE_OIDC_ISSUER needs PULSE_OIDC_CLIENT_ID: the app client tokens must be issued to")
+        if self.projection_retries < 0 or self.projection_retry_seconds < 0:
+            raise ValueError("PULSE_PROJECTION_RETRIES and PULSE_PROJECTION_RETRY_SECONDS must be 0 or more")
+        if self.metrics_access not in METRICS_ACCESS_MODES:
+            raise ValueError(
+                f"PULSE_METRICS_ACCESS must be one of {', '.join(METRICS_ACCESS_MODES)}, got {self.metrics_access!r}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"PULSE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.max_streams < 0:
             raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
 

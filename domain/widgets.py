@@ -34,15 +34,15 @@ TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS = (
 KINDS = (TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS)
 CHART_KINDS = ("LINE", "COLUMN", "BAR", "STACKED_COLUMN", "PIE", "DONUT")
 #: Data sources: the queries Pulse answers.
-S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT = "SERIES", "BREAKDOWN", "GAUGE", "RECENT_EVENTS"
-SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT)
+S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET = "SERIES", "BREAKDOWN", "GAUGE", "RECENT_EVENTS", "DATASET"
+SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET)
 SOURCES_OF: dict[str, tuple[str, ...]] = {
     TEXT: (),
     IMAGE: (),
     SECTION: (),
     KPI: (S_SERIES,),
-    CHART: (S_SERIES, S_BREAKDOWN),
-    TABLE: (S_BREAKDOWN, S_GAUGE),
+    CHART: (S_SERIES, S_BREAKDOWN, S_DATASET),
+    TABLE: (S_BREAKDOWN, S_GAUGE, S_DATASET),
     GAUGE: (S_GAUGE,),
     RECENT_EVENTS: (S_RECENT,),
 }
@@ -86,6 +86,11 @@ class Source:
     keys: tuple[str, ...] | None = None
     event_type: str | None = None
     limit: int = 20
+    dataset: str | None = None
+    #: DATASET: the columns shown, in order (None: all).
+    fields: tuple[str, ...] | None = None
+    #: KPI over a SERIES: more metrics shown beside ``metric``, over the same range.
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +133,7 @@ class Widget:
                 "section": self.layout.section,
                 "tab": self.layout.tab,
             },
-            "source": None
-            if source is None
-            else {
-                "kind": source.kind,
-                "metric": source.metric,
-                "resolution": source.resolution,
-                "last": source.last,
-                "compareTo": source.compare_to,
-                "dimension": source.dimension,
-                "top": source.top,
-                "gauge": source.gauge,
-                "keys": None if source.keys is None else list(source.keys),
-                "eventType": source.event_type,
-                "limit": source.limit,
-            },
+            "source": None if source is None else source_properties(source),
             "chart": self.chart,
             "markdown": self.markdown,
             "imageUrl": self.image_url,
@@ -151,6 +142,56 @@ class Widget:
             "columns": [{"field": c.field, "label": c.label, "format": c.format} for c in self.columns],
             "format": self.format,
         }
+
+
+def source_properties(source: Source) -> dict[str, Any]:
+    return {
+        "kind": source.kind,
+        "metric": source.metric,
+        "resolution": source.resolution,
+        "last": source.last,
+        "compareTo": source.compare_to,
+        "dimension": source.dimension,
+        "top": source.top,
+        "gauge": source.gauge,
+        "keys": None if source.keys is None else list(source.keys),
+        "eventType": source.event_type,
+        "limit": source.limit,
+        "dataset": source.dataset,
+        "fields": None if source.fields is None else list(source.fields),
+        "metrics": list(source.metrics),
+    }
+
+
+def source_from(src: Mapping[str, Any]) -> Source:
+    """A source as stored (trusted: it was validated when recorded)."""
+    return Source(
+        kind=src["kind"],
+        metric=src.get("metric"),
+        resolution=src.get("resolution") or "hour",
+        last=src.get("last"),
+        compare_to=src.get("compareTo"),
+        dimension=src.get("dimension"),
+        top=src.get("top") or 10,
+        gauge=src.get("gauge"),
+        keys=None if src.get("keys") is None else tuple(src["keys"]),
+        event_type=src.get("eventType"),
+        limit=src.get("limit") or 20,
+        dataset=src.get("dataset"),
+        fields=None if src.get("fields") is None else tuple(src["fields"]),
+        metrics=tuple(src.get("metrics") or ()),
+    )
+
+
+def parse_source(raw: Any, prefix: str = "query") -> Source:
+    """A query Pulse answers (SERIES, BREAKDOWN, GAUGE or RECENT_EVENTS), e.g. a dynamic
+    dataset's; ``ValidationError`` naming ``<prefix>.<field>``."""
+    check = _Check(prefix.rpartition(".")[0] or "")
+    found = _source({"kind": TABLE, "source": raw}, (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT), check)
+    errors = [FieldError(e.field.lstrip(".").replace("source", prefix, 1), e.message) for e in check.errors]
+    if errors or found is None:
+        raise ValidationError(errors or [FieldError(prefix, "is required")])
+    return found
 
 
 def is_text(value: object) -> bool:
@@ -176,21 +217,7 @@ def widget_from(props: Mapping[str, Any]) -> Widget:
         layout=Layout(
             lay.get("x", 0), lay.get("y", 0), lay.get("w", 12), lay.get("h", 2), lay.get("section"), lay.get("tab")
         ),
-        source=None
-        if src is None
-        else Source(
-            kind=src["kind"],
-            metric=src.get("metric"),
-            resolution=src.get("resolution") or "hour",
-            last=src.get("last"),
-            compare_to=src.get("compareTo"),
-            dimension=src.get("dimension"),
-            top=src.get("top") or 10,
-            gauge=src.get("gauge"),
-            keys=None if src.get("keys") is None else tuple(src["keys"]),
-            event_type=src.get("eventType"),
-            limit=src.get("limit") or 20,
-        ),
+        source=None if src is None else source_from(src),
         chart=props.get("chart"),
         markdown=props.get("markdown"),
         image_url=props.get("imageUrl"),
@@ -246,6 +273,7 @@ class _Check:
 
 
 def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -> Source | None:
+    check_kind = props.get("kind")
     if not allowed:
         if props.get("source") is not None:
             check.fail("source", f"a {props.get('kind')} widget shows no data; remove its source")
@@ -271,7 +299,13 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
         compare = sub.choice(raw, "compareTo", COMPARISONS, None) if kind == S_SERIES else None
         dimension = sub.text(raw, "dimension", kind == S_BREAKDOWN, 128) if kind == S_BREAKDOWN else None
         top = sub.integer(raw, "top", 10, 1, MAX_TOP) or 10
-        source = Source(kind, metric, resolution, last, compare, dimension, top)
+        more = raw.get("metrics") or []
+        if not isinstance(more, list) or not all(is_text(m) and 0 < len(m) <= 64 for m in more) or len(more) > 5:
+            sub.fail("metrics", "must be a list of at most 5 metric names")
+            more = []
+        elif more and (kind != S_SERIES or check_kind != KPI):
+            sub.fail("metrics", "only a KPI shows several metrics")
+        source = Source(kind, metric, resolution, last, compare, dimension, top, metrics=tuple(more))
     elif kind == S_GAUGE:
         gauge = sub.text(raw, "gauge", True, 64)
         keys = raw.get("keys")
@@ -285,6 +319,13 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
             sub.fail("eventType", f"{str(event_type)[:80]!r} is not an event type ({EVENT_TYPE.pattern})")
         limit = sub.integer(raw, "limit", 20, 1, MAX_RECENT) or 20
         source = Source(kind, event_type=event_type, limit=limit)
+    elif kind == S_DATASET:
+        dataset = sub.text(raw, "dataset", True, 64)
+        fields = raw.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(is_text(f) and f for f in fields)):
+            sub.fail("fields", "must be a list of column names")
+            fields = None
+        source = Source(kind, dataset=dataset, fields=None if fields is None else tuple(fields))
     check.errors.extend(sub.errors)
     return source
 

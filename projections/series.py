@@ -68,10 +68,14 @@ class Totals:
             cell.max if self.max is None else self.max if cell.max is None else max(self.max, cell.max),
         )
 
-    def value(self, aggregation: str) -> float | None:
+    def value(self, aggregation: str, decimals: int | None = None) -> float | None:
+        """The aggregation's value; sums, averages, minima and maxima are rounded to
+        ``decimals`` places, or to 15 significant digits when None (what a double holds
+        exactly: the rest is the noise of adding binary fractions, as in 0.1 + 0.2)."""
         if aggregation == COUNT:
-            found: float | None = float(self.count)
-        elif aggregation == SUM:
+            return float(self.count)
+        found: float | None
+        if aggregation == SUM:
             found = self.sum
         elif aggregation == MIN:
             found = self.min
@@ -82,7 +86,9 @@ class Totals:
         else:
             raise ValueError(f"unknown aggregation {aggregation!r}")
         # JSON has no infinities: a sum that overflowed a double is reported as unknown.
-        return found if found is None or math.isfinite(found) else None
+        if found is None or not math.isfinite(found):
+            return None
+        return round(found, decimals) if decimals is not None else float(f"{found:.15g}")
 
 
 def _timestamp(field: str, moment: datetime | None) -> float | None:
@@ -168,15 +174,19 @@ def shape_points(
     cells: Iterable[CounterCell],
     aggregation: str,
     partial_bucket: int | None,
+    decimals: int | None = None,
 ) -> list[Point]:
     """One point per bucket, zero-filled, in bucket order."""
     by_bucket = {cell.bucket: Totals().add(cell) for cell in cells}
     empty = Totals()
-    return [_point(bucket, by_bucket.get(bucket, empty), aggregation, bucket == partial_bucket) for bucket in buckets]
+    return [
+        _point(bucket, by_bucket.get(bucket, empty), aggregation, bucket == partial_bucket, decimals)
+        for bucket in buckets
+    ]
 
 
-def _point(bucket: int, totals: Totals, aggregation: str, partial: bool) -> Point:
-    return Point(bucket=bucket, value=totals.value(aggregation), count=totals.count, partial=partial)
+def _point(bucket: int, totals: Totals, aggregation: str, partial: bool, decimals: int | None = None) -> Point:
+    return Point(bucket=bucket, value=totals.value(aggregation, decimals), count=totals.count, partial=partial)
 
 
 def previous_buckets(bucketing: Bucketing, resolution: str, buckets: list[int], comparison: str) -> list[int]:
@@ -298,7 +308,7 @@ def read_series(
     """Points of ``buckets`` and, with a comparison, the aligned previous points."""
     partial = current_bucket(bucketing, resolution, now)
     cells = views.read_counters(metric.key, resolution, buckets[0], bucketing.end(resolution, buckets[-1]), where)
-    points = shape_points(buckets, cells, metric.aggregation, partial)
+    points = shape_points(buckets, cells, metric.aggregation, partial, metric.decimals)
     if comparison is None:
         return points, None
     earlier = previous_buckets(bucketing, resolution, buckets, comparison)
@@ -309,13 +319,14 @@ def read_series(
     previous = []
     for point, bucket in zip(points, earlier, strict=True):
         if not point.partial:
-            previous.append(_point(bucket, by_bucket.get(bucket, Totals()), metric.aggregation, False))
+            previous.append(_point(bucket, by_bucket.get(bucket, Totals()), metric.aggregation, False, metric.decimals))
             continue
         reads = partial_cut(bucketing, resolution, point.bucket, bucket, now, retention or Retention())
         if reads is None:
             previous.append(Point(bucket=bucket, value=None, count=0, partial=True))
         else:
-            previous.append(_point(bucket, _totals(views, metric.key, reads, where), metric.aggregation, True))
+            totals = _totals(views, metric.key, reads, where)
+            previous.append(_point(bucket, totals, metric.aggregation, True, metric.decimals))
     return points, previous
 
 
@@ -354,7 +365,7 @@ def read_breakdown(
         groups[cell.group] = groups.get(cell.group, Totals()).add(cell)
     rows = []
     for key, totals in groups.items():
-        value = totals.value(metric.aggregation)
+        value = totals.value(metric.aggregation, metric.decimals)
         if value is not None:
             rows.append(BreakdownRow(key=key, value=value, count=totals.count))
     rows.sort(key=lambda row: (-row.value, row.key))

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import RESOLUTIONS, MetricCatalog
+from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, EventStore, PositionedViewStore
 from projections.buckets import Bucketing, Retention
 from projections.counters import PROJECTION, MetricsProjection
@@ -199,13 +200,32 @@ class PositionedCounters:
         if self.runner.sync_definitions(self._current(), self._history) is not None:
             self._checkpoint = None
 
+    #: A parked event is retried as a batch of its own partition (``domain.parked``).
+    retries_parked = True
+
     def handle(self, batch: FeedBatch) -> bool:
+        if is_retry_partition(batch.partition):
+            return self._retry_parked(batch)
         own = self.position(batch.partition)
         if batch.upto <= own:
             return False
         applied = self.runner.process(batch.facts_after(own), after=own, upto=batch.upto)
         self._checkpoint = None
         return applied
+
+    def _retry_parked(self, batch: FeedBatch) -> bool:
+        """A parked event, applied exactly once by the checkpoint of its retry partition,
+        with the definitions of the live read model."""
+        runner = ProjectionRunner(self.events, self.views, self.bucketing, batch.partition)
+        runner.catalog = self.runner.catalog
+        runner._projection = self.runner.projection  # the same definitions
+        current = runner.checkpoint()
+        if batch.upto <= current.position:
+            return False
+        if current.definitions_version != runner.catalog.version:
+            with self.views.rebuild(self.name, batch.partition, current.position, runner.catalog.version, [], []):
+                pass  # nothing to rebuild: the retry partition only records its definitions version
+        return runner.process(batch.facts_after(current.position), after=current.position, upto=batch.upto)
 
     def flush(self) -> None:
         return None  # every batch is applied as it comes

@@ -25,19 +25,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from domain import dashboards as agg
 from domain.access import Principal, require
 from domain.clock import Clock, now_utc
 from domain.dashboards import PUBLIC, Dashboard, Version
+from domain.datasets import Table
 from domain.errors import FieldError, NotFound, ValidationError
-from domain.events import RecordedEvent
-from domain.ports import EventStore, GaugeReading, RecentEventsReader, gauge_marker, metric_marker, recent_marker
-from domain.widgets import KPI, S_BREAKDOWN, S_GAUGE, S_RECENT, S_SERIES, Widget, check_sections, parse_widget
+from domain.ports import EventStore, RecentEventsReader, gauge_marker, metric_marker, recent_marker
+from domain.widgets import (
+    KPI,
+    S_BREAKDOWN,
+    S_DATASET,
+    S_GAUGE,
+    S_RECENT,
+    S_SERIES,
+    TABLE,
+    Widget,
+    check_sections,
+    parse_widget,
+    source_from,
+)
 from projections import series as shaping
-from services.metrics import MetricsService, SeriesAnswer
+from services.datasets import DatasetsService
+from services.metrics import MetricsService
+from services.widget_data import WidgetData, kpi_of, select_columns, table_of
 
 #: How stale another process's edits may look.
 REFRESH_SECONDS = 0.5
@@ -77,10 +91,12 @@ class DashboardCache:
                 if events:
                     known = _copy(known)
                     known.apply(events)
+                if not known.exists:
+                    return None  # not cached: probing random slugs must not grow the cache
                 self._dashboards[slug] = known
                 self._checked[slug] = now
             found = self._dashboards[slug]
-        return found if found.exists else None
+        return found
 
     def put(self, dashboard: Dashboard) -> None:
         """A command's result: newer than anything cached."""
@@ -109,27 +125,6 @@ def _copy(dashboard: Dashboard) -> Dashboard:
 
 
 @dataclass(frozen=True, slots=True)
-class Kpi:
-    """A metric's value over a widget's range, and over the period it is compared with."""
-
-    value: float | None
-    previous: float | None
-    change_percent: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class WidgetData:
-    widget: Widget
-    series: SeriesAnswer | None = None
-    kpi: Kpi | None = None
-    breakdown: list[shaping.BreakdownRow] | None = None
-    gauges: list[GaugeReading] | None = None
-    events: list[RecordedEvent] | None = None
-    #: ``(code, message)`` when the source could not be read; the other widgets still resolve.
-    error: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ResolvedDashboard:
     dashboard: Dashboard = field(compare=False)
     version: Version
@@ -142,37 +137,20 @@ class ResolvedDashboard:
     at: float = field(compare=False)
 
 
-def _combine(aggregation: str, points: Sequence[shaping.Point]) -> float | None:
-    """One value for a range from its points (avg weighted by count: exact)."""
-    values = [(p.value, p.count) for p in points if p.value is not None]
-    if not values:
-        return None if aggregation in ("min", "max", "avg") else 0.0
-    if aggregation == "min":
-        return min(v for v, _ in values)
-    if aggregation == "max":
-        return max(v for v, _ in values)
-    if aggregation == "avg":
-        total = sum(c for _, c in values)
-        return sum(v * c for v, c in values) / total if total else None
-    return float(sum(v for v, _ in values))
-
-
-def kpi_of(answer: SeriesAnswer) -> Kpi:
-    aggregation = answer.metric.aggregation
-    value = _combine(aggregation, answer.points)
-    previous = None if answer.previous is None else _combine(aggregation, answer.previous)
-    change = None
-    if value is not None and previous:
-        change = (value - previous) / abs(previous) * 100
-    return Kpi(value, previous, change)
-
-
 class DashboardsService:
-    def __init__(self, events: EventStore, metrics: MetricsService, recent: RecentEventsReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        metrics: MetricsService,
+        recent: RecentEventsReader,
+        clock: Clock,
+        datasets: DatasetsService | None = None,
+    ) -> None:
         self.events = events
         self.metrics = metrics
         self.recent = recent
         self.clock = clock
+        self.datasets = datasets
         self.cache = DashboardCache(events)
 
     # --- visibility ------------------------------------------------------------------
@@ -271,7 +249,11 @@ class DashboardsService:
                     VIEWER, source.metric or "", source.resolution, span, (), source.compare_to, now
                 )
                 if widget.kind == KPI:
-                    return WidgetData(widget, series=answer, kpi=kpi_of(answer))
+                    kpis = [(answer.metric.name, kpi_of(answer))]
+                    for name in source.metrics:
+                        more = self.metrics.series(VIEWER, name, source.resolution, span, (), source.compare_to, now)
+                        kpis.append((more.metric.name, kpi_of(more)))
+                    return WidgetData(widget, series=answer, kpi=kpis[0][1], kpis=tuple(kpis))
                 return WidgetData(widget, series=answer)
             if source.kind == S_BREAKDOWN:
                 rows = self.metrics.breakdown(
@@ -288,6 +270,10 @@ class DashboardsService:
                 return WidgetData(widget, gauges=readings)
             if source.kind == S_RECENT:
                 return WidgetData(widget, events=self.recent.recent_events(source.event_type, source.limit))
+            if source.kind == S_DATASET and self.datasets is not None:
+                return WidgetData(
+                    widget, table=select_columns(self.dataset_table(source.dataset or "", now), source.fields)
+                )
         except ValidationError as exc:
             return WidgetData(widget, error=("BAD_WIDGET_SOURCE", str(exc)))
         except NotFound as exc:
@@ -302,15 +288,59 @@ class DashboardsService:
             if source is None:
                 continue
             if source.kind in (S_SERIES, S_BREAKDOWN) and source.metric:
-                try:
-                    keys.add(metric_marker(self.metrics.resolve_metric(source.metric).key))
-                except ValidationError:
-                    continue  # the widget shows its error until the metric exists; its key would not move
+                for name in (source.metric, *source.metrics):
+                    try:
+                        keys.add(metric_marker(self.metrics.resolve_metric(name).key))
+                    except ValidationError:
+                        continue  # the widget shows its error until the metric exists; its key would not move
             elif source.kind == S_GAUGE and source.gauge:
                 keys.add(gauge_marker(source.gauge))
             elif source.kind == S_RECENT:
                 keys.add(recent_marker(source.event_type or "*"))
+            elif source.kind == S_DATASET and self.datasets is not None and source.dataset:
+                try:
+                    query = self.datasets.found(source.dataset).query
+                except NotFound:
+                    continue
+                if query is not None:  # a dynamic dataset: its query's markers
+                    inner = Widget(id=source.dataset, kind=TABLE, title="", source=source_from(query))
+                    keys |= self.markers(replace(version, definition=replace(version.definition, widgets=(inner,))))
         return frozenset(keys)
+
+    def dataset_table(self, name: str, now: float | None = None) -> Table:
+        """A dataset's rows: a static one's, or a dynamic one's query answered now."""
+        if self.datasets is None:
+            raise NotFound(f"no dataset {name!r}")
+        query = self.datasets.found(name).query
+        if query is None:
+            return self.datasets.table(name)
+        data = self.widget_data(
+            Widget(id=name, kind=TABLE, title=name, source=source_from(query)), now or self.clock.now()
+        )
+        if data.error is not None:
+            raise ValidationError([FieldError("query", f"dataset {name!r}: {data.error[1]}")])
+        return table_of(data, self.metrics.bucketing)
+
+    def dataset_users(self, name: str) -> list[str]:
+        """``slug/widget`` of every widget showing dataset ``name`` in a version that is not INACTIVE."""
+        users = []
+        for dashboard in self.cache.all():
+            for version in dashboard.versions:
+                if version.state == agg.INACTIVE:
+                    continue
+                for widget in version.definition.widgets:
+                    source = widget.source
+                    found = f"{dashboard.slug}/{widget.id}"
+                    if source is not None and source.dataset == name and found not in users:
+                        users.append(found)
+        return users
+
+    def datasets_version(self, version: Version) -> int:
+        """A number that grows whenever a dataset the version's widgets show is replaced."""
+        if self.datasets is None:
+            return 0
+        names = {w.source.dataset for w in version.definition.widgets if w.source and w.source.dataset}
+        return sum(self.datasets.version(name) for name in names)
 
     def stream_version(self, slug: str) -> int:
         """The dashboard stream's version as this process knows it (for live updates)."""
@@ -401,7 +431,5 @@ __all__ = [
     "DRAFT",
     "DashboardCache",
     "DashboardsService",
-    "Kpi",
     "ResolvedDashboard",
-    "WidgetData",
 ]

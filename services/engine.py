@@ -5,7 +5,11 @@ reads batches of recorded events and hands each one to ``ProjectionEngine.handle
 engine gives the batch to every projection handler; each keeps its own checkpoint per
 partition, skips what it has applied already, and applies its changes with the
 checkpoint move at once (exactly once, whatever the redelivery). An error in one handler
-is logged and retried after ``retry_seconds``; the others go on. A store outage
+is logged and retried with backoff (``retry_seconds``, doubling up to
+``max_backoff_seconds``); the others go on. After ``retries`` failed tries, when the
+engine has a ``parked`` store, it feeds that handler the failing batch one event at a
+time, parks the event(s) that raise (``domain.parked``) and moves the handler past them
+with an empty batch, so one poison event never stalls a read model. A store outage
 (``StoreUnavailable``) is not a handler's fault: it stops the batch for everyone, and the
 driver retries it.
 
@@ -26,11 +30,15 @@ from typing import Any, Protocol
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
+from domain.parked import ParkedEvent, ParkedEvents
 from domain.ports import CheckpointConflict, Projection, ProjectionStore
 
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+#: Failed tries of a batch before its poison event(s) are isolated and parked.
+RETRIES = 5
+MAX_BACKOFF_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,9 @@ class ReadModelHandler:
         self.name = projection.name
         self._positions: dict[str, int] = {}
 
+    #: A parked event is retried as a batch of its own partition (``domain.parked``).
+    retries_parked = True
+
     def position(self, partition: str) -> int:
         found = self._positions.get(partition)
         if found is None:
@@ -149,6 +160,13 @@ class HandlerState:
     failures: int = 0
     retry_at: float = 0.0
     last_error: str | None = None
+    #: Failures that may be a poison event's (not checkpoint conflicts), and when the first was.
+    poison_failures: int = 0
+    first_failure: float | None = None
+
+    def recovered(self) -> None:
+        self.failures = self.poison_failures = 0
+        self.first_failure = self.last_error = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +184,12 @@ class ProjectionEngine:
     handlers: Sequence[ProjectionHandler]
     retry_seconds: float = RETRY_SECONDS
     clock: Callable[[], float] = time.monotonic
+    #: Where poison events go after ``retries`` failed tries; None: retry forever.
+    parked: ParkedEvents | None = None
+    retries: int = RETRIES
+    max_backoff_seconds: float = MAX_BACKOFF_SECONDS
+    #: Epoch seconds, for the parked records' failure times.
+    wall_clock: Callable[[], float] = time.time
     _states: list[HandlerState] = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -186,12 +210,65 @@ class ProjectionEngine:
     def _failed(self, state: HandlerState, exc: Exception) -> None:
         state.failures += 1
         state.last_error = f"{type(exc).__name__}: {exc}"
-        state.retry_at = self.clock() + self.retry_seconds
+        delay = min(self.retry_seconds * 2 ** min(state.failures - 1, 16), self.max_backoff_seconds)
+        state.retry_at = self.clock() + delay
         state.handler.forget()
         if isinstance(exc, CheckpointConflict):
             log.warning("%s; re-reading it", exc)
         else:
-            log.exception("projection %s failed; retrying in %.0f s", state.handler.name, self.retry_seconds)
+            state.poison_failures += 1
+            if state.first_failure is None:
+                state.first_failure = self.wall_clock()
+            log.exception(
+                "projection %s failed (try %d); retrying in %.1f s", state.handler.name, state.poison_failures, delay
+            )
+
+    def _isolating(self, state: HandlerState) -> bool:
+        return self.parked is not None and state.poison_failures >= self.retries
+
+    def _isolate(self, state: HandlerState, batch: FeedBatch) -> bool:
+        """Apply ``batch`` to a handler that failed on it ``retries`` times, one event at a
+        time, parking each event that raises and moving the handler past it with an empty
+        batch (exactly once, as every batch). True when anything was applied."""
+        assert self.parked is not None
+        handler = state.handler
+        handler.forget()
+        own = handler.position(batch.partition)
+        applied = False
+        for event in batch.events:
+            position = event.position or 0
+            if position <= own or position > batch.upto:
+                continue
+            try:
+                applied |= handler.handle(FeedBatch(batch.partition, own + 1, position, [event], batch.replay))
+            except (StoreUnavailable, CheckpointConflict):
+                raise
+            except Exception as exc:
+                handler.forget()
+                self._park(state, batch.partition, event, exc)
+                handler.handle(FeedBatch(batch.partition, own + 1, position, [], batch.replay))
+            own = position
+        if batch.upto > own:
+            applied |= handler.handle(FeedBatch(batch.partition, own + 1, batch.upto, [], batch.replay))
+        return applied
+
+    def _park(self, state: HandlerState, partition: str, event: RecordedEvent, exc: Exception) -> None:
+        assert self.parked is not None
+        now = self.wall_clock()
+        error = f"{type(exc).__name__}: {exc}"
+        attempts = state.poison_failures + 1
+        self.parked.park(
+            ParkedEvent(state.handler.name, partition, event, error, attempts, state.first_failure or now, now)
+        )
+        log.error(
+            "projection %s parked event %s (position %s) after %d tries: %s; `pulse parked list` shows it",
+            state.handler.name,
+            event.id,
+            event.position,
+            attempts,
+            error,
+            exc_info=exc,
+        )
 
     def prepare(self) -> None:
         for state in self._ready():
@@ -208,6 +285,19 @@ class ProjectionEngine:
         ready = self._ready() or self._states
         return min(state.handler.position(partition) for state in ready)
 
+    def behind(self, partition: str) -> bool:
+        """Whether a handler backing off after an error is behind the ready ones in
+        ``partition``: a driver that cannot re-read from each handler's own checkpoint (a
+        stream shard's reader, a Lambda batch) must wait for it instead of reading on."""
+        now = self.clock()
+        waiting = [state for state in self._states if state.retry_at > now]
+        if not waiting:
+            return False
+        ready = [state for state in self._states if state.retry_at <= now]
+        if not ready:
+            return True
+        return min(s.handler.position(partition) for s in waiting) < min(s.handler.position(partition) for s in ready)
+
     def lowest(self, partition: str) -> int:
         """The lowest checkpoint of every handler, whether or not it is backing off."""
         return min(state.handler.position(partition) for state in self._states)
@@ -217,10 +307,13 @@ class ProjectionEngine:
         failed: list[str] = []
         for state in self._ready():
             try:
-                if state.handler.handle(batch):
+                if self._isolating(state) and batch.events:
+                    done = self._isolate(state, batch)
+                else:
+                    done = state.handler.handle(batch)
+                if done:
                     applied.append(state.handler.name)
-                state.failures = 0
-                state.last_error = None
+                state.recovered()
             except StoreUnavailable:
                 for each in self._states:
                     each.handler.forget()

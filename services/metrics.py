@@ -20,6 +20,7 @@ from domain.access import Principal, require
 from domain.clock import Clock
 from domain.errors import FieldError, ValidationError
 from domain.metrics import GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, Checkpoints, CounterReader, EventStore, GaugeReading, PositionedLog
 from projections import series as shaping
 from projections.buckets import Bucketing
@@ -174,6 +175,8 @@ class MetricsService:
         now = time.time()
         states = []
         for cp in checkpoints:
+            if is_retry_partition(cp.partition):
+                continue  # a retried parked event's checkpoint (domain.parked), not a feed's
             lag_events: int | None = None
             lag_seconds: float | None = None
             if cp.partition == "" and isinstance(self.events, PositionedLog):

@@ -46,9 +46,17 @@ METRICS = [
         "aggregation": "SUM",
         "valueProperty": "amount",
         "dimensions": ["category", "store"],
+        "decimals": 2,
     },
     {"name": "orders", "eventType": "sale", "aggregation": "COUNT", "dimensions": ["store"]},
-    {"name": "basket", "eventType": "sale", "aggregation": "AVG", "valueProperty": "amount", "dimensions": ["store"]},
+    {
+        "name": "basket",
+        "eventType": "sale",
+        "aggregation": "AVG",
+        "valueProperty": "amount",
+        "dimensions": ["store"],
+        "decimals": 2,
+    },
 ]
 GAUGES = [{"name": "stock", "eventType": "stock_level", "valueProperty": "level", "keyProperty": "product"}]
 

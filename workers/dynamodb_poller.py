@@ -129,6 +129,10 @@ class DynamoPoller:
         applied = 0
         finished_any = False
         for shard in ready_shards(self.shards(), self._finished):
+            if self.engine.behind(shard.shard_id):
+                # A projection backs off behind the others: read on only when it can follow.
+                self._readers.pop(shard.shard_id, None)
+                continue
             reader = self._reader(shard.shard_id)
             try:
                 records = reader.read(self.read_limit)

@@ -166,6 +166,8 @@ def _apply(state: Runtime, stream_arn: str, records: list[ChangeRecord]) -> None
     handled = state.engine.handle(feed_batch(shard.shard_id, records))
     if handled.failed:
         raise RuntimeError(f"projections {', '.join(handled.failed)} failed the batch; it is retried")
+    if state.engine.behind(shard.shard_id):
+        raise RuntimeError("a projection backing off after an error missed the batch; it is retried")
 
 
 def on_event_stream(event: Mapping[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:

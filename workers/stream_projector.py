@@ -234,6 +234,10 @@ class StreamProjector:
 
     # --- as the engine's handler of the counters read model -----------------------------
 
+    #: A parked event is retried as a batch of its own partition (``domain.parked``): the
+    #: items' guards of that partition make it exactly once, as for a shard.
+    retries_parked = True
+
     @property
     def name(self) -> str:
         return self.projection_name

@@ -119,3 +119,61 @@ def test_a_private_dashboard_does_not_exist_for_anonymous_viewers(pulse: Pulse) 
     with pytest.raises(GraphQLError) as hidden:
         live_dashboard(pulse, ANONYMOUS, "plans", CURRENT).current()
     assert hidden.value.extensions["code"] == "NOT_FOUND"
+
+
+def test_a_replaced_dataset_is_pushed(pulse: Pulse) -> None:
+    from domain.datasets import parse_csv
+
+    pulse.datasets.upload(EDITOR, "prices", parse_csv(b"product,price\nlatte,4.2\n"), replace=False)
+    table = {"id": "prices", "kind": "TABLE", "title": "Prices", "source": {"kind": "DATASET", "dataset": "prices"}}
+    pulse.dashboards.create(EDITOR, "menu", {"name": "Menu", "visibility": "PUBLIC"}, [table])
+    pulse.dashboards.publish(EDITOR, "menu")
+
+    def renew():
+        return live_dashboard(pulse, ANONYMOUS, "menu", CURRENT)
+
+    async def scenario() -> None:
+        live = renew()
+        first = live.current()
+        assert first.widgets[0].data.table.rows == [["latte", 4.2]]
+        stream = _follow(live, first, renew)
+        try:
+            assert await anext(stream) is first
+            pulse.datasets.upload(EDITOR, "prices", parse_csv(b"product,price\nlatte,4.5\n"), replace=True)
+            replaced = await asyncio.wait_for(anext(stream), 10)
+            assert replaced.widgets[0].data.table.rows == [["latte", 4.5]]
+        finally:
+            await stream.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_dynamic_dataset_widget_is_live(pulse: Pulse, worker: SqliteWorker, clock: FrozenClock) -> None:
+    from domain.widgets import parse_source
+
+    pulse.store.ingest([sale(1, clock.now())])
+    worker.catch_up()
+    query = parse_source({"kind": "RECENT_EVENTS", "eventType": "sale", "limit": 5})
+    pulse.datasets.define(EDITOR, "latest", query, replace=False)
+    table = {"id": "latest", "kind": "TABLE", "title": "Latest", "source": {"kind": "DATASET", "dataset": "latest"}}
+    pulse.dashboards.create(EDITOR, "feed", {"name": "Feed", "visibility": "PUBLIC"}, [table])
+    pulse.dashboards.publish(EDITOR, "feed")
+
+    def renew():
+        return live_dashboard(pulse, ANONYMOUS, "feed", CURRENT)
+
+    async def scenario() -> None:
+        live = renew()
+        first = live.current()
+        assert [row[0] for row in first.widgets[0].data.table.rows] == ["sale-1"]
+        stream = _follow(live, first, renew)
+        try:
+            assert await anext(stream) is first
+            pulse.store.ingest([sale(2, clock.now())])
+            worker.catch_up()
+            pushed = await asyncio.wait_for(anext(stream), 10)
+            assert [row[0] for row in pushed.widgets[0].data.table.rows] == ["sale-2", "sale-1"]
+        finally:
+            await stream.aclose()
+
+    asyncio.run(scenario())

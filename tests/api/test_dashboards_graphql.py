@@ -3,7 +3,10 @@ one round trip with one watermark, who may see and edit what, conflicts and bad 
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +25,11 @@ WIDGETS = """
   data {
     series { points { value count } previous { value } }
     kpi { value previous changePercent }
+    kpis { metric value }
     breakdown { key value }
     gauges { key value }
     events { id type }
+    table { columns { name type } rows }
     error { code message }
   }
 """
@@ -38,7 +43,7 @@ ALL_KINDS = [
         "id": "revenue",
         "kind": "KPI",
         "title": "Revenue",
-        "source": {"kind": "SERIES", "metric": "revenue", "resolution": "HOUR", "last": 24},
+        "source": {"kind": "SERIES", "metric": "revenue", "resolution": "HOUR", "last": 24, "metrics": ["sale"]},
         "layout": {"w": 4},
     },
     {
@@ -81,6 +86,13 @@ ALL_KINDS = [
         "kind": "RECENT_EVENTS",
         "title": "Latest sales",
         "source": {"kind": "RECENT_EVENTS", "eventType": "sale", "limit": 2},
+    },
+    {
+        "id": "prices",
+        "kind": "CHART",
+        "chart": "BAR",
+        "title": "Prices",
+        "source": {"kind": "DATASET", "dataset": "prices", "fields": ["product", "price"]},
     },
 ]
 
@@ -151,9 +163,18 @@ def _counted_shop(client: FlaskClient, keys: Keys, settings: Settings, clock: Fr
 
 
 def test_every_widget_kind_resolves_in_one_round_trip(
-    client: FlaskClient, keys: Keys, editor: str, settings: Settings, clock: FrozenClock
+    client: FlaskClient,
+    keys: Keys,
+    editor: str,
+    settings: Settings,
+    clock: FrozenClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # DynamoDB without a bucket keeps datasets beside its (relative) db name
     _counted_shop(client, keys, settings, clock)
+    prices = {"name": "prices", "data": "product,price\nlatte,4.2\nmuffin,3.1\n"}
+    assert client.post("/v1/datasets", json=prices, headers=bearer(editor)).status_code == 201
     created = ok(create(client, editor, "coffee", ALL_KINDS, visibility="PUBLIC"))["createDashboard"]
     assert created["state"] == "DRAFT" and [w["id"] for w in created["widgets"]] == [w["id"] for w in ALL_KINDS]
     assert all(w["data"] is None for w in created["widgets"])  # mutations do not resolve data
@@ -164,6 +185,7 @@ def test_every_widget_kind_resolves_in_one_round_trip(
     assert shown["watermark"] is not None
     assert all(d is None for d in (data["intro"], data["logo"], data["shop"]))
     assert data["revenue"]["kpi"]["value"] == pytest.approx(10.0)
+    assert data["revenue"]["kpis"] == [{"metric": "revenue", "value": 10.0}, {"metric": "sale", "value": 3.0}]
     line = data["revenue-line"]["series"]
     assert sum(p["value"] for p in line["points"]) == pytest.approx(10.0) and len(line["previous"]) == 6
     assert data["by-category"]["breakdown"] == [{"key": "coffee", "value": 7.5}, {"key": "pastry", "value": 2.5}]
@@ -171,7 +193,26 @@ def test_every_widget_kind_resolves_in_one_round_trip(
     assert data["stock-table"]["gauges"] == [{"key": "beans", "value": 12.0}, {"key": "milk", "value": 3.0}]
     assert data["stock"]["gauges"] == [{"key": "beans", "value": 12.0}]
     assert [e["id"] for e in data["feed"]["events"]] == ["s3", "s2"]
+    assert data["prices"]["table"] == {
+        "columns": [{"name": "product", "type": "TEXT"}, {"name": "price", "type": "NUMBER"}],
+        "rows": [["latte", 4.2], ["muffin", 3.1]],
+    }
     assert all(d is None or d["error"] is None for d in data.values())
+
+    # The CSV export of a widget is its data, row for row.
+    def exported(widget: str) -> list[list[str]]:
+        response = client.get(f"/v1/dashboards/coffee/widgets/{widget}.csv")  # public: no key
+        assert response.status_code == 200, response.data
+        return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+    assert exported("by-category") == [["key", "value", "count"], ["coffee", "7.5", "2"], ["pastry", "2.5", "1"]]
+    line_csv = exported("revenue-line")
+    assert line_csv[0] == ["bucket", "value", "count", "partial", "previous_bucket", "previous_value"]
+    assert [float(row[1]) for row in line_csv[1:]] == [p["value"] for p in line["points"]]
+    assert [float(row[5]) for row in line_csv[1:]] == [p["value"] for p in line["previous"]]
+    assert exported("revenue")[1:] == [["revenue", "10", "", ""], ["sale", "3", "", ""]]
+    assert exported("stock")[1][:2] == ["beans", "12"]
+    assert [row[0] for row in exported("feed")[1:]] == ["s3", "s2"]
 
 
 def test_lifecycle_versions_and_history(client: FlaskClient, editor: str, keys: Keys) -> None:
@@ -213,6 +254,16 @@ def test_anonymous_callers_see_public_published_dashboards_and_nothing_else(
     ok(gql(client, 'mutation { updateDashboard(slug: "public-live", input: {name: "Renamed"}) { state } }', editor))
 
     assert ok(fetch(client, "public-live"))["dashboard"]["name"] == "Public-Live"
+    # Nothing beyond the published version itself: not who edits it, not that a draft is open.
+    who = '{ dashboard(slug: "public-live") { hasDraft updatedBy publishedBy copiedFrom streamVersion } }'
+    assert ok(gql(client, who))["dashboard"] == {
+        "hasDraft": False,
+        "updatedBy": None,
+        "publishedBy": None,
+        "copiedFrom": None,
+        "streamVersion": 0,
+    }
+    assert ok(gql(client, who, keys.read))["dashboard"]["hasDraft"] is True
     listed = ok(gql(client, '{ dashboards(search: "open") { slug } }'))["dashboards"]
     assert listed == [{"slug": "public-live"}]
     assert [d["slug"] for d in ok(gql(client, "{ dashboards { slug } }", keys.read))["dashboards"]] == [

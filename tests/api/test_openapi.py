@@ -35,6 +35,7 @@ from bootstrap import bootstrap, drop_tables
 from domain.clock import FrozenClock
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only, sale
+from tests.api.openapi_datasets import REQUESTS as DATASET_REQUESTS
 from tests.api.test_ingest import store_outage
 
 CHECKS = [
@@ -93,6 +94,7 @@ REQUESTS: dict[tuple[str, str, int], Send] = {
     ("GET", "/readyz", 503): lambda client, keys: client.get("/readyz"),
     ("GET", "/openapi.json", 200): lambda client, keys: client.get("/openapi.json"),
 }
+REQUESTS.update(DATASET_REQUESTS)  # datasets and CSV exports (tests/api/openapi_datasets.py)
 OUTAGES = {("POST", "/v1/events", 503), ("GET", "/v1/health", 503), ("GET", "/readyz", 503)}
 
 

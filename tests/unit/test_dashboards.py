@@ -174,6 +174,15 @@ def test_validation_names_every_bad_field(store, now) -> None:
     with pytest.raises(ValidationError) as bad_widget:
         dash.add_widget(store, ALICE, "sales", widget, now)
     assert fields(bad_widget) == ["widget.layout.w", "widget.source.last", "widget.chart"]
+    several = {
+        "id": "c2",
+        "kind": "CHART",
+        "title": "Two",
+        "source": {"kind": "SERIES", "metric": "a", "metrics": ["b"]},
+    }
+    with pytest.raises(ValidationError) as not_a_kpi:
+        dash.add_widget(store, ALICE, "sales", several, now)
+    assert fields(not_a_kpi) == ["widget.source.metrics"]
     with pytest.raises(ValidationError) as no_source:
         dash.add_widget(store, ALICE, "sales", {"id": "g", "kind": "GAUGE", "title": "Stock"}, now)
     assert fields(no_source) == ["widget.source"]

@@ -45,6 +45,10 @@ def test_a_valid_metric() -> None:
         (("ok", "sale", "count", None, [""]), ["input.dimensions[0]"]),
         (("ok", "sale", "count", None, [], [("store", "1"), ("store", "2")]), ["input.filters"]),
         (("ok", "sale", "count", None, [], [("store", 3)]), ["input.filters[0].value"]),
+        (("ok", "sale", "count", None, [], [], "input", 2), ["input.decimals"]),
+        (("ok", "sale", "sum", "amount", [], [], "input", -1), ["input.decimals"]),
+        (("ok", "sale", "sum", "amount", [], [], "input", 13), ["input.decimals"]),
+        (("ok", "sale", "sum", "amount", [], [], "input", 2.5), ["input.decimals"]),
     ],
 )
 def test_invalid_metrics_name_each_bad_field(args: tuple, expected: list[str]) -> None:

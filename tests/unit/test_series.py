@@ -226,6 +226,25 @@ def test_breakdown_orders_by_value_and_names_bad_arguments(views: SqliteViewStor
     assert field_of(exc) == "top"
 
 
+def test_money_sums_read_as_a_person_expects(views: SqliteViewStore) -> None:
+    """Float sums of decimal amounts carry binary noise (0.1 + 0.2 = 0.30000000000000004):
+    values read rounded to the metric's decimals, or to 15 significant digits without them."""
+    amounts = [223.25, 361.05, 115.15, 472.69, 450.81, 16.26, 13.7]
+    facts = [sale(n, at("2026-11-23T09:10:00+00:00"), amount, store="a") for n, amount in enumerate(amounts, 1)]
+    assert sum(amounts) == 1652.9099999999999  # the noise this test is about
+    day = UTC_BUCKETS.floor("day", NOW)
+    plain = defs.validate_metric("revenue", "sale", "sum", "amount", ["store"])
+    cents = defs.validate_metric("revenue", "sale", "sum", "amount", ["store"], decimals=2)
+    basket = defs.validate_metric("revenue", "sale", "avg", "amount", ["store"], decimals=1)
+    views.apply("metrics", "", MetricsProjection([plain], [], UTC_BUCKETS).project(facts), 0, len(facts), 0)
+    buckets = series.plan_buckets(UTC_BUCKETS, "day", NOW, series.Span(last=1))
+    for metric, expected in ((plain, 1652.91), (cents, 1652.91), (basket, 236.1)):
+        points, _ = series.read_series(views, UTC_BUCKETS, metric, "day", buckets, {}, NOW, None)
+        assert points[0].value == expected
+        rows = series.read_breakdown(views, metric, "store", "day", day, day + 86400, top=1)
+        assert rows[0].value == expected
+
+
 def test_filters_must_name_dimensions_of_the_metric() -> None:
     revenue = defs.validate_metric("revenue", "sale", "sum", "amount", ["store", "category"])
     assert series.where_of(revenue, [("category", "tea")]) == {1: "tea"}

@@ -1,0 +1,42 @@
+"""Opens the parked-events store of a backend, where its projections' checkpoints live:
+the views db (SQLite), the views table (DynamoDB), memory for the test fake."""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from domain.parked import ParkedEvents
+from storage.memory_parked import MemoryParkedEvents
+
+if TYPE_CHECKING:
+    from bootstrap import Pulse
+    from services.parked import ParkedService
+
+# The fake's stores, one per in-memory view store (so per settings.db, as bootstrap.memory).
+_memory: weakref.WeakKeyDictionary[Any, MemoryParkedEvents] = weakref.WeakKeyDictionary()
+
+
+def open_parked(backend: Any) -> ParkedEvents:
+    """The parked events of ``backend`` (a ``bootstrap.Backend``)."""
+    if backend.name == "sqlite":
+        from storage.sqlite_parked import SqliteParkedEvents
+
+        return SqliteParkedEvents(backend.views.connection, backend.views.path)
+    if backend.name == "dynamodb":
+        from storage.dynamodb_parked import DynamoParkedEvents
+
+        return DynamoParkedEvents.from_settings(backend.settings)
+    found = _memory.get(backend.views)
+    if found is None:
+        found = _memory[backend.views] = MemoryParkedEvents()
+    return found
+
+
+def parked_service(pulse: Pulse) -> ParkedService:
+    """The ``services.parked.ParkedService`` of a ``bootstrap.Pulse``, built once per Pulse
+    (it holds the backend's projection handlers, to retry events through them)."""
+    from bootstrap import WorkerOptions
+    from services.parked import ParkedService
+
+    return pulse.cached("parked_service", lambda: ParkedService(pulse.parked, pulse.backend.handlers(WorkerOptions())))

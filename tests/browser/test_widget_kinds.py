@@ -55,7 +55,15 @@ WIDGETS = [
         "kind": "KPI",
         "title": "Revenue",
         "format": "CURRENCY",
-        "source": {**SERIES, "resolution": "DAY", "last": 1},
+        "source": {**SERIES, "resolution": "DAY", "last": 1, "metrics": ["orders"]},
+    },
+    {"id": "prices", "kind": "TABLE", "title": "Prices", "source": {"kind": "DATASET", "dataset": "prices"}},
+    {
+        "id": "price-chart",
+        "kind": "CHART",
+        "chart": "COLUMN",
+        "title": "Prices chart",
+        "source": {"kind": "DATASET", "dataset": "prices", "fields": ["product", "price"]},
     },
     {
         "id": "split",
@@ -91,6 +99,13 @@ def publish(server: Server, spec: dict[str, Any]) -> None:
 
 
 def test_every_widget_kind_is_drawn(demo_server: Server, page: Page) -> None:
+    response = requests.post(
+        f"{demo_server.url}/v1/datasets",
+        json={"name": "prices", "data": "product,price,launched\nlatte,4.2,2024-03-01\nmug,12,2025-01-15\n"},
+        headers={"Authorization": f"Bearer {demo_server.admin}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
     publish(demo_server, {"slug": "every-kind", "name": "Every kind", "visibility": "PUBLIC", "widgets": WIDGETS})
     page.goto(f"{demo_server.url}/d/every-kind")
     expect(page.get_by_role("heading", name="Every kind", level=1)).to_be_visible()
@@ -112,6 +127,11 @@ def test_every_widget_kind_is_drawn(demo_server: Server, page: Page) -> None:
     expect(page.locator("[data-widget=chart-line] canvas")).to_be_hidden()
 
     expect(page.locator("[data-widget=kpi] .kpi-value")).to_contain_text("$")
+    expect(page.locator("[data-widget=kpi] .kpi-more li[data-metric=orders]")).to_contain_text("orders:")
+    expect(page.locator("[data-widget=prices] th")).to_have_text(["product", "price", "launched"])
+    expect(page.locator("[data-widget=prices] tbody tr").first).to_contain_text("latte")
+    expect(page.locator("[data-widget=price-chart] canvas")).to_be_visible()
+    assert "mug: 12" in page.locator("[data-widget=price-chart] canvas").get_attribute("aria-label")
     expect(page.locator("[data-widget=split] th").first).to_have_text("Category")
     expect(page.locator("[data-widget=split] tbody tr").first).to_contain_text("$")
     expect(page.locator("[data-widget=levels] meter")).not_to_have_count(0)

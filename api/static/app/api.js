@@ -15,7 +15,7 @@ export function signOut() {
   sessionStorage.removeItem(KEY);
 }
 
-function authHeaders() {
+export function authHeaders() {
   const key = apiKey();
   return key ? { Authorization: `Bearer ${key}` } : {};
 }

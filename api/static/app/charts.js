@@ -8,6 +8,17 @@ const PALETTE = ['#1f5fbf', '#c2410c', '#15803d', '#7e22ce', '#b91c1c', '#0f766e
 /** Labels and datasets of a widget's data: a series (with its previous period) or a breakdown. */
 export function chartData(widget, points) {
   const data = widget.data || {};
+  if (data.table) {
+    // A dataset: the first column labels the points, each NUMBER column after it is a series.
+    const { columns, rows } = data.table;
+    return {
+      labels: rows.map((row) => String(row[0] ?? '')),
+      datasets: columns
+        .map((column, i) => ({ column, i }))
+        .filter(({ column, i }) => i > 0 && column.type === 'NUMBER')
+        .map(({ column, i }) => ({ label: column.name, data: rows.map((row) => row[i]) })),
+    };
+  }
   if (data.breakdown) {
     return {
       labels: data.breakdown.map((row) => row.key),

@@ -1,8 +1,8 @@
 // /d/<slug>: a dashboard, drawn once from `dashboard`, then kept live by `dashboardUpdated`.
-import { follow, gql } from './api.js';
+import { authHeaders, follow, gql } from './api.js';
 import { announce, clear, h, fill } from './dom.js';
 import { ago } from './format.js';
-import { csvRows, toCsv, WidgetCard } from './widgets.js';
+import { WidgetCard } from './widgets.js';
 
 export const DASHBOARD_FIELDS = `
   slug name description tags visibility version state streamVersion releaseNotes publishedAt watermark computedAt
@@ -10,9 +10,11 @@ export const DASHBOARD_FIELDS = `
     id kind title description chart markdown imageUrl alt tabs format
     layout { x y w h section tab }
     columns { field label format }
-    source { kind metric resolution last compareTo dimension top gauge keys eventType limit }
+    source { kind metric resolution last compareTo dimension top gauge keys eventType limit dataset fields metrics }
     data {
       kpi { value previous changePercent }
+      kpis { metric value previous changePercent }
+      table { columns { name type } rows }
       series { resolution watermark points { bucket value count partial } previous { bucket value } }
       breakdown { key value count }
       gauges { key value occurredAt eventId }
@@ -29,9 +31,14 @@ const RANGES = [
   ['15', 'Last 15 minutes'],
 ];
 
-function download(widget) {
-  const blob = new Blob([toCsv(csvRows(widget))], { type: 'text/csv' });
-  const link = h('a', { href: URL.createObjectURL(blob), download: `${widget.id}.csv` });
+/** The widget's CSV from Pulse's export route (the dashboard's visibility, the caller's key). */
+async function download(slug, widget) {
+  const response = await fetch(`/v1/dashboards/${encodeURIComponent(slug)}/widgets/${encodeURIComponent(widget.id)}.csv`, { headers: authHeaders() });
+  if (!response.ok) {
+    announce(`Cannot download ${widget.title}: Pulse answered ${response.status}`);
+    return;
+  }
+  const link = h('a', { href: URL.createObjectURL(await response.blob()), download: `${widget.id}.csv` });
   document.body.append(link);
   link.click();
   link.remove();
@@ -90,7 +97,7 @@ export class DashboardView {
     clear(this.grid);
     const sections = new Map();
     for (const widget of dashboard.widgets) {
-      const card = new WidgetCard(widget, { csv: download });
+      const card = new WidgetCard(widget, { csv: this.live ? (w) => download(dashboard.slug, w) : null });
       this.cards.set(widget.id, card);
       if (widget.kind === 'SECTION') sections.set(widget.id, card);
     }

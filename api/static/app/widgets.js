@@ -17,6 +17,7 @@ class KpiView {
 
   update(widget) {
     const kpi = widget.data?.kpi || {};
+    const more = (widget.data?.kpis || []).slice(1); // a KPI's other metrics, over the same range
     const change = kpi.changePercent;
     const direction = change === null || change === undefined ? 'flat' : change > 0 ? 'up' : change < 0 ? 'down' : 'flat';
     const arrow = { up: '▲', down: '▼', flat: '' }[direction];
@@ -31,6 +32,15 @@ class KpiView {
             : `Previous period: ${formatValue(kpi.previous, widget.format)}`
           : `${arrow} ${formatValue(Math.abs(change), 'PERCENT')} against the previous period (${formatValue(kpi.previous, widget.format)})`,
       ),
+      more.length
+        ? h(
+            'ul',
+            { class: 'kpi-more' },
+            more.map((k) =>
+              h('li', { dataset: { metric: k.metric, value: k.value ?? '' } }, `${k.metric}: ${formatValue(k.value ?? 0, widget.format)}`, k.changePercent === null || k.changePercent === undefined ? '' : ` (${k.changePercent > 0 ? '▲' : k.changePercent < 0 ? '▼' : ''} ${formatValue(Math.abs(k.changePercent), 'PERCENT')})`),
+            ),
+          )
+        : null,
     );
   }
 }
@@ -48,6 +58,7 @@ class TableView {
   }
 
   update(widget) {
+    if (widget.data?.table) return this.dataset(widget);
     const rows = rowsOf(widget);
     const columns = widget.columns.length
       ? widget.columns
@@ -71,7 +82,35 @@ class TableView {
       ),
     );
   }
+
+  dataset(widget) {
+    // A dataset's rows are lists, one cell per column; the widget's columns pick and format them by name.
+    const { columns, rows } = widget.data.table;
+    const index = new Map(columns.map((c, i) => [c.name, i]));
+    const shown = widget.columns.length
+      ? widget.columns.filter((c) => index.has(c.field)).map((c) => ({ ...c, at: index.get(c.field) }))
+      : columns.map((c, at) => ({ field: c.name, label: c.name, format: TYPE_FORMATS[c.type] || 'TEXT', at }));
+    fill(
+      this.el,
+      h(
+        'table',
+        {},
+        h('caption', { class: 'visually-hidden' }, widget.title),
+        h('thead', {}, h('tr', {}, shown.map((c) => h('th', { scope: 'col', class: c.format === 'TEXT' ? '' : 'num' }, c.label)))),
+        h(
+          'tbody',
+          {},
+          rows.length
+            ? rows.map((row) => h('tr', {}, shown.map((c) => h('td', { class: c.format === 'TEXT' ? '' : 'num' }, formatValue(row[c.at], c.format)))))
+            : h('tr', {}, h('td', { colspan: shown.length || 1 }, 'No rows yet')),
+        ),
+      ),
+    );
+  }
 }
+
+const TYPE_FORMATS = { NUMBER: 'NUMBER', DATETIME: 'DATETIME' };
+
 
 class GaugeView {
   constructor() {
@@ -218,28 +257,4 @@ export class WidgetCard {
   destroy() {
     this.view.destroy?.();
   }
-}
-
-/** A widget's data as CSV rows (header first): what the card shows, for a spreadsheet. */
-export function csvRows(widget) {
-  const data = widget.data || {};
-  if (data.series) {
-    const previous = data.series.previous;
-    return [
-      ['bucket', 'value', 'count', 'partial', ...(previous ? ['previous'] : [])],
-      ...data.series.points.map((p, i) => [p.bucket, p.value, p.count, p.partial, ...(previous ? [previous[i]?.value ?? ''] : [])]),
-    ];
-  }
-  if (data.breakdown) return [['key', 'value', 'count'], ...data.breakdown.map((r) => [r.key, r.value, r.count])];
-  if (data.gauges) return [['key', 'value', 'occurredAt'], ...data.gauges.map((r) => [r.key, r.value, r.occurredAt])];
-  if (data.events) return [['id', 'type', 'occurredAt', 'properties'], ...data.events.map((e) => [e.id, e.type, e.occurredAt, JSON.stringify(e.properties)])];
-  return [];
-}
-
-export function toCsv(rows) {
-  const cell = (v) => {
-    const text = v === null || v === undefined ? '' : String(v);
-    return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-  };
-  return rows.map((row) => row.map(cell).join(',')).join('\r\n') + '\r\n';
 }

@@ -234,6 +234,8 @@ def test_the_operations_page_shows_the_projections_to_a_reader(demo_server: Serv
     page.get_by_role("link", name="Operations").click()
     expect(page.locator("tr[data-projection=metrics]")).to_be_visible()
     expect(page.get_by_role("columnheader", name="Lag (events)")).to_be_visible()
+    expect(page.get_by_role("columnheader", name="Parked", exact=True)).to_be_visible()
+    expect(page.get_by_text("No parked events.")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key", exact=True)).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('pulse.key')") is None

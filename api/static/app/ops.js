@@ -25,20 +25,44 @@ function cell(name, value) {
   return value === null || value === undefined ? '—' : String(value);
 }
 
+/** Whether this Pulse answers `parkedEvents` (a newer schema than the app may know). */
+async function hasParked() {
+  const data = await gql('{ __schema { queryType { fields { name } } } }');
+  return data.__schema.queryType.fields.some((f) => f.name === 'parkedEvents');
+}
+
+function parkedTable(rows) {
+  if (!rows.length) return h('p', {}, 'No parked events.');
+  return h(
+    'table',
+    { class: 'ops' },
+    h('caption', { class: 'visually-hidden' }, 'Parked events'),
+    h('thead', {}, h('tr', {}, ['Projection', 'Event', 'Type', 'Attempts', 'Last failure', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.map((p) => h('tr', {}, h('td', {}, p.projection), h('td', {}, p.eventId), h('td', {}, p.eventType), h('td', { class: 'num' }, p.attempts), h('td', {}, ago(p.lastFailure)), h('td', {}, p.error)))),
+  );
+}
+
 export async function showOps(root) {
   document.title = 'Operations · Pulse';
   const body = h('div', { 'aria-live': 'polite' });
+  const parked = h('div', { 'aria-live': 'polite' });
   root.append(h('h1', {}, 'Operations'), h('p', {}, 'Projection workers: how far behind the event log they are. Refreshed every 2 s.'), body);
   let fields;
+  let withParked;
   try {
     fields = await projectionFields();
+    withParked = await hasParked();
   } catch (error) {
     body.append(h('p', { class: 'widget-error' }, error.message));
     return () => {};
   }
+  if (withParked) root.append(h('h2', {}, 'Parked events'), h('p', {}, 'Events a projection could not apply; retry or drop them with `pulse parked` or the retryParked / dropParked mutations.'), parked);
   const load = async () => {
     try {
-      const rows = (await gql(`{ projections { ${fields.join(' ')} } }`)).projections;
+      const parkedQuery = withParked ? ' parkedEvents { projection eventId eventType attempts lastFailure error }' : '';
+      const answer = await gql(`{ projections { ${fields.join(' ')} }${parkedQuery} }`);
+      if (withParked) fill(parked, parkedTable(answer.parkedEvents));
+      const rows = answer.projections;
       fill(body, 
         h(
           'table',

@@ -102,3 +102,8 @@ def test_only_the_vendored_packages_and_app_files_are_served(client: FlaskClient
     assert client.get("/vendor/chart.js/../../webapp.py").status_code == 404
     assert client.get("/app/../webapp.py").status_code == 404
     assert client.get("/app/nothing-here.js").status_code == 404
+
+
+def test_without_an_issuer_the_app_offers_api_keys_only(client: FlaskClient) -> None:
+    assert client.get("/config.json").json == {"oidc": None}
+    assert "connect-src" not in client.get("/").headers["Content-Security-Policy"]

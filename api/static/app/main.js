@@ -4,12 +4,14 @@ import { clear, h, fill } from './dom.js';
 import { showEditor, showNew } from './editor.js';
 import { showList } from './list.js';
 import { showOps } from './ops.js';
+import { finishSignIn, startSignIn } from './pkce.js';
 import { showDashboard } from './view.js';
 
 const main = document.getElementById('main');
 const account = document.getElementById('account');
 let teardown = () => {};
-let signedIn = null; // { editor: bool } once a key is accepted
+let signedIn = null; // { editor: bool } once a key (or a sign-in token) is accepted
+let oidc = null; // the issuer's hosted UI, when Pulse has one configured (/config.json)
 
 /** What the key in sessionStorage may do: editor when a no-op edit is refused for a reason other than scope. */
 async function probe() {
@@ -37,6 +39,10 @@ function drawAccount(message) {
       h('button', { type: 'button', class: 'secondary', id: 'sign-out', onclick: () => { signOut(); signedIn = null; drawAccount(); route(); } }, 'Sign out'),
     );
     return;
+  }
+  if (oidc) {
+    const host = new URL(oidc.authorizationEndpoint).host;
+    account.append(h('button', { type: 'button', id: 'oidc-sign-in', onclick: () => startSignIn(oidc) }, `Sign in with ${host}`), h('span', { class: 'who' }, 'or'));
   }
   const key = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', placeholder: 'pulse_…', required: true });
   const form = h(
@@ -111,12 +117,21 @@ document.addEventListener('click', (event) => {
 });
 window.addEventListener('popstate', route);
 
+let signInProblem = null;
+try {
+  oidc = (await (await fetch('/config.json')).json()).oidc;
+  const token = oidc ? await finishSignIn(oidc) : null;
+  if (token) signIn(token);
+} catch (error) {
+  signInProblem = `Sign-in failed: ${error.message}`;
+}
 signedIn = await probe();
 if (signedIn?.invalid) {
   signOut();
   signedIn = null;
+  signInProblem = signInProblem || 'Pulse refused the sign-in.';
 }
-drawAccount();
+drawAccount(signInProblem);
 await route();
 // When the first page was drawn, in ms since navigation started (bench/webapp_render.py reads it).
 document.body.dataset.readyMs = String(Math.round(performance.now()));

@@ -118,12 +118,21 @@ document.addEventListener('click', (event) => {
 window.addEventListener('popstate', route);
 
 let signInProblem = null;
-try {
-  oidc = (await (await fetch('/config.json')).json()).oidc;
-  const token = oidc ? await finishSignIn(oidc) : null;
-  if (token) signIn(token);
-} catch (error) {
-  signInProblem = `Sign-in failed: ${error.message}`;
+// Whether Pulse offers the issuer's sign-in; waited for only on the way back from it, so that a
+// dashboard does not wait a round trip longer to be drawn.
+const configured = fetch('/config.json')
+  .then((response) => response.json())
+  .then((config) => config.oidc)
+  .catch(() => null);
+const query = new URLSearchParams(location.search);
+if (query.has('code') || query.has('error')) {
+  try {
+    oidc = await configured;
+    const token = oidc ? await finishSignIn(oidc) : null;
+    if (token) signIn(token);
+  } catch (error) {
+    signInProblem = `Sign-in failed: ${error.message}`;
+  }
 }
 signedIn = await probe();
 if (signedIn?.invalid) {
@@ -132,6 +141,11 @@ if (signedIn?.invalid) {
   signInProblem = signInProblem || 'Pulse refused the sign-in.';
 }
 drawAccount(signInProblem);
+configured.then((found) => {
+  if (!found || oidc) return;
+  oidc = found; // also for the sign-in form shown after signing out
+  if (!signedIn && !document.getElementById('api-key')?.value) drawAccount(signInProblem);
+});
 await route();
 // When the first page was drawn, in ms since navigation started (bench/webapp_render.py reads it).
 document.body.dataset.readyMs = String(Math.round(performance.now()));

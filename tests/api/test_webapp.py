@@ -3,13 +3,22 @@ loads (HTML, modules, styles, the modules' imports) points at another host."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+import threading
+from dataclasses import replace
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from flask.testing import FlaskClient
 
+from api.app import create_app
 from api.webapp import APP_DIR
+from bootstrap import Pulse
+from domain.clock import FrozenClock
+from domain.settings import Settings
 from tests.api.conftest import Keys, bearer, http_layer_only
 
 pytestmark = http_layer_only
@@ -107,3 +116,59 @@ def test_only_the_vendored_packages_and_app_files_are_served(client: FlaskClient
 def test_without_an_issuer_the_app_offers_api_keys_only(client: FlaskClient) -> None:
     assert client.get("/config.json").json == {"oidc": None}
     assert "connect-src" not in client.get("/").headers["Content-Security-Policy"]
+
+
+def _configured(settings: Settings, pulse: Pulse, clock: FrozenClock, issuer: str) -> FlaskClient:
+    configured = replace(settings, oidc_issuer=issuer, oidc_client_id="web-client")
+    return create_app(configured, pulse.with_settings(configured, clock), clock).test_client()
+
+
+def test_with_an_issuer_the_app_gets_its_endpoints_and_may_post_to_its_token_endpoint(
+    settings: Settings, pulse: Pulse, clock: FrozenClock
+) -> None:
+    token_host = "https://pulse-test.auth.eu-west-1.amazoncognito.com"
+    document = {
+        "authorization_endpoint": f"{token_host}/oauth2/authorize",
+        "token_endpoint": f"{token_host}/oauth2/token",
+    }
+
+    class Discovery(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(document).encode() if self.path == "/pool/.well-known/openid-configuration" else b"{}"
+            self.send_response(200 if body != b"{}" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Discovery)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        issuer = f"http://127.0.0.1:{server.server_address[1]}/pool"
+        client = _configured(settings, pulse, clock, issuer)
+        assert client.get("/config.json").json == {
+            "oidc": {
+                "issuer": issuer,
+                "clientId": "web-client",
+                "authorizationEndpoint": document["authorization_endpoint"],
+                "tokenEndpoint": document["token_endpoint"],
+                "scope": "openid email profile",
+            }
+        }
+        assert client.get("/").headers["Content-Security-Policy"].endswith(f"connect-src 'self' {token_host}")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_unreachable_issuer_leaves_api_keys_not_a_500(settings: Settings, pulse: Pulse, clock: FrozenClock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
+        client = _configured(settings, pulse, clock, dead)
+        assert client.get("/config.json").json == {"oidc": None}
+        response = client.get("/d/anything")
+    assert response.status_code == 200
+    assert "connect-src" not in response.headers["Content-Security-Policy"]

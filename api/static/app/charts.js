@@ -52,6 +52,7 @@ function styled(kind, datasets) {
       borderDash: set.previous && kind === 'LINE' ? [6, 4] : undefined,
       fill: false,
       tension: 0.25,
+      cubicInterpolationMode: 'monotone', // no curve dipping below a zero bucket
       spanGaps: true,
     };
   });

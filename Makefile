@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint bench dynamodb-local clean
+.PHONY: run demo test lint bench dynamodb-local browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/pulse serve $(ARGS)
 
+# Beside `make run` (same directory, same ./pulse.db): the coffee-shop demo, until Ctrl-C.
+demo: $(STAMP)
+	$(VENV)/bin/pulse demo --duration 0 $(ARGS)
+
+# The browser tests (tests/browser/) drive the system Chromium; install it when missing, as root.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing ($(CHROMIUM)); the browser tests need it. Run: sudo apt-get install -y chromium" >&2; exit 1; fi; \
+	fi
+
 dynamodb-local: $(STAMP)
 	@command -v java >/dev/null || { echo "Java 17 is required for DynamoDB Local: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
 	$(PY) scripts/dynamodb_local.py fetch
@@ -23,7 +35,7 @@ dynamodb-local: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) dynamodb-local lint
+test: $(STAMP) dynamodb-local browser lint
 	$(PY) -m pytest
 
 clean:

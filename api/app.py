@@ -22,6 +22,7 @@ from api.ingest import ingest
 from api.observability import instrument
 from api.prometheus import metrics_endpoint
 from api.rest import v1
+from api.webapp import webapp
 from bootstrap import Pulse, bootstrap
 from domain.clock import Clock
 from domain.errors import StoreUnavailable, ValidationError
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, pulse: Pulse | None = None, clo
     app.register_blueprint(probes)
     app.register_blueprint(graphiql_assets)
     app.register_blueprint(metrics_endpoint)
+    app.register_blueprint(webapp)  # the browser app at /, its files at /app/ and /vendor/
     instrument(app)  # request ids and the per-route latency GET /metrics reports
     app.add_url_rule("/openapi.json", "openapi", lambda: jsonify(openapi_document()))
     app.add_url_rule(

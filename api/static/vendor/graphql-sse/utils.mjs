@@ -1,0 +1,9 @@
+/**
+ *
+ * utils
+ *
+ */
+/** @private */
+export function isObject(val) {
+    return typeof val === 'object' && val !== null;
+}

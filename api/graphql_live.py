@@ -310,6 +310,14 @@ class LiveMutation:
     )
     def create_stream_token(self, info: Info) -> StreamToken:
         pulse, principal = _context(info)
+        if pulse.settings.auth and principal.key_id is None:
+            # A stream token stands for an API key (checked for revocation when a stream opens);
+            # one issued to a signed-in user would name no key and every stream would refuse it.
+            raise GraphQLError(
+                f"stream tokens stand for an API key; {principal.who} signed in with a sign-in token:"
+                " send it as 'Authorization: Bearer <token>' on a fetch-based stream (graphql-sse) instead",
+                extensions={"code": "FORBIDDEN"},
+            )
         token, expires_at = guarded(lambda: stream_tokens.issue(pulse, principal.key_id))
         return StreamToken(token=token, expires_at=expires_at)
 

@@ -128,6 +128,27 @@ def graphql(root: str, field: str, arguments: str = "", variables: str = "", **v
     return call
 
 
+def stream_token(client: FlaskClient, headers: dict[str, str], seeded: dict[str, Any]) -> str:
+    """``createStreamToken``, and ``ok`` only if the token it gives opens a stream (EventSource's way)."""
+    body = client.post("/graphql", json={"query": "mutation { createStreamToken { token } }"}, headers=headers)
+    answer = _answer(body.get_json())
+    if answer != "ok":
+        return answer
+    token = body.get_json()["data"]["createStreamToken"]["token"]
+    stream = client.get(
+        "/graphql",
+        query_string={"query": "subscription { projectionStatus { name } }", "token": token},
+        headers={"Accept": "text/event-stream"},
+    )
+    try:
+        first = next(iter(stream.response))
+    finally:
+        stream.close()
+    frame = (first.decode() if isinstance(first, bytes) else first).replace("\r\n", "\n")
+    data = next(line.split(": ", 1)[1] for line in frame.splitlines() if line.startswith("data: "))
+    return "ok" if _answer(json.loads(data)) == "ok" else "token refused: " + _answer(json.loads(data))
+
+
 def seed(client: FlaskClient, keys: Keys, clock: FrozenClock) -> dict[str, Any]:
     """What every operation needs to succeed: metrics, gauges, events, dashboards (public, private,
     a draft to edit, one to archive), alert rules, datasets and an image; the ids they got."""

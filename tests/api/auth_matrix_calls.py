@@ -149,6 +149,17 @@ def stream_token(client: FlaskClient, headers: dict[str, str], seeded: dict[str,
     return "ok" if _answer(json.loads(data)) == "ok" else "token refused: " + _answer(json.loads(data))
 
 
+def dashboards_listed(client: FlaskClient, headers: dict[str, str], seeded: dict[str, Any]) -> str:
+    """``dashboards``: ``public only`` or ``all`` of the published public and private ones (or the error)."""
+    body = client.post("/graphql", json={"query": "{ dashboards { slug } }"}, headers=headers).get_json()
+    if _answer(body) != "ok":
+        return _answer(body)
+    listed = {d["slug"] for d in body["data"]["dashboards"]} & {"public", "private"}
+    return {frozenset({"public"}): "public only", frozenset({"public", "private"}): "all"}.get(
+        frozenset(listed), f"only {sorted(listed)}"
+    )
+
+
 def seed(client: FlaskClient, keys: Keys, clock: FrozenClock) -> dict[str, Any]:
     """What every operation needs to succeed: metrics, gauges, events, dashboards (public, private,
     a draft to edit, one to archive), alert rules, datasets and an image; the ids they got."""

@@ -36,6 +36,7 @@ from tests.api.auth_matrix_calls import (
     REMOTE_ADDR,
     REVENUE_RULE,
     STOCK_RULE,
+    dashboards_listed,
     graphql,
     rest,
     seed,
@@ -124,6 +125,13 @@ MATRIX: tuple[Row, ...] = (
         REST_READ,
         "from another host",
     ),
+    row(
+        "Probes and documents",
+        "GET /metrics",
+        rest("GET", "/metrics"),
+        OPEN,
+        "from this machine",
+    ),
     row("Probes and documents", "GET /v1/live", rest("GET", "/v1/live"), REST_READ),
     # REST.
     row(
@@ -188,7 +196,13 @@ MATRIX: tuple[Row, ...] = (
         READ,
     ),
     row("Queries", "Query.dashboardHistory", graphql("query", "dashboardHistory", 'slug: "public"'), READ),
-    row("Queries", "Query.dashboards", graphql("query", "dashboards"), PUBLIC, "anonymous: public published ones only"),
+    row(
+        "Queries",
+        "Query.dashboards",
+        dashboards_listed,
+        ("public only", "all", "all", "all", "public only", UNAUTH, UNAUTH),
+        "which of a public and a private one it lists",
+    ),
     row("Queries", "Query.dashboard", graphql("query", "dashboard", 'slug: "public"'), PUBLIC, "public dashboard"),
     row("Queries", "Query.dashboard", graphql("query", "dashboard", 'slug: "private"'), PRIVATE, "private dashboard"),
     row(

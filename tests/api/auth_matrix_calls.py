@@ -9,11 +9,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 from graphql import GraphQLObjectType, get_named_type, is_composite_type
 
 from api.graphql_schema import schema
+from bootstrap import Pulse
 from domain.clock import FrozenClock, now_utc
+from domain.keys import create_key
 from tests.api.conftest import Keys, bearer
 
 #: Who calls, as the matrix's columns name them; each column is exercised with every credential listed.
@@ -210,3 +213,44 @@ def seed(client: FlaskClient, keys: Keys, clock: FrozenClock) -> dict[str, Any]:
     image = client.post("/v1/images", data=PNG, headers={**admin, "Content-Type": "image/png"})
     assert image.status_code == 201, image.get_json()
     return {"image": image.get_json()["id"], "since": (now - timedelta(days=1)).isoformat()}
+
+
+def existing_targets(app: Flask) -> set[str]:
+    """Every route (method and rule) of the app and every root field of the schema."""
+    routes = {
+        f"{method} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+    }
+    graphql_schema = schema._schema
+    roots = (graphql_schema.query_type, graphql_schema.mutation_type, graphql_schema.subscription_type)
+    return routes | {f"{root.name}.{field}" for root in roots if root is not None for field in root.fields}
+
+
+def credentials(pulse: Pulse, keys: Keys, issuer: object, clock: FrozenClock) -> dict[str, dict[str, str]]:
+    now = clock.now()
+
+    def token(group: str, **claims: object) -> dict[str, str]:
+        return bearer(issuer.token(now, **{"cognito:groups": [group]}, **claims))  # type: ignore[attr-defined]
+
+    editor_key = create_key(pulse.store, "designer", ["editor"])[1]
+    return {
+        "no credentials": {},
+        "read key": bearer(keys.read),
+        "viewer token": token("viewer"),
+        "editor key": bearer(editor_key),
+        "editor token": token("editor"),
+        "admin key": bearer(keys.admin),
+        "admin token": token("admin"),
+        "ingest key": bearer(keys.ingest),
+        "revoked key": bearer(keys.revoked),
+        "expired token": token("admin", iat=int(now) - 7200, exp=int(now) - 3600),
+    }
+
+
+def expected_of(cell: str, credential: str) -> str:
+    """A cell's answer for one credential: ``key ok / token FORBIDDEN`` tells API keys and sign-in tokens apart."""
+    if " / " not in cell:
+        return cell
+    by_kind = dict(part.split(" ", 1) for part in cell.split(" / "))
+    return by_kind["token" if credential.endswith("token") else "key"]

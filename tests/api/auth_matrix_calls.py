@@ -18,6 +18,7 @@ from bootstrap import Pulse
 from domain.clock import FrozenClock, now_utc
 from domain.keys import create_key
 from tests.api.conftest import Keys, bearer
+from tests.api.test_oidc import Issuer
 
 #: Who calls, as the matrix's columns name them; each column is exercised with every credential listed.
 CALLERS: dict[str, tuple[str, ...]] = {
@@ -227,11 +228,11 @@ def existing_targets(app: Flask) -> set[str]:
     return routes | {f"{root.name}.{field}" for root in roots if root is not None for field in root.fields}
 
 
-def credentials(pulse: Pulse, keys: Keys, issuer: object, clock: FrozenClock) -> dict[str, dict[str, str]]:
+def credentials(pulse: Pulse, keys: Keys, issuer: Issuer, clock: FrozenClock) -> dict[str, dict[str, str]]:
     now = clock.now()
 
     def token(group: str, **claims: object) -> dict[str, str]:
-        return bearer(issuer.token(now, **{"cognito:groups": [group]}, **claims))  # type: ignore[attr-defined]
+        return bearer(issuer.token(now, **{"cognito:groups": [group]}, **claims))
 
     editor_key = create_key(pulse.store, "designer", ["editor"])[1]
     return {

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from api import webapp
 from api.app import create_app
 from bootstrap import Pulse
 from domain.clock import FrozenClock
@@ -43,6 +44,7 @@ from tests.api.auth_matrix_calls import (
     stream_token,
 )
 from tests.api.conftest import Keys, http_layer_only
+from tests.api.test_oidc import CLIENT, ISSUER, Issuer
 from tests.api.test_parked_events_api import park_two
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -87,7 +89,6 @@ PUBLIC = ("ok", "ok", "ok", "ok", "ok", UNAUTH, UNAUTH)
 PRIVATE = ("NOT_FOUND", "ok", "ok", "ok", "NOT_FOUND", UNAUTH, UNAUTH)
 
 CSV = "GET /v1/dashboards/<slug>/widgets/<widget_id>.csv"
-SLUG = "$slug: String!"
 RULE_INPUT = "$input: AlertRuleInput!"
 
 MATRIX: tuple[Row, ...] = (
@@ -412,9 +413,7 @@ def test_the_matrix_names_every_route_and_operation_and_nothing_else(sqlite_sett
 
 # The callers' credentials, against one app with an OIDC issuer configured (keys keep working).
 @pytest.fixture
-def issuer() -> Iterator[object]:
-    from tests.api.test_oidc import Issuer
-
+def issuer() -> Iterator[Issuer]:
     found = Issuer()
     yield found
     found.close()
@@ -422,21 +421,18 @@ def issuer() -> Iterator[object]:
 
 @pytest.fixture
 def matrix_client(
-    settings: Settings, pulse: Pulse, keys: Keys, clock: FrozenClock, issuer: object, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, pulse: Pulse, keys: Keys, clock: FrozenClock, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
 ) -> FlaskClient:
-    from api import webapp
-    from tests.api.test_oidc import CLIENT, ISSUER
-
     # The pages' Hosted UI discovery would reach for the (fictitious) Cognito domain: no sign-in button here.
     monkeypatch.setattr(webapp.discovery, "endpoints", lambda issuer: None)
-    configured = replace(settings, oidc_issuer=ISSUER, oidc_client_id=CLIENT, oidc_jwks_url=issuer.url)  # type: ignore[attr-defined]
+    configured = replace(settings, oidc_issuer=ISSUER, oidc_client_id=CLIENT, oidc_jwks_url=issuer.url)
     return create_app(configured, pulse.with_settings(configured, clock), clock).test_client()
 
 
 @http_layer_only
 @pytest.mark.parametrize("credential", CREDENTIALS)
 def test_every_caller_gets_the_documented_answer(
-    credential: str, matrix_client: FlaskClient, pulse: Pulse, keys: Keys, issuer: object, clock: FrozenClock
+    credential: str, matrix_client: FlaskClient, pulse: Pulse, keys: Keys, issuer: Issuer, clock: FrozenClock
 ) -> None:
     """A fresh store per caller, every row in table order (mutations act on seeded targets of their own)."""
     column = next(index for index, name in enumerate(COLUMNS) if credential in CALLERS[name])

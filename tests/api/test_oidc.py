@@ -122,7 +122,9 @@ def test_groups_map_to_scopes_and_api_keys_keep_working(
 ) -> None:
     now = clock.now()
     viewer = issuer.token(now)
-    admin_access = issuer.token(now, token_use="access", aud=None, client_id=CLIENT, **{"cognito:groups": ["admin"]})
+    admin_access = issuer.token(
+        now, token_use="access", aud=None, client_id=CLIENT, **{"cognito:groups": ["admin"]}
+    )
     editor = issuer.token(now, **{"cognito:groups": ["editor", "unmapped"]})
     nobody = issuer.token(now, **{"cognito:groups": None})
 
@@ -169,10 +171,8 @@ def _hmac_forgery(header: dict[str, Any], claims: dict[str, Any], secret: bytes)
 
 def _forgeries(issuer: Issuer, now: float) -> dict[str, str]:
     other_key = _new_key()
-    public_pem = (
-        issuer.keys["k1"]
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = issuer.keys["k1"].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     unsigned = jwt.encode({"sub": "x", "iss": ISSUER, "aud": CLIENT, "exp": int(now) + 60}, None, algorithm="none")
     return {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from domain import alerts as rules
 from domain.alert_states import ALERTING
@@ -76,16 +76,20 @@ class RuleStates:
         self._checked = now
 
     def all(self) -> list[RuleState]:
-        """The rules that exist (copies are not made: callers only read)."""
+        """The rules that exist: snapshots, which a later catch-up (another thread's) leaves alone."""
         with self._lock:
             self._catch_up()
-            return [s for s in self._states.values() if s.exists]
+            return [_snapshot(s) for s in self._states.values() if s.exists]
 
     def version(self) -> int:
         """Grows whenever any rule's stream (or the index) does."""
         with self._lock:
             self._catch_up()
             return self._index_version + sum(s.version for s in self._states.values())
+
+
+def _snapshot(state: RuleState) -> RuleState:
+    return replace(state, instances=dict(state.instances), history=list(state.history))
 
 
 def alerting(

@@ -43,3 +43,28 @@ def test_the_demo_dashboard_shows_its_alerts_and_ops_shows_the_rules_states(demo
     expect(rule).to_be_visible()
     expect(rule.locator(f"li[data-instance={PRODUCT}][data-state=FIRING]")).to_be_visible()
     expect(page.get_by_role("columnheader", name="Instances")).to_be_visible()
+
+
+def test_an_editor_adds_an_alerts_widget(demo_server: Server, page: Page) -> None:
+    _, secret = demo_server.key("alerts-designer", "editor")
+    sign_in(page, demo_server, secret)
+    page.get_by_role("link", name="New dashboard").click()
+    page.get_by_label("Name", exact=True).fill("Alert board")
+    page.get_by_role("button", name="Create draft").click()
+    expect(page).to_have_url(f"{demo_server.url}/edit/alert-board")
+
+    form = page.get_by_role("form", name="Add a widget")
+    form.get_by_label("Title", exact=True).fill("Stock alerts")
+    form.get_by_label("Kind", exact=True).select_option("ALERTS")
+    expect(form.get_by_label("Metric", exact=True)).to_be_hidden()
+    form.get_by_label("Severities", exact=True).select_option(label="Critical and warning")
+    form.get_by_label("Alert rules", exact=True).fill("low-stock")
+    form.get_by_role("button", name="Add widget").click()
+    expect(page.locator(".widget-list li")).to_have_count(1)
+    expect(page.locator(".preview [data-kind=ALERTS]").get_by_role("list", name="Stock alerts")).to_be_visible()
+
+    query = '{ dashboard(slug: "alert-board", draft: true) { widgets { kind source { kind severities rules } } } }'
+    saved = demo_server.graphql(query, secret)["data"]["dashboard"]["widgets"]
+    assert saved == [
+        {"kind": "ALERTS", "source": {"kind": "ALERTS", "severities": ["CRITICAL", "WARNING"], "rules": ["low-stock"]}}
+    ]

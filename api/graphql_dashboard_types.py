@@ -63,6 +63,8 @@ class WidgetSource:
     dataset: str | None
     fields: list[str] | None
     metrics: list[str]
+    severities: list[str] | None = strawberry.field(description="ALERTS: only these severities (null: all).")
+    rules: list[str] | None = strawberry.field(description="ALERTS: only these rules (null: all).")
 
 
 @strawberry.type
@@ -92,6 +94,18 @@ class DatasetTable:
     rows: JSON
 
 
+@strawberry.type(description="An alert-rule instance alerting now (FIRING, or RECOVERING: still alerting).")
+class WidgetAlert:
+    rule: str
+    instance: str = strawberry.field(description="The dimension value; empty for a rule with one instance.")
+    state: str = strawberry.field(description="FIRING or RECOVERING.")
+    severity: str
+    value: float | None = strawberry.field(description="The last value observed.")
+    threshold: float
+    since: datetime = strawberry.field(description="When it entered its state.")
+    message: str
+
+
 @strawberry.type
 class WidgetError:
     code: str
@@ -109,6 +123,7 @@ class WidgetValues:
     gauges: list[GaugeReading] | None = None
     events: list[RecordedEvent] | None = None
     table: DatasetTable | None = None
+    alerts: list[WidgetAlert] | None = strawberry.field(default=None, description="ALERTS: most severe first.")
     error: WidgetError | None = None
 
 
@@ -212,6 +227,8 @@ def _widget(widget: kinds.Widget, data: WidgetValues | None = None) -> Widget:
             dataset=source.dataset,
             fields=None if source.fields is None else list(source.fields),
             metrics=list(source.metrics),
+            severities=None if source.severities is None else list(source.severities),
+            rules=None if source.rules is None else list(source.rules),
         ),
         chart=None if widget.chart is None else ChartKind(widget.chart),
         markdown=widget.markdown,
@@ -303,6 +320,21 @@ def widget_data_of(bucketing: Bucketing, data: WidgetData) -> WidgetValues:
             columns=[DatasetColumn(name=c.name, type=c.type) for c in data.table.columns],
             rows=[list(row) for row in data.table.rows],
         ),
+        alerts=None
+        if data.alerts is None
+        else [
+            WidgetAlert(
+                rule=a.rule,
+                instance=a.instance,
+                state=a.state,
+                severity=a.severity,
+                value=a.value,
+                threshold=a.threshold,
+                since=datetime.fromtimestamp(a.since, UTC),
+                message=a.message,
+            )
+            for a in data.alerts
+        ],
         error=None if data.error is None else WidgetError(code=data.error[0], message=data.error[1]),
     )
 

@@ -77,6 +77,8 @@ class SourceInput:
     dataset: str | None = None
     fields: list[str] | None = None
     metrics: list[str] | None = None
+    severities: list[str] | None = strawberry.field(default=None, description="ALERTS: INFO, WARNING, CRITICAL.")
+    rules: list[str] | None = strawberry.field(default=None, description="ALERTS: only these rules.")
 
 
 @strawberry.input
@@ -186,7 +188,8 @@ def live_dashboard(pulse: Pulse, principal: Principal, slug: str, which: str | i
 
     def slot(now: float) -> tuple[int, float | None]:
         # One growing integer: the definition's stream version and its datasets' versions, then the minute.
-        changes = service.stream_version(slug) + service.datasets_version(version)
+        # ...and the alert rules' streams' versions, if it shows alerts.
+        changes = service.stream_version(slug) + service.datasets_version(version) + service.alerts_version(version)
         return changes * 10**10 + int(now // 60), min(REFRESH_SECONDS, 60 - now % 60)
 
     return LiveValue(

@@ -173,7 +173,10 @@ class Pulse:
     def dashboards(self) -> DashboardsService:
         """Dashboards: listed, resolved with their widgets' data, edited; rights checked."""
         return self.cached(
-            "dashboards", lambda: DashboardsService(self.store, self.metrics, self.recent, self.clock, self.datasets)
+            "dashboards",
+            lambda: DashboardsService(
+                self.store, self.metrics, self.recent, self.clock, self.datasets, lambda: self.alerts
+            ),
         )
 
     @property

@@ -4,7 +4,8 @@ A widget's data source is a query Pulse already answers, so no widget needs coun
 of its own: a metric ``SERIES`` (optionally with the previous period), a ``BREAKDOWN`` of a
 metric by a dimension (top N), a ``GAUGE`` (latest value per key) or the ``RECENT_EVENTS``
 feed. Which kinds take which sources is ``SOURCES_OF``; ``TEXT``, ``IMAGE`` and ``SECTION``
-take none.
+take none. ``ALERTS`` lists the alert-rule instances alerting now (``ALERTS`` source, optional:
+filtered by severities and rule names).
 
 Widgets are stored in the dashboard's events as their ``as_properties`` and read back with
 ``widget_from``; ``parse_widget`` turns a caller's mapping into a ``Widget`` or raises
@@ -18,10 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.alerts import SEVERITIES
 from domain.errors import FieldError, ValidationError
 from domain.events import EVENT_TYPE
 
-TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS = (
+TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS, ALERTS = (
     "TEXT",
     "IMAGE",
     "SECTION",
@@ -30,12 +32,15 @@ TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS = (
     "TABLE",
     "GAUGE",
     "RECENT_EVENTS",
+    "ALERTS",
 )
-KINDS = (TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS)
+KINDS = (TEXT, IMAGE, SECTION, KPI, CHART, TABLE, GAUGE, RECENT_EVENTS, ALERTS)
 CHART_KINDS = ("LINE", "COLUMN", "BAR", "STACKED_COLUMN", "PIE", "DONUT")
 #: Data sources: the queries Pulse answers.
 S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET = "SERIES", "BREAKDOWN", "GAUGE", "RECENT_EVENTS", "DATASET"
-SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET)
+#: The alert-rule instances alerting now (FIRING or RECOVERING).
+S_ALERTS = "ALERTS"
+SOURCE_KINDS = (S_SERIES, S_BREAKDOWN, S_GAUGE, S_RECENT, S_DATASET, S_ALERTS)
 SOURCES_OF: dict[str, tuple[str, ...]] = {
     TEXT: (),
     IMAGE: (),
@@ -45,6 +50,7 @@ SOURCES_OF: dict[str, tuple[str, ...]] = {
     TABLE: (S_BREAKDOWN, S_GAUGE, S_DATASET),
     GAUGE: (S_GAUGE,),
     RECENT_EVENTS: (S_RECENT,),
+    ALERTS: (S_ALERTS,),
 }
 RESOLUTIONS = ("minute", "hour", "day")
 COMPARISONS = ("previous_period", "same_period_last_week", "same_period_last_year")
@@ -91,6 +97,9 @@ class Source:
     fields: tuple[str, ...] | None = None
     #: KPI over a SERIES: more metrics shown beside ``metric``, over the same range.
     metrics: tuple[str, ...] = ()
+    #: ALERTS: only these severities / these rules (None: all).
+    severities: tuple[str, ...] | None = None
+    rules: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +169,8 @@ def source_properties(source: Source) -> dict[str, Any]:
         "dataset": source.dataset,
         "fields": None if source.fields is None else list(source.fields),
         "metrics": list(source.metrics),
+        "severities": None if source.severities is None else list(source.severities),
+        "rules": None if source.rules is None else list(source.rules),
     }
 
 
@@ -180,6 +191,8 @@ def source_from(src: Mapping[str, Any]) -> Source:
         dataset=src.get("dataset"),
         fields=None if src.get("fields") is None else tuple(src["fields"]),
         metrics=tuple(src.get("metrics") or ()),
+        severities=None if src.get("severities") is None else tuple(src["severities"]),
+        rules=None if src.get("rules") is None else tuple(src["rules"]),
     )
 
 
@@ -279,6 +292,8 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
             check.fail("source", f"a {props.get('kind')} widget shows no data; remove its source")
         return None
     raw = props.get("source")
+    if raw is None and check_kind == ALERTS:
+        return Source(S_ALERTS)  # every alerting rule: nothing to choose
     if not isinstance(raw, Mapping):
         check.fail("source", f"is required: one of {', '.join(allowed)}")
         return None
@@ -326,6 +341,24 @@ def _source(props: Mapping[str, Any], allowed: tuple[str, ...], check: _Check) -
             sub.fail("fields", "must be a list of column names")
             fields = None
         source = Source(kind, dataset=dataset, fields=None if fields is None else tuple(fields))
+    elif kind == S_ALERTS:
+        severities = raw.get("severities")
+        if severities is not None and (
+            not isinstance(severities, list) or not all(s in SEVERITIES for s in severities)
+        ):
+            sub.fail("severities", f"must be a list of {', '.join(SEVERITIES)}")
+            severities = None
+        names = raw.get("rules")
+        if names is not None and (
+            not isinstance(names, list) or not all(is_text(n) and 0 < len(n) <= 64 for n in names) or len(names) > 50
+        ):
+            sub.fail("rules", "must be a list of at most 50 alert rule names")
+            names = None
+        source = Source(
+            kind,
+            severities=None if severities is None else tuple(severities),
+            rules=None if names is None else tuple(names),
+        )
     check.errors.extend(sub.errors)
     return source
 

@@ -23,6 +23,7 @@ from domain.metrics import MetricCatalog
 from domain.notifiers import Notification
 from domain.ports import CounterReader, EventStore
 from projections.buckets import Bucketing
+from services.alert_board import AlertingInstance, RuleStates, alerting
 from services.alert_delivery import Delivery, Outbox
 from services.alert_values import AlertValues, UnknownSource, resolve_metric
 
@@ -54,6 +55,7 @@ class AlertsService:
         self.outbox = outbox
         self.clock = clock
         self.values = AlertValues(views, bucketing, catalog)
+        self.states = RuleStates(events)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -77,6 +79,17 @@ class AlertsService:
             raise ValidationError([FieldError("from", "must be before to")])
         state = self.rule(principal, name)
         return [t for t in state.history if (start is None or t.at >= start) and (end is None or t.at < end)]
+
+    def alerting(
+        self, principal: Principal, severities: tuple[str, ...] | None = None, names: tuple[str, ...] | None = None
+    ) -> list[AlertingInstance]:
+        """The rule instances in FIRING or RECOVERING now (of these severities, these rules)."""
+        require(principal, "read")
+        return alerting(self.states.all(), severities, names)
+
+    def states_version(self) -> int:
+        """Grows whenever a rule changes or records a transition (for live updates)."""
+        return self.states.version()
 
     def deliveries(self, principal: Principal, name: str) -> list[Delivery]:
         self.rule(principal, name)

@@ -16,7 +16,8 @@ Widget data. Every widget's source is a query the metrics service or the recent-
 feed already answers; a dashboard is resolved at one instant with one freshness watermark
 (the counters' latest ``occurredAt``) for every widget. The widgets' data is read on the
 dashboard's behalf (``VIEWER``): publishing a PUBLIC dashboard is what makes that data
-public. A widget whose source fails (a metric deleted since) carries its error, and the
+public (an ``ALERTS`` widget shows its rules' alerting instances, never their targets).
+A widget whose source fails (a metric deleted since) carries its error, and the
 other widgets still resolve.
 """
 
@@ -37,6 +38,7 @@ from domain.errors import FieldError, NotFound, ValidationError
 from domain.ports import EventStore, RecentEventsReader, gauge_marker, metric_marker, recent_marker
 from domain.widgets import (
     KPI,
+    S_ALERTS,
     S_BREAKDOWN,
     S_DATASET,
     S_GAUGE,
@@ -49,6 +51,7 @@ from domain.widgets import (
     source_from,
 )
 from projections import series as shaping
+from services.alerts import AlertsService
 from services.datasets import DatasetsService
 from services.metrics import MetricsService
 from services.widget_data import WidgetData, kpi_of, select_columns, table_of
@@ -145,12 +148,15 @@ class DashboardsService:
         recent: RecentEventsReader,
         clock: Clock,
         datasets: DatasetsService | None = None,
+        alerts: Callable[[], AlertsService] | None = None,
     ) -> None:
         self.events = events
         self.metrics = metrics
         self.recent = recent
         self.clock = clock
         self.datasets = datasets
+        #: Built on first use: a process that shows no alerts never builds their notifiers.
+        self._alerts = alerts
         self.cache = DashboardCache(events)
 
     # --- visibility ------------------------------------------------------------------
@@ -274,6 +280,8 @@ class DashboardsService:
                 return WidgetData(
                     widget, table=select_columns(self.dataset_table(source.dataset or "", now), source.fields)
                 )
+            if source.kind == S_ALERTS and self._alerts is not None:
+                return WidgetData(widget, alerts=self._alerts().alerting(VIEWER, source.severities, source.rules))
         except ValidationError as exc:
             return WidgetData(widget, error=("BAD_WIDGET_SOURCE", str(exc)))
         except NotFound as exc:
@@ -341,6 +349,11 @@ class DashboardsService:
             return 0
         names = {w.source.dataset for w in version.definition.widgets if w.source and w.source.dataset}
         return sum(self.datasets.version(name) for name in names)
+
+    def alerts_version(self, version: Version) -> int:
+        """A number that grows whenever an alert rule changes state, if the version shows alerts."""
+        shows_alerts = any(w.source is not None and w.source.kind == S_ALERTS for w in version.definition.widgets)
+        return self._alerts().states_version() if shows_alerts and self._alerts is not None else 0
 
     def stream_version(self, slug: str) -> int:
         """The dashboard stream's version as this process knows it (for live updates)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from domain.datasets import BOOLEAN, DATETIME, NUMBER, TEXT, Cell, Column, Table
 from domain.errors import FieldError, NotFound, ValidationError
@@ -15,6 +16,7 @@ from domain.ports import GaugeReading
 from domain.widgets import Widget
 from projections import series as shaping
 from projections.buckets import Bucketing
+from services.alert_board import AlertingInstance
 from services.metrics import SeriesAnswer
 
 
@@ -39,6 +41,8 @@ class WidgetData:
     events: list[RecordedEvent] | None = None
     #: DATASET: the columns shown and the rows.
     table: Table | None = None
+    #: ALERTS: the rule instances alerting now.
+    alerts: list[AlertingInstance] | None = None
     #: ``(code, message)`` when the source could not be read; the other widgets still resolve.
     error: tuple[str, str] | None = None
 
@@ -109,7 +113,22 @@ def table_of(data: WidgetData, bucketing: Bucketing) -> Table:
                 for e in data.events
             ),
         )
+    if data.alerts is not None:
+        columns = [Column("rule", TEXT), Column("instance", TEXT), Column("state", TEXT), Column("severity", TEXT)]
+        columns += [Column("value", NUMBER), Column("threshold", NUMBER), Column("since", DATETIME)]
+        columns.append(Column("message", TEXT))
+        return Table(
+            tuple(columns),
+            tuple(
+                (a.rule, a.instance, a.state, a.severity, a.value, a.threshold, _iso(a.since), a.message)
+                for a in data.alerts
+            ),
+        )
     raise NotFound(f"widget {data.widget.id!r} shows no data")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def kpi_of(answer: SeriesAnswer) -> Kpi:

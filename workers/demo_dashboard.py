@@ -3,7 +3,7 @@ as an integrator would, readable by anyone without a key once published.
 
 A KPI row (revenue, orders and average basket today, against yesterday), the revenue by
 hour with the previous period, revenue by category, the stock per product and the latest
-sales.
+sales, and the products whose ``low-stock`` alert is firing.
 """
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ WIDGETS: list[dict[str, Any]] = [
         "title": "Latest sales",
         "source": {"kind": "RECENT_EVENTS", "eventType": "sale", "limit": 10},
         "layout": {"x": 6, "y": 6, "w": 6, "h": 5},
+    },
+    {
+        "id": "stock-alerts",
+        "kind": "ALERTS",
+        "title": "Low stock alerts",
+        "source": {"kind": "ALERTS", "rules": ["low-stock"]},
+        "layout": {"x": 0, "y": 11, "w": 12, "h": 3},
     },
 ]
 

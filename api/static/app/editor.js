@@ -9,16 +9,22 @@ const KINDS = [
   ['TABLE', 'Table'],
   ['GAUGE', 'Gauges (latest readings)'],
   ['RECENT_EVENTS', 'Recent events feed'],
+  ['ALERTS', 'Alerts firing now'],
   ['TEXT', 'Text (Markdown)'],
   ['IMAGE', 'Image'],
   ['SECTION', 'Section (groups widgets, optional tabs)'],
+];
+const SEVERITY_CHOICES = [
+  ['', 'Every severity'],
+  ['CRITICAL', 'Critical only'],
+  ['CRITICAL,WARNING', 'Critical and warning'],
 ];
 const CHARTS = ['LINE', 'COLUMN', 'BAR', 'STACKED_COLUMN', 'PIE', 'DONUT'];
 const RESOLUTIONS = ['MINUTE', 'HOUR', 'DAY'];
 const FORMATS = ['NUMBER', 'CURRENCY', 'PERCENT', 'TEXT', 'DATETIME'];
 const DEFINITION = `slug name description tags visibility version state streamVersion hasDraft
   widgets { id kind title description chart markdown imageUrl alt tabs format layout { x y w h section tab }
-            columns { field label format } source { kind metric resolution last compareTo dimension top gauge keys eventType limit } }`;
+            columns { field label format } source { kind metric resolution last compareTo dimension top gauge keys eventType limit severities rules } }`;
 
 let uid = 0;
 function field(label, control, hint) {
@@ -114,6 +120,8 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     tableSource: select('tableSource', [['GAUGE', 'Gauge readings'], ['BREAKDOWN', 'A metric by dimension']], src.kind === 'BREAKDOWN' ? 'BREAKDOWN' : 'GAUGE'),
     eventType: input('eventType', src.eventType),
     limit: input('limit', src.limit ?? 10, { type: 'number', min: 1, max: 100 }),
+    severities: select('severities', SEVERITY_CHOICES, (src.severities || []).join(',')),
+    rules: input('rules', (src.rules || []).join(', ')),
     markdown: h('textarea', { name: 'markdown', rows: 5 }, w.markdown || ''),
     imageUrl: input('imageUrl', w.imageUrl, { type: 'url' }),
     alt: input('alt', w.alt),
@@ -133,6 +141,8 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     gauge: field('Gauge', els.gauge),
     eventType: field('Event type', els.eventType, 'Empty: every type'),
     limit: field('How many', els.limit),
+    severities: field('Severities', els.severities),
+    rules: field('Alert rules', els.rules, 'Comma-separated rule names; empty: every rule'),
     markdown: field('Text (Markdown)', els.markdown),
     imageUrl: field('Image URL', els.imageUrl),
     alt: field('Alternative text', els.alt),
@@ -157,6 +167,8 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
       gauge: kind === 'GAUGE' || (kind === 'TABLE' && els.tableSource.value === 'GAUGE'),
       eventType: kind === 'RECENT_EVENTS',
       limit: kind === 'RECENT_EVENTS',
+      severities: kind === 'ALERTS',
+      rules: kind === 'ALERTS',
       markdown: kind === 'TEXT',
       imageUrl: kind === 'IMAGE',
       alt: kind === 'IMAGE',
@@ -204,6 +216,10 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     }
     if (kind === 'GAUGE') out.source = { kind: 'GAUGE', gauge: els.gauge.value };
     if (kind === 'RECENT_EVENTS') out.source = { kind: 'RECENT_EVENTS', eventType: els.eventType.value.trim() || null, limit: num(els.limit) };
+    if (kind === 'ALERTS') {
+      const rules = els.rules.value.split(',').map((r) => r.trim()).filter(Boolean);
+      out.source = { kind: 'ALERTS', severities: els.severities.value ? els.severities.value.split(',') : null, rules: rules.length ? rules : null };
+    }
     if (kind === 'TEXT') out.markdown = els.markdown.value;
     if (kind === 'IMAGE') Object.assign(out, { imageUrl: els.imageUrl.value.trim(), alt: els.alt.value.trim() });
     if (kind === 'SECTION') out.tabs = els.tabs.value.split(',').map((t) => t.trim()).filter(Boolean);
@@ -216,7 +232,7 @@ function widgetForm(widget, { metrics, gauges, sections }, onSave, onCancel) {
     { class: 'widget-form stack', 'aria-label': widget ? `Edit widget ${widget.title}` : 'Add a widget' },
     h('h3', {}, widget ? `Edit “${widget.title}”` : 'Add a widget'),
     h('div', { class: 'row' }, field('Title', els.title), field('Kind', els.kind), field('Width (1–12 columns)', els.width)),
-    h('div', { class: 'row' }, groups.chart, groups.sourceKind, groups.tableSource, groups.metric, groups.resolution, groups.last, groups.compare, groups.dimension, groups.top, groups.gauge, groups.eventType, groups.limit, groups.format),
+    h('div', { class: 'row' }, groups.chart, groups.sourceKind, groups.tableSource, groups.metric, groups.resolution, groups.last, groups.compare, groups.dimension, groups.top, groups.gauge, groups.eventType, groups.limit, groups.severities, groups.rules, groups.format),
     groups.markdown,
     h('div', { class: 'row' }, groups.imageUrl, groups.alt, groups.tabs, groups.columns),
     h('div', { class: 'row' }, field('Description', els.description), field('In section', els.section), field('Tab of the section', els.tab)),

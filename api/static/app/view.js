@@ -10,7 +10,7 @@ export const DASHBOARD_FIELDS = `
     id kind title description chart markdown imageUrl alt tabs format
     layout { x y w h section tab }
     columns { field label format }
-    source { kind metric resolution last compareTo dimension top gauge keys eventType limit dataset fields metrics }
+    source { kind metric resolution last compareTo dimension top gauge keys eventType limit dataset fields metrics severities rules }
     data {
       kpi { value previous changePercent }
       kpis { metric value previous changePercent }
@@ -19,6 +19,7 @@ export const DASHBOARD_FIELDS = `
       breakdown { key value count }
       gauges { key value occurredAt eventId }
       events { id type occurredAt properties }
+      alerts { rule instance state severity value threshold since message }
       error { code message }
     }
   }`;

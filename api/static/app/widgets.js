@@ -165,6 +165,37 @@ class RecentView {
   }
 }
 
+// The alert-rule instances alerting now, most severe first: the severity is written out (not a
+// colour alone) and the list is announced politely when it changes.
+class AlertsView {
+  constructor() {
+    this.el = h('ul', { class: 'alerts', 'aria-live': 'polite' });
+  }
+
+  update(widget) {
+    this.el.setAttribute('aria-label', widget.title);
+    const alerts = widget.data?.alerts || [];
+    fill(
+      this.el,
+      alerts.length
+        ? alerts.map((a) =>
+            h(
+              'li',
+              { class: `alert severity-${a.severity.toLowerCase()}`, dataset: { rule: a.rule, instance: a.instance, state: a.state } },
+              h('span', { class: 'alert-severity' }, a.severity),
+              ' ',
+              h('span', { class: 'alert-rule' }, a.instance ? `${a.rule}: ${a.instance}` : a.rule),
+              ' ',
+              h('span', { class: 'alert-value' }, `${formatValue(a.value)} (threshold ${formatValue(a.threshold)})`),
+              ' ',
+              h('span', { class: 'alert-since' }, a.state === 'RECOVERING' ? 'recovering since ' : 'firing since ', h('time', { datetime: a.since }, new Date(a.since).toLocaleTimeString())),
+            ),
+          )
+        : h('li', { class: 'alert-none' }, 'No alerts firing'),
+    );
+  }
+}
+
 class TextView {
   constructor() {
     this.el = h('div', { class: 'markdown' });
@@ -221,7 +252,7 @@ class SectionView {
   update() {}
 }
 
-const VIEWS = { KPI: KpiView, TABLE: TableView, GAUGE: GaugeView, RECENT_EVENTS: RecentView, TEXT: TextView, IMAGE: ImageView, SECTION: SectionView, CHART: ChartView };
+const VIEWS = { ALERTS: AlertsView, KPI: KpiView, TABLE: TableView, GAUGE: GaugeView, RECENT_EVENTS: RecentView, TEXT: TextView, IMAGE: ImageView, SECTION: SectionView, CHART: ChartView };
 
 /** A widget's card: title, description, body, and the CSV link where it has data. */
 export class WidgetCard {

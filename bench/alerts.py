@@ -154,6 +154,9 @@ class TimedAlerts:
     def flush(self) -> None:
         self.inner.flush()
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def catch_up(db: Path, label: str) -> tuple[float, TimedAlerts | None]:
     """Seconds `pulse worker` takes to catch up on a fresh copy of ``db``."""

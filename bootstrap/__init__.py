@@ -122,6 +122,8 @@ class Pulse:
     #: Caches that live as long as this Pulse (one per process), keyed by their user.
     caches: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: The engines built here, closed (their handlers' threads stopped) before the stores.
+    _engines: list[ProjectionEngine] = field(default_factory=list)
 
     @property
     def store(self) -> EventStore:
@@ -223,12 +225,14 @@ class Pulse:
         options = options or WorkerOptions()
         if options.clock is None:
             options = replace(options, clock=self.clock)
-        return ProjectionEngine(
+        engine = ProjectionEngine(
             self.backend.handlers(options),
             retry_seconds=self.settings.projection_retry_seconds,
             parked=self.parked,
             retries=self.settings.projection_retries,
         )
+        self._engines.append(engine)
+        return engine
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """The backend's feed driver running every read model."""
@@ -236,6 +240,8 @@ class Pulse:
         return self.backend.worker(self.engine(options), options, self.clock)
 
     def close(self) -> None:
+        for engine in self._engines:
+            engine.close()
         for value in self.caches.values():
             stop = getattr(value, "stop", None)
             if callable(stop):

@@ -69,6 +69,7 @@ def alerts_handler(
         clock=clock or SYSTEM_CLOCK,
         recorded=dispatcher.recorded if dispatcher is not None else None,
         ticked=dispatcher.start if dispatcher is not None else None,
+        stopped=dispatcher.stop if dispatcher is not None else None,
     )
 
 

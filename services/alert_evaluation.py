@@ -121,6 +121,7 @@ class AlertsHandler:
         tick_seconds: float = TICK_SECONDS,
         change_seconds: float = CHANGE_SECONDS,
         ticked: Callable[[], None] | None = None,
+        stopped: Callable[[], None] | None = None,
     ) -> None:
         self.events = events
         self.markers = markers
@@ -132,6 +133,7 @@ class AlertsHandler:
         self.change_seconds = change_seconds
         #: Called on every tick (starts the dispatcher, which then finds what is owed).
         self.ticked = ticked
+        self.stopped = stopped
         self._changes_pending = False
         self._changes_at: float | None = None
         self.book = RuleBook(events)
@@ -190,6 +192,10 @@ class AlertsHandler:
         self.book.forget()
         self._seen_markers = None
         self._watching = None
+
+    def close(self) -> None:
+        if self.stopped is not None:
+            self.stopped()  # the delivery thread, before the stores it writes close
 
     def flush(self) -> None:
         if self._changes_pending:  # caught up, or stopping: evaluate what changed

@@ -162,6 +162,9 @@ class ArchiveHandler:
             if part.durable.pending is None and self._old(part):
                 self._flush(partition, part)
 
+    def close(self) -> None:
+        return None  # buffers are written by flush, which a clean stop calls first
+
     def flush(self) -> None:
         """Write out every buffer (a clean stop, a caught-up worker, the end of a Lambda
         batch): afterwards ``position`` is what is stored. A buffer that cannot be written

@@ -235,6 +235,9 @@ class PositionedCounters:
     def flush(self) -> None:
         return None  # every batch is applied as it comes
 
+    def close(self) -> None:
+        return None
+
     def maintain(self, now: float) -> None:
         deleted = self.prune(now)
         if deleted:

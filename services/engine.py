@@ -108,6 +108,10 @@ class ProjectionHandler(Protocol):
         """Write out what the handler buffers (its ``position`` then runs ahead of what it
         stored); the engine calls it on a clean stop and once caught up. Most buffer nothing."""
 
+    def close(self) -> None:
+        """Stop what the handler runs beside the engine (a delivery thread) before the stores
+        close under it; the engine is not used afterwards. Most run nothing."""
+
 
 class RateMeter:
     """Events per second over a sliding window."""
@@ -161,6 +165,9 @@ class ReadModelHandler:
 
     def flush(self) -> None:
         return None  # every batch is applied as it comes
+
+    def close(self) -> None:
+        return None
 
     def forget(self) -> None:
         self._positions.clear()
@@ -354,6 +361,15 @@ class ProjectionEngine:
                 raise
             except Exception as exc:
                 self._failed(state, exc)
+
+    def close(self) -> None:
+        """Stop what the handlers run beside the engine; ``Pulse.close`` calls it before the
+        stores close."""
+        for state in self._states:
+            try:
+                state.handler.close()
+            except Exception:
+                log.exception("closing projection %s failed", state.handler.name)
 
     def errors(self) -> dict[str, str]:
         """The last error of each handler that is failing now."""

@@ -292,6 +292,9 @@ class StreamProjector:
     def flush(self) -> None:
         return None  # every batch is applied as it comes
 
+    def close(self) -> None:
+        return None
+
     def maintain(self, now: float) -> None:
         return None  # retention is the items' TTL
 

@@ -3,11 +3,18 @@ watched value changes or time passes, and announced exactly once."""
 
 from __future__ import annotations
 
+import threading
+
+from bootstrap import bootstrap
 from domain import alerts
+from domain import metrics as defs
 from domain.alert_states import FIRING, NORMAL, PENDING
 from domain.alerts import AlertRule
+from domain.clock import now_utc
+from domain.events import Event
+from domain.settings import Settings
 from services.engine import ProjectionEngine
-from tests.alerts.conftest import AlertRig
+from tests.alerts.conftest import STOCK, AlertRig
 
 
 def low_stock(**changes) -> AlertRule:
@@ -145,3 +152,18 @@ def test_a_metric_window_rule_fires_on_a_sales_spike(rig: AlertRig):
     assert states(rig, "spike") == {"": NORMAL}
     rig.outbox().drain()
     assert [n.kind for n in rig.notifier] == ["firing", "resolved"]
+
+
+def test_closing_pulse_stops_the_delivery_thread_before_the_stores_close(tmp_path, clock):
+    """The worker's alerts handler delivers on its own thread; ``Pulse.close`` stops it first,
+    so it never writes to a store being closed under it (that crashed SQLite's C code)."""
+    pulse = bootstrap(Settings(store="sqlite", db=str(tmp_path / "pulse.db")), clock=clock, create=True)
+    defs.define_gauge(pulse.store, STOCK)
+    alerts.define_rule(pulse.store, low_stock())
+    reading = Event(type="stock_level", occurred_at=now_utc(clock), properties={"product": "mug", "level": 1})
+    pulse.store.ingest([reading])
+    pulse.worker().catch_up()
+    assert {key: s.state for key, s in alerts.load_rule(pulse.store, "low-stock").instances.items()} == {"mug": FIRING}
+    assert any(t.name == "pulse-alert-dispatcher" and t.is_alive() for t in threading.enumerate())
+    pulse.close()
+    assert not any(t.name == "pulse-alert-dispatcher" and t.is_alive() for t in threading.enumerate())

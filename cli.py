@@ -157,7 +157,7 @@ def serve(
             configure_logging(settings.log_format, "pulse-web")
             return create_app(settings)
 
-    click.echo(f"Pulse on http://{host}:{port}/graphql  (store: {settings.store})")
+    click.echo(f"Pulse on http://{host}:{port}/  (GraphQL: /graphql; store: {settings.store})")
     click.echo(
         f"gthread: {workers} worker(s) x {threads} threads; up to {max_streams} subscription streams per worker"
         f" ({workers * max_streams} in all), {threads - max_streams} threads each kept for queries and ingest"
@@ -382,7 +382,7 @@ def demo(
             click.echo(f"done: {totals.posted} events posted, {totals.duplicates} acknowledged as duplicates")
     except business.ApiError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"open {url.rstrip('/')}/graphql and paste the queries from the README's 'See it live' section")
+    click.echo(f"open {url.rstrip('/')}/d/coffee-shops-live to watch the demo dashboard move (GraphiQL: /graphql)")
 
 
 def _demo_key(settings: Settings) -> str:

@@ -86,6 +86,25 @@ class ReplayRunning(PulseError):
         super().__init__(f"a replay of {status.projection} {detail}; wait for it to finish")
 
 
+def claim_of(
+    current: ReplayStatus | None, projection: str, owner: str, now: float, lease_seconds: float, total: int
+) -> ReplayStatus:
+    """What a ledger writes when ``owner`` claims the replay of ``projection`` (it was
+    ``current``): raises ``ReplayRunning`` while another owner's lease on it runs."""
+    if current is not None and current.state == REPLAYING and current.owner != owner and current.lease_until > now:
+        raise ReplayRunning(current)
+    return ReplayStatus(
+        projection,
+        REPLAYING,
+        owner=owner,
+        lease_until=now + lease_seconds,
+        total=total,
+        requested_at=None if current is None else current.requested_at,
+        started_at=now,
+        updated_at=now,
+    )
+
+
 class ReplayLost(PulseError):
     """The replay's lease was taken over by another process (this one was too slow)."""
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from domain.ports import PROJECTIONS_MARKER
-from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus
+from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus, claim_of
 from storage.dynamodb_base import ConditionFailed, Table
 
 REPLAY_PK = "REPLAY"
@@ -101,17 +101,8 @@ class DynamoReplayLedger:
         return status
 
     def claim(self, projection: str, owner: str, now: float, lease_seconds: float, total: int) -> ReplayStatus:
-        current = self._get(projection)
-        status = ReplayStatus(
-            projection,
-            REPLAYING,
-            owner=owner,
-            lease_until=now + lease_seconds,
-            total=total,
-            requested_at=None if current is None else current.requested_at,
-            started_at=now,
-            updated_at=now,
-        )
+        # Checked here on what was read, and again by the write's condition (a racing claim).
+        status = claim_of(self._get(projection), projection, owner, now, lease_seconds, total)
         try:
             self._table.put(
                 "claiming a replay",

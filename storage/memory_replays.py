@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus
+from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus, claim_of
 
 
 class MemoryReplayLedger:
@@ -29,24 +29,8 @@ class MemoryReplayLedger:
 
     def claim(self, projection: str, owner: str, now: float, lease_seconds: float, total: int) -> ReplayStatus:
         with self._lock:
-            current = self._rows.get(projection)
-            if (
-                current is not None
-                and current.state == REPLAYING
-                and current.owner != owner
-                and current.lease_until > now
-            ):
-                raise ReplayRunning(current)
-            status = self._rows[projection] = ReplayStatus(
-                projection,
-                REPLAYING,
-                owner=owner,
-                lease_until=now + lease_seconds,
-                total=total,
-                requested_at=None if current is None else current.requested_at,
-                started_at=now,
-                updated_at=now,
-            )
+            status = claim_of(self._rows.get(projection), projection, owner, now, lease_seconds, total)
+            self._rows[projection] = status
             return status
 
     def renew(

@@ -13,7 +13,7 @@ import sqlite3
 
 from domain.errors import StoreUnavailable
 from domain.ports import PROJECTIONS_MARKER
-from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus
+from domain.replay import FAILED, REPLAYING, REQUESTED, ReplayLost, ReplayRunning, ReplayStatus, claim_of
 from storage.sqlite import write_transaction
 from storage.sqlite_views import SqliteViewStore, bump_markers
 
@@ -96,24 +96,7 @@ class SqliteReplayLedger:
     def claim(self, projection: str, owner: str, now: float, lease_seconds: float, total: int) -> ReplayStatus:
         conn = self._conn()
         with write_transaction(conn):
-            current = _read(conn, projection)
-            if (
-                current is not None
-                and current.state == REPLAYING
-                and current.owner != owner
-                and current.lease_until > now
-            ):
-                raise ReplayRunning(current)
-            status = ReplayStatus(
-                projection,
-                REPLAYING,
-                owner=owner,
-                lease_until=now + lease_seconds,
-                total=total,
-                requested_at=None if current is None else current.requested_at,
-                started_at=now,
-                updated_at=now,
-            )
+            status = claim_of(_read(conn, projection), projection, owner, now, lease_seconds, total)
             _save(conn, status)
             bump_markers(conn, _STATUS)
         return status

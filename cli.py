@@ -3,11 +3,12 @@ give the same settings and the options override them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -684,11 +685,16 @@ def parked() -> None:
     """Events a projection could not apply after its retries: list, retry (exactly once), drop."""
 
 
-def _parked_service(settings: Settings):
+@contextlib.contextmanager
+def _parked_service(settings: Settings) -> Iterator[Any]:
     from bootstrap import bootstrap
     from bootstrap.parked import parked_service
 
-    return parked_service(bootstrap(settings))
+    pulse = bootstrap(settings)
+    try:
+        yield parked_service(pulse)
+    finally:
+        pulse.close()
 
 
 @parked.command("list")
@@ -698,7 +704,8 @@ def _parked_service(settings: Settings):
 def parked_list(settings: Settings, projection: str | None, as_json: bool) -> None:
     from domain.access import OPEN_ACCESS
 
-    found = _parked_service(settings).list(OPEN_ACCESS, projection)
+    with _parked_service(settings) as service:
+        found = service.list(OPEN_ACCESS, projection)
     for p in found:
         if as_json:
             event = {"id": p.event_id, "type": p.event.type, "properties": dict(p.event.properties)}
@@ -721,7 +728,8 @@ def parked_retry(settings: Settings, projection: str, event_id: str) -> None:
     from domain.access import OPEN_ACCESS
 
     try:
-        outcome = _parked_service(settings).retry(OPEN_ACCESS, projection, event_id)
+        with _parked_service(settings) as service:
+            outcome = service.retry(OPEN_ACCESS, projection, event_id)
     except Exception as exc:
         _fail(exc)
     if not outcome.applied:
@@ -738,7 +746,8 @@ def parked_drop(settings: Settings, projection: str, event_id: str) -> None:
     from domain.access import OPEN_ACCESS
 
     try:
-        _parked_service(settings).drop(OPEN_ACCESS, projection, event_id)
+        with _parked_service(settings) as service:
+            service.drop(OPEN_ACCESS, projection, event_id)
     except Exception as exc:
         _fail(exc)
     click.echo(f"dropped {event_id} of {projection}")

@@ -36,7 +36,7 @@ def open_parked(backend: Any) -> ParkedEvents:
 def parked_service(pulse: Pulse) -> ParkedService:
     """The ``services.parked.ParkedService`` of a ``bootstrap.Pulse``, built once per Pulse
     (it holds the backend's projection handlers, to retry events through them)."""
-    from bootstrap import WorkerOptions
     from services.parked import ParkedService
 
-    return pulse.cached("parked_service", lambda: ParkedService(pulse.parked, pulse.backend.handlers(WorkerOptions())))
+    # The handlers of an engine of this Pulse, so that closing the Pulse stops their threads.
+    return pulse.cached("parked_service", lambda: ParkedService(pulse.parked, list(pulse.engine().handlers)))

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/pulse serve $(ARGS)
+	$(VENV)/bin/pulse serve --demo $(ARGS)
 
 # Beside `make run` (same directory, same ./pulse.db): the coffee-shop demo, until Ctrl-C.
 demo: $(STAMP)

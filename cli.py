@@ -101,6 +101,12 @@ def main() -> None:
     help="Start no projection worker beside the server: a Lambda reads the DynamoDB stream, or you run"
     " `pulse worker` yourself.",
 )
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also stream the demo coffee business into this server (`pulse demo --duration 0`) once it is up:"
+    " the quick start's live dashboard. Not for a store holding your own data.",
+)
 @store_options
 def serve(
     settings: Settings,
@@ -111,6 +117,7 @@ def serve(
     max_streams: int | None,
     no_auth: bool,
     no_worker: bool = False,
+    demo: bool = False,
 ) -> None:
     """Serve /graphql and the REST API with gunicorn (gthread workers)."""
     if no_auth:
@@ -140,6 +147,11 @@ def serve(
     opened = bootstrap(settings)
     worker_beside = opened.backend.worker_beside_server and not no_worker
     opened.close()
+    demo_process: list[Any] = []
+
+    def when_ready(server: Any) -> None:
+        if demo:  # once gunicorn listens, so the demo's first request finds the server
+            demo_process.append(_start_demo(settings, host, port))
 
     class PulseServer(BaseApplication):
         def load_config(self) -> None:
@@ -151,6 +163,7 @@ def serve(
             # The request id (X-Request-Id, generated when not sent) on each access line too.
             self.cfg.set("access_log_format", self.cfg.access_log_format + " rid=%({x-request-id}o)s")
             self.cfg.set("child_exit", _mark_worker_dead)
+            self.cfg.set("when_ready", when_ready)
             if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
                 self.cfg.set("control_socket", control_socket_path(host, port))
 
@@ -171,6 +184,8 @@ def serve(
     try:
         PulseServer().run()
     finally:
+        for process in demo_process:
+            _stop_projection_worker(process)
         _stop_projection_worker(projection_worker)
         import shutil
 
@@ -207,13 +222,31 @@ def _start_projection_worker(settings: Settings):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "cli", "worker", "--store", settings.store, "--db", settings.db]
-    if settings.store == "dynamodb":  # the options this server was given, not only the environment's
-        command += ["--region", settings.region, "--table-prefix", settings.table_prefix]
-        if settings.dynamodb_endpoint:
-            command += ["--dynamodb-endpoint", settings.dynamodb_endpoint]
-    command += ["--parent-pid", str(os.getpid())]
+    command = [sys.executable, "-m", "cli", "worker", *_store_args(settings), "--parent-pid", str(os.getpid())]
     return subprocess.Popen(command)
+
+
+def _store_args(settings: Settings) -> list[str]:
+    """The store options this server was given (not only the environment's), for a child."""
+    args = ["--store", settings.store, "--db", settings.db]
+    if settings.store == "dynamodb":
+        args += ["--region", settings.region, "--table-prefix", settings.table_prefix]
+        if settings.dynamodb_endpoint:
+            args += ["--dynamodb-endpoint", settings.dynamodb_endpoint]
+    return args
+
+
+def _start_demo(settings: Settings, host: str, port: int):
+    """`pulse demo --duration 0` against this server, as a child process; its progress line
+    stays out of the server's log, its errors do not."""
+    import subprocess
+    import sys
+
+    local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    url = f"http://{local}:{port}"
+    command = [sys.executable, "-m", "cli", "demo", "--duration", "0", "--url", url, *_store_args(settings)]
+    click.echo(f"demo: streaming a coffee business into {url}; open {url}/d/coffee-shops-live")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def _stop_projection_worker(process) -> None:

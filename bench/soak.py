@@ -151,6 +151,12 @@ def main() -> None:
         memory: dict[str, list[tuple[float, float]]] = {}
         try:
             server.post_sale(0)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the metric exists once the worker projected it
+                query = f'{{ series(metric: "{METRIC}", resolution: DAY) {{ metric }} }}'
+                if "errors" not in server.request("POST", "/graphql", {"query": query})[1]:
+                    break
+                time.sleep(0.1)
             subscribers = Subscribers(server.port, server.key, args.subscribers)
             if not subscribers.wait_all(1, timeout=60):
                 raise SystemExit("the subscribers did not get their first value")

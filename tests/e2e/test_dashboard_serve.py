@@ -107,3 +107,21 @@ def test_a_private_dashboard_is_not_found_without_a_key(server: Server) -> None:
     hidden = anonymous(server, '{ dashboard(slug: "internal") { name } }')
     assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     assert [d["slug"] for d in anonymous(server, "{ dashboards { slug } }")["data"]["dashboards"]] == [SLUG]
+
+
+def test_the_quick_start_server_streams_the_demo_into_its_public_dashboard(tmp_path) -> None:
+    """`make run` is `pulse serve --demo`: open / and the demo dashboard is there, and moves."""
+    quick = Server(tmp_path / "quick", "--demo")
+    try:
+        query = f'{{ dashboard(slug: "{SLUG}") {{ watermark {REVENUE} }} }}'
+
+        def revenue() -> float | None:
+            body = anonymous(quick, query)
+            return revenue_today(body["data"]["dashboard"]) if body.get("data") else None
+
+        first = wait_until(revenue, "the demo to publish its dashboard and post sales", timeout=90, poll=0.5)
+        wait_until(lambda: (revenue() or 0) > first, "the demo dashboard to move", timeout=60, poll=0.5)
+        page = requests.get(f"{quick.url}/", timeout=10)
+        assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    finally:
+        quick.stop()

@@ -217,8 +217,9 @@ class Pulse:
         return found
 
     def with_settings(self, settings: Settings, clock: Clock | None = None) -> Pulse:
-        """This Pulse's backend under other settings (auth, limits) or clock, with its own caches."""
-        return Pulse(settings=settings, backend=self.backend, clock=clock or self.clock)
+        """This Pulse's backend under other settings (auth, limits) or clock, with its own caches.
+        The engines it builds are this Pulse's to close: they live as long as the backend."""
+        return Pulse(settings=settings, backend=self.backend, clock=clock or self.clock, _engines=self._engines)
 
     def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
         """Every read model of the backend, on one engine."""

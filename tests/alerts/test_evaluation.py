@@ -154,6 +154,10 @@ def test_a_metric_window_rule_fires_on_a_sales_spike(rig: AlertRig):
     assert [n.kind for n in rig.notifier] == ["firing", "resolved"]
 
 
+def dispatchers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "pulse-alert-dispatcher" and t.is_alive()}
+
+
 def test_closing_pulse_stops_the_delivery_thread_before_the_stores_close(tmp_path, clock):
     """The worker's alerts handler delivers on its own thread; ``Pulse.close`` stops it first,
     so it never writes to a store being closed under it (that crashed SQLite's C code)."""
@@ -162,8 +166,10 @@ def test_closing_pulse_stops_the_delivery_thread_before_the_stores_close(tmp_pat
     alerts.define_rule(pulse.store, low_stock())
     reading = Event(type="stock_level", occurred_at=now_utc(clock), properties={"product": "mug", "level": 1})
     pulse.store.ingest([reading])
+    before = dispatchers()
     pulse.worker().catch_up()
     assert {key: s.state for key, s in alerts.load_rule(pulse.store, "low-stock").instances.items()} == {"mug": FIRING}
-    assert any(t.name == "pulse-alert-dispatcher" and t.is_alive() for t in threading.enumerate())
+    started = dispatchers() - before
+    assert started, "the worker's alerts handler delivers on its own thread"
     pulse.close()
-    assert not any(t.name == "pulse-alert-dispatcher" and t.is_alive() for t in threading.enumerate())
+    assert not any(thread.is_alive() for thread in started)

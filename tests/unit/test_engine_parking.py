@@ -13,6 +13,7 @@ from domain.events import FACTS_STREAM, RecordedEvent
 from domain.ports import CheckpointConflict
 from services.engine import FeedBatch, ProjectionEngine, ReadModelHandler
 from storage.memory_parked import MemoryParkedEvents
+from tests.unit.test_engine import Store
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -35,25 +36,6 @@ class Ids:
             if self.broken and event.properties.get("poison"):
                 raise ValueError(f"cannot digest {event.id}")
         return [event.id for event in events]
-
-
-class Store:
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.positions: dict[str, int] = {}
-        self.fail: Exception | None = None
-
-    def position(self, projection: str, partition: str) -> int:
-        return self.positions.get(partition, 0)
-
-    def apply(self, projection, partition, changes, after, upto) -> bool:
-        if self.fail is not None:
-            raise self.fail
-        if self.positions.get(partition, 0) >= upto:
-            return False
-        self.ids.extend(changes)
-        self.positions[partition] = upto
-        return True
 
 
 BATCH = FeedBatch("", 1, 5, [fact(1), fact(2), fact(3, poison=True), fact(4), fact(5)])

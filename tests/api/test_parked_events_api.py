@@ -41,7 +41,10 @@ def park_two(pulse: Pulse, clock: FrozenClock) -> None:
         for h in pulse.backend.handlers(WorkerOptions())
     ]
     engine = ProjectionEngine(handlers, retry_seconds=0, parked=pulse.parked, retries=1)
-    pulse.backend.worker(engine, WorkerOptions(), clock).catch_up()
+    try:
+        pulse.backend.worker(engine, WorkerOptions(), clock).catch_up()
+    finally:
+        engine.close()  # its alerts handler's delivery thread, before the test's store goes
     assert len(pulse.parked.list()) == 2
 
 

@@ -4,8 +4,10 @@ as both embedded stores (``storage.sqlite`` and its in-memory fake) keep them.""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from domain.errors import EventTooLarge
 from domain.events import Event, utc_now
@@ -19,6 +21,17 @@ EventColumns = tuple[str, str, int | None, str, int, str | None, str, int]
 def dumps(value: Any) -> str:
     # ensure_ascii=False keeps stored size equal to the UTF-8 bytes a client sent.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def dumps_properties(properties: Mapping[str, Any]) -> bytes:
+    """An event's properties as stored JSON (UTF-8): ingest's hot path, about 10x faster
+    than ``dumps`` with orjson. Properties were validated at the boundary (finite numbers,
+    valid Unicode, string keys); what orjson refuses (an integer beyond 64 bits, an unpaired
+    surrogate) goes through ``dumps``, which writes it exactly or raises as before."""
+    try:
+        return orjson.dumps(properties, default=dict)  # default: the read-only view Event keeps
+    except TypeError:
+        return dumps(dict(properties)).encode()
 
 
 def loads(text: str) -> Any:
@@ -41,8 +54,8 @@ def event_columns(
     received = epoch_micros(utc_now())
     rows = []
     for index, event in enumerate(events):
-        props = dumps(dict(event.properties))
-        size = len(props.encode()) + len(event.id) + len(event.type) + len(event.source or "")
+        encoded = dumps_properties(event.properties)
+        size = len(encoded) + len(event.id) + len(event.type) + len(event.source or "")
         if size > max_bytes:
             raise EventTooLarge(event.id, size, max_bytes, index=index)
         version = None if first_version is None else first_version + index
@@ -54,7 +67,7 @@ def event_columns(
                 event.type,
                 epoch_micros(event.occurred_at),
                 event.source,
-                props,
+                encoded.decode(),
                 received,
             )
         )

@@ -35,7 +35,7 @@ MAX_EVENT_BYTES = 400 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    position    INTEGER PRIMARY KEY,
     id          TEXT    NOT NULL UNIQUE,
     stream_id   TEXT    NOT NULL,
     version     INTEGER,
@@ -43,12 +43,28 @@ CREATE TABLE IF NOT EXISTS events (
     occurred_at INTEGER NOT NULL,
     source      TEXT,
     properties  TEXT    NOT NULL,
-    received_at INTEGER NOT NULL,
-    UNIQUE (stream_id, version)
+    received_at INTEGER NOT NULL
 );
 -- An index by (type, occurred_at) that nothing read; files made before it was dropped lose it here.
 DROP INDEX IF EXISTS events_by_type_time;
 """
+# Positions are plain rowids (max + 1): the log is append-only, no row is ever deleted, so
+# none is reused without AUTOINCREMENT's extra write per insert. The (stream, version)
+# uniqueness covers aggregate events only: facts (version NULL, most rows) stay out of that
+# index, so a fact's insert updates the id index alone. Files made before this keep their
+# table (an inline UNIQUE (stream_id, version) and AUTOINCREMENT), which reads the same.
+_STREAM_VERSION_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream_version ON events (stream_id, version)"
+    " WHERE version IS NOT NULL"
+)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    table = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()[0]
+    if "UNIQUE (stream_id, version)" not in table:
+        conn.execute(_STREAM_VERSION_INDEX)
+
 
 _COLUMNS = "position, id, stream_id, version, type, occurred_at, source, properties, received_at"
 _FACT_COLUMNS = "position, id, type, occurred_at, source, properties, received_at"
@@ -195,7 +211,7 @@ class SqliteEventStore:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._lock_file: BinaryIO | None = None
-        self._conn().executescript(SCHEMA)
+        _create_schema(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -265,7 +281,7 @@ class SqliteEventStore:
             conn = self._conn()
             with write_transaction(conn):
                 current = conn.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+                    "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ? AND version IS NOT NULL",
                     (stream_id,),
                 ).fetchone()[0]
                 if current != expected_version:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.errors import StoreUnavailable
+from domain.errors import ConcurrencyError, StoreUnavailable
 from domain.events import Event
 from storage.sqlite import SqliteEventStore
 from tests.support import all_facts, in_threads, real_now
@@ -93,5 +93,43 @@ def test_a_file_made_with_the_old_type_time_index_loses_it_on_open(tmp_path: Pat
     conn = sqlite3.connect(path)
     indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").fetchall()
     conn.close()
-    # Only the ones the constraints make (id, (stream_id, version)): reads go by position and stream.
+    # The id's (a constraint's) and the aggregate streams' (stream_id, version): reads go by
+    # position and stream.
+    assert sorted(name for (name,) in indexes) == ["events_by_stream_version", "sqlite_autoindex_events_1"], indexes
+
+
+def test_facts_stay_out_of_the_stream_version_index(tmp_path: Path) -> None:
+    """A fact's insert updates the id index only: the (stream, version) index is partial,
+    so ingest pays for one index, not two."""
+    store = SqliteEventStore(tmp_path / "pulse.db")
+    store.ingest([Event(id=f"f{i}", type="sale", occurred_at=real_now()) for i in range(3)])
+    store.append("dashboard:x", [Event(id="d1", type="created", occurred_at=real_now())], 0)
+    conn = sqlite3.connect(tmp_path / "pulse.db")
+    partial = {name: flag for _, name, _, _, flag in conn.execute("PRAGMA index_list(events)")}
+    versions = conn.execute("SELECT id, version FROM events ORDER BY position").fetchall()
+    conn.close()
+    store.close()
+    assert partial["events_by_stream_version"] == 1  # only rows WHERE version IS NOT NULL
+    assert versions == [("f0", None), ("f1", None), ("f2", None), ("d1", 1)]
+
+
+def test_a_file_made_before_the_partial_index_keeps_its_table_and_works(tmp_path: Path) -> None:
+    path = tmp_path / "pulse.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+            " stream_id TEXT NOT NULL, version INTEGER, type TEXT NOT NULL, occurred_at INTEGER NOT NULL,"
+            " source TEXT, properties TEXT NOT NULL, received_at INTEGER NOT NULL, UNIQUE (stream_id, version));"
+        )
+    conn.close()
+    store = SqliteEventStore(path)
+    store.ingest([Event(id="f1", type="sale", occurred_at=real_now())])
+    assert store.append("s", [Event(id="a1", type="created", occurred_at=real_now())], 0) == 1
+    with pytest.raises(ConcurrencyError):
+        store.append("s", [Event(id="a2", type="created", occurred_at=real_now())], 0)
+    assert [e.id for e in store.read_stream("s")] == ["a1"]
+    store.close()
+    conn = sqlite3.connect(path)
+    indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'").fetchall()
+    conn.close()
     assert all(name.startswith("sqlite_autoindex_") for (name,) in indexes), indexes

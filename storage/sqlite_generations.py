@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: The tables each replayable read model owns in the views file.
 TABLES: dict[str, tuple[str, ...]] = {
     COUNTERS: ("counters", "gauges", "event_types"),
-    RECENT: ("recent_events",),
+    RECENT: ("recent_blocks",),
 }
 
 

@@ -4,6 +4,8 @@ resent fact counted once, and its change markers moving only for the feeds it ch
 
 from __future__ import annotations
 
+import random
+import sqlite3
 from datetime import timedelta
 
 from bootstrap import Pulse, WorkerOptions
@@ -11,6 +13,8 @@ from domain.events import Event
 from domain.ports import ALL_TYPES, recent_marker
 from projections.recent import RecentEventsProjection
 from services.engine import FeedBatch, ReadModelHandler
+from storage.sqlite_recent import SqliteRecentEvents
+from storage.sqlite_views import SqliteViewStore
 from tests.support import all_facts, real_now
 
 NOW = real_now().replace(microsecond=0)
@@ -70,3 +74,73 @@ def test_only_the_newest_are_kept_and_a_redelivered_batch_changes_nothing(pulse:
     assert pulse.views.change_markers() == moved
     listed = store.recent_events("sale", 100)
     assert [e.id for e in listed] == [f"s{i:03d}" for i in range(29, 29 - keep, -1)]
+
+
+def newest_ids(sent: list[Event], etype: str | None, limit: int) -> list[str]:
+    chosen = [e for e in sent if etype is None or e.type == etype]
+    return [e.id for e in sorted(chosen, key=lambda e: (e.occurred_at, e.id), reverse=True)[:limit]]
+
+
+def test_many_small_batches_with_late_facts_list_exactly_the_newest(pulse: Pulse) -> None:
+    """Small batches, facts arriving out of time order and two types interleaved: the feed
+    always equals the newest ``keep`` by (occurredAt, id), per type and overall."""
+    keep = 12
+    store = pulse.backend.recent
+    store.keep = keep
+    if hasattr(store, "trim_every"):
+        store.trim_every = 1
+    handler = ReadModelHandler(RecentEventsProjection(keep=keep), store)
+    rng = random.Random(11)
+    minutes = list(range(90))
+    rng.shuffle(minutes)
+    sent: list[Event] = []
+    for start in range(0, len(minutes), 3):  # 30 batches of 3, each fed once
+        batch = [
+            Event(id=f"f{m:03d}", type="sale" if m % 3 else "visit", occurred_at=NOW - timedelta(minutes=m))
+            for m in minutes[start : start + 3]
+        ]
+        pulse.store.ingest(batch)
+        sent += batch
+        ids = {e.id for e in batch}  # a log without one global order lists facts in any order
+        facts = sorted((f for f in all_facts(pulse.store) if f.id in ids), key=lambda f: f.id)
+        facts = [f._replace(position=start + i + 1) for i, f in enumerate(facts)]
+        assert handler.handle(FeedBatch("p", start + 1, start + 3, facts)) is True
+
+        for etype in (None, "sale", "visit"):
+            for limit in (1, 5, keep):
+                assert [e.id for e in store.recent_events(etype, limit)] == newest_ids(sent, etype, limit), (
+                    start,
+                    etype,
+                )
+
+
+def test_a_views_file_with_one_row_per_fact_keeps_its_feed_when_opened(tmp_path) -> None:
+    """Views files made before blocks hold ``recent_events`` rows: opening one moves each
+    scope's newest into a block, and the feed lists what it listed before."""
+    path = tmp_path / "pulse.views.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE recent_events (scope TEXT NOT NULL, occurred_at INTEGER NOT NULL, id TEXT NOT NULL,"
+        " type TEXT NOT NULL, received_at INTEGER NOT NULL, source TEXT, properties TEXT NOT NULL,"
+        " position INTEGER, PRIMARY KEY (scope, occurred_at, id)) WITHOUT ROWID;"
+    )
+    at = 1_700_000_000_000_000
+    rows = [
+        (scope, at + i, f"s{i}", "sale", at, None, f'{{"n":{i}}}', i + 1) for i in range(5) for scope in ("*", "sale")
+    ]
+    conn.executemany("INSERT INTO recent_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+    views = SqliteViewStore(path)
+    feed = SqliteRecentEvents(views)
+    listed = feed.recent_events("sale", 3)
+    assert [(e.id, e.properties, e.position) for e in listed] == [
+        ("s4", {"n": 4}, 5),
+        ("s3", {"n": 3}, 4),
+        ("s2", {"n": 2}, 3),
+    ]
+    assert [e.id for e in feed.recent_events(None, 10)] == ["s4", "s3", "s2", "s1", "s0"]
+    SqliteRecentEvents(views)  # a second open finds nothing left to move
+    assert [e.id for e in feed.recent_events(None, 10)] == ["s4", "s3", "s2", "s1", "s0"]
+    views.close()

@@ -120,14 +120,16 @@ class RateMeter:
         self.window = window_seconds
         self._clock = clock
         self._samples: deque[tuple[float, int]] = deque()
+        self._total = 0  # of the samples in the window: a busy worker adds many a second
 
     def add(self, events: int) -> float:
         now = self._clock()
         self._samples.append((now, events))
+        self._total += events
         while self._samples and now - self._samples[0][0] > self.window:
-            self._samples.popleft()
+            self._total -= self._samples.popleft()[1]
         span = max(now - self._samples[0][0], 1.0) if len(self._samples) > 1 else 1.0
-        return sum(n for _, n in self._samples) / span
+        return self._total / span
 
 
 class ReadModelHandler:

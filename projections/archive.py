@@ -297,38 +297,72 @@ def read_table(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
+#: The buffered rows' (type, hour) key column; not written to files.
+_HOUR = "__hour"
+
+
+class Rows(NamedTuple):
+    """Facts as Arrow columns ready to be written (what the archive buffers: a few hundred
+    bytes per fact, where the facts as Python objects take several times that): the table
+    in log order with each fact's hour, how many fall in each (type, hour) file, and the
+    typed columns it was built with."""
+
+    table: pa.Table
+    groups: Counter[tuple[str, int]]
+    columns: tuple[ArchiveColumn, ...]
+
+
+def rows_of(events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn] = ()) -> Rows:
+    table, types, occurred = _unsorted_table(events, columns)
+    hours = [micros // HOUR_MICROS for micros in occurred]
+    table = table.append_column(_HOUR, pa.array(hours, pa.int64()))
+    return Rows(table, Counter(zip(types, hours, strict=True)), tuple(columns))
+
+
+def retyped(rows: Rows, columns: Sequence[ArchiveColumn]) -> Rows:
+    """The rows with the typed columns of ``columns`` instead of their own (a definition
+    changed while they were buffered), read from the properties' JSON."""
+    properties = [json.loads(text) for text in rows.table.column("properties").to_pylist()]
+    table = rows.table.select([*BASE_COLUMNS, _HOUR])
+    for column in columns:
+        table = table.append_column(
+            pa.field(column.name, column.arrow_type), pa.array(column.values(properties), column.arrow_type)
+        )
+    return Rows(table, rows.groups, tuple(columns))
+
+
 def files_of(
     events: Sequence[RecordedEvent], partition: str, first: int, last: int, columns: Sequence[ArchiveColumn] = ()
 ) -> dict[str, bytes]:
     """The archive files of the facts of positions ``first..last`` of ``partition``: one
-    per Hive partition (relative key → Parquet bytes).
+    per Hive partition (relative key → Parquet bytes)."""
+    if not events:
+        return {}
+    return files_of_rows([rows_of(events, columns)], partition, first, last)
+
+
+def files_of_rows(parts: Sequence[Rows], partition: str, first: int, last: int) -> dict[str, bytes]:
+    """``files_of`` for facts buffered as ``Rows`` (built with the same typed columns).
 
     One Arrow table of every fact, sorted once by (type, hour, ``occurredAt``, id); each
     Hive partition is then a slice of it, its rows in ``occurredAt``, id order."""
-    if not events:
+    if not parts:
         return {}
-    table, types, occurred = _unsorted_table(events, columns)
-    hours = [micros // HOUR_MICROS for micros in occurred]
-    keyed = pa.table(
-        {
-            "type": table.column("type"),
-            "hour": pa.array(hours, pa.int64()),
-            "occurred_at": table.column("occurred_at"),
-            "id": table.column("id"),
-        }
-    )
+    table = parts[0].table if len(parts) == 1 else pa.concat_tables([part.table for part in parts])
     order = pc.sort_indices(
-        keyed,
-        sort_keys=[("type", "ascending"), ("hour", "ascending"), ("occurred_at", "ascending"), ("id", "ascending")],
+        table,
+        sort_keys=[("type", "ascending"), (_HOUR, "ascending"), ("occurred_at", "ascending"), ("id", "ascending")],
     )
-    ordered = table.take(order)
+    ordered = table.take(order).drop_columns([_HOUR])
+    groups: Counter[tuple[str, int]] = Counter()
+    for part in parts:
+        groups.update(part.groups)
     # Arrow sorts strings by their UTF-8 bytes, which is Python's code point order, so the
     # sorted group keys give the slices' order.
-    sizes = sorted(Counter(zip(types, hours, strict=True)).items())
     name = file_name(partition, first, last)
     files: dict[str, bytes] = {}
     offset = 0
-    for (event_type, hour), size in sizes:
+    for (event_type, hour), size in sorted(groups.items()):
         files[f"{hour_key(event_type, hour).folder}/{name}"] = parquet_bytes(ordered.slice(offset, size))
         offset += size
     return files

@@ -1,8 +1,9 @@
 """The archive read model: every fact, once, in Parquet files in a blob store.
 
 ``ArchiveHandler`` is a projection handler (``services.engine``) that buffers facts and
-writes them out (``projections.archive.files_of``) when the buffer reaches ``max_bytes``
-(an estimate of the facts' stored size), when its oldest fact has waited
+writes them out (``projections.archive.files_of_rows``) when the buffer reaches
+``max_bytes`` (of Arrow columns: each batch is buffered as ``Rows``, so memory stays near
+that figure), when its oldest fact has waited
 ``max_age_seconds`` (checked on each batch and on the worker's housekeeping), and on a
 clean stop (``flush``, which the log tail calls when its loop ends).
 
@@ -34,13 +35,16 @@ from projections.archive import (
     PROJECTION,
     ArchiveColumn,
     ArchiveState,
+    Rows,
     definition_columns,
-    files_of,
+    files_of_rows,
     join,
     live_files,
     parquet_bytes,
     parse_key,
     read_table,
+    retyped,
+    rows_of,
     state_key,
 )
 from services.engine import FeedBatch
@@ -49,25 +53,14 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 2**20
 MAX_AGE_SECONDS = 300.0
-#: Bytes counted per fact on top of its properties' JSON (id, type, times, source).
-ROW_OVERHEAD = 64
-
-
-def estimated_bytes(event: RecordedEvent) -> int:
-    return ROW_OVERHEAD + len(event.id) + len(event.type) + 16 * len(event.properties)
-
-
-def total_estimated_bytes(events: Sequence[RecordedEvent]) -> int:
-    """``estimated_bytes`` summed, column-wise (once per fact on the hot path)."""
-    ids, types, _, properties, *_ = zip(*events, strict=True)
-    return ROW_OVERHEAD * len(events) + sum(map(len, ids)) + sum(map(len, types)) + 16 * sum(map(len, properties))
 
 
 @dataclass
 class _Partition:
     durable: ArchiveState
     upto: int  # the last position buffered (what ``position`` reports)
-    events: list[RecordedEvent] = field(default_factory=list)
+    rows: list[Rows] = field(default_factory=list)
+    facts: int = 0
     bytes: int = 0
     since: float | None = None  # when the oldest buffered fact arrived (handler's clock)
 
@@ -150,8 +143,10 @@ class ArchiveHandler:
         if facts:
             if part.since is None:
                 part.since = self.clock()
-            part.events.extend(facts)
-            part.bytes += total_estimated_bytes(facts)
+            rows = rows_of(facts, self.columns)
+            part.rows.append(rows)
+            part.facts += len(facts)
+            part.bytes += rows.table.nbytes
         part.upto = max(part.upto, upto)
 
     def _old(self, part: _Partition) -> bool:
@@ -192,15 +187,17 @@ class ArchiveHandler:
         first, last = durable.position + 1, part.upto
         if last <= durable.position:
             return
-        if part.events:
+        if part.rows:
             if durable.pending is None:
                 self._save(partition, ArchiveState(durable.position, (first, last), durable.events_total))
-            for key, data in files_of(part.events, partition, first, last, self.columns).items():
+            # Typed columns as the definitions stand now, for facts buffered before a change too.
+            rows = [r if r.columns == self.columns else retyped(r, self.columns) for r in part.rows]
+            for key, data in files_of_rows(rows, partition, first, last).items():
                 self.blobs.put(join(self.prefix, key), data)
-        part.durable = ArchiveState(last, None, durable.events_total + len(part.events))
+        part.durable = ArchiveState(last, None, durable.events_total + part.facts)
         self._save(partition, part.durable)
-        log.debug("archive %s: wrote %d facts of %d..%d", partition or "log", len(part.events), first, last)
-        part.events, part.bytes, part.since = [], 0, None
+        log.debug("archive %s: wrote %d facts of %d..%d", partition or "log", part.facts, first, last)
+        part.rows, part.facts, part.bytes, part.since = [], 0, 0, None
 
 
 # --- compaction ----------------------------------------------------------------------

@@ -389,7 +389,7 @@ def test_the_archive_commands(tmp_path: Path) -> None:
     from cli import main
 
     db = str(tmp_path / "pulse.db")
-    settings = Settings(store="sqlite", db=db, archive_max_bytes=2000)
+    settings = Settings(store="sqlite", db=db, archive_max_bytes=1)  # a file per batch
     pulse = bootstrap(settings, create=True)
     at = datetime(2026, 11, 1, 5, tzinfo=UTC)
     pulse.store.ingest([Event(type="sale", occurred_at=at + timedelta(minutes=i), properties={}) for i in range(90)])

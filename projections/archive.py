@@ -323,12 +323,12 @@ def retyped(rows: Rows, columns: Sequence[ArchiveColumn]) -> Rows:
     """The rows with the typed columns of ``columns`` instead of their own (a definition
     changed while they were buffered), read from the properties' JSON."""
     properties = [json.loads(text) for text in rows.table.column("properties").to_pylist()]
-    table = rows.table.select([*BASE_COLUMNS, _HOUR])
+    table = rows.table.select(list(BASE_COLUMNS))
     for column in columns:
         table = table.append_column(
             pa.field(column.name, column.arrow_type), pa.array(column.values(properties), column.arrow_type)
         )
-    return Rows(table, rows.groups, tuple(columns))
+    return Rows(table.append_column(_HOUR, rows.table.column(_HOUR)), rows.groups, tuple(columns))
 
 
 def files_of(

@@ -418,3 +418,24 @@ def test_the_archive_commands(tmp_path: Path) -> None:
     assert pq.read_table(out).num_rows == 40
     bad = runner.invoke(main, ["archive", "query", "selec", "--db", db])
     assert bad.exit_code == 1 and "syntax error" in bad.output
+
+
+def test_facts_buffered_before_a_definition_change_get_the_typed_columns_of_the_flush() -> None:
+    """The buffer holds Arrow columns built with the columns of their batch; a metric defined
+    meanwhile still gives every fact of the flush its typed column, read from the properties
+    (a 2**70 amount stays exact in the JSON column)."""
+    from domain.events import RecordedEvent
+    from projections.archive import ArchiveColumn, files_of, files_of_rows, retyped, rows_of
+
+    at = 1_700_000_000_000_000
+    facts = [
+        RecordedEvent.at_micros(f"s{i}", "sale", at + i * 900_000_000, {"amount": a}, None, "$facts", None, i + 1, at)
+        for i, a in enumerate([1.5, 2, "x", 2**70, None])
+    ]
+    amount = (ArchiveColumn("amount", "double"),)
+    early, late = rows_of(facts[:3]), rows_of(facts[3:], amount)
+    written = files_of_rows([retyped(early, amount), late], "", 1, 5)
+    assert written == files_of(facts, "", 1, 5, amount)
+    rows = pa.concat_tables([read_table(data) for data in written.values()])
+    assert rows.column("amount").to_pylist() == [1.5, 2.0, None, float(2**70), None]
+    assert '{"amount":1180591620717411303424}' in rows.column("properties").to_pylist()

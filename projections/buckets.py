@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from domain.metrics import DAY, HOUR, MINUTE, RESOLUTIONS
+from domain.metrics import DAY, HOUR, MINUTE, RESOLUTIONS, SKIPPED
 
 #: Seconds per bucket of the fixed-length resolutions.
 FIXED_SECONDS = {MINUTE: 60, HOUR: 3600}
@@ -133,6 +133,8 @@ class Retention:
     day_days: int | None = None
 
     def days(self, resolution: str) -> int | None:
+        if resolution == SKIPPED:
+            return None  # a metric's all-time count of skipped values, not a bucket of time
         return {MINUTE: self.minute_days, HOUR: self.hour_days, DAY: self.day_days}[resolution]
 
     def horizon(self, resolution: str, now: float) -> int | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS
+from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS, SKIPPED
 from domain.ports import (
     Checkpoint,
     CounterCell,
@@ -401,7 +401,7 @@ class DynamoViewStore:
         where: Mapping[int, str] | None = None,
         group_by: int | None = None,
     ) -> list[CounterCell]:
-        if resolution not in RESOLUTIONS:
+        if resolution not in RESOLUTIONS and resolution != SKIPPED:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         gen = self._generation(metric)
         if gen is None or start >= end:

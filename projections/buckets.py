@@ -145,5 +145,11 @@ class Retention:
         margin = 1 if resolution == MINUTE else 0
         return int(now) - (days + margin) * 86400
 
+    def horizons(self, now: float) -> dict[str, int]:
+        """The horizon of each resolution that has one, at epoch second ``now``: projections
+        write no cell whose bucket starts before it (pruning would delete it)."""
+        found = {resolution: self.horizon(resolution, now) for resolution in RESOLUTIONS}
+        return {resolution: horizon for resolution, horizon in found.items() if horizon is not None}
+
 
 __all__ = ["FIXED_SECONDS", "RESOLUTIONS", "Bucketing", "Retention", "zone"]

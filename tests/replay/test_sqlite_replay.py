@@ -17,6 +17,7 @@ import pytest
 
 from bootstrap import Pulse, WorkerOptions, bootstrap
 from domain import metrics as defs
+from domain.access import OPEN_ACCESS
 from domain.clock import FrozenClock, now_utc
 from domain.events import Event
 from domain.replay import REPLAYING, ReplayRunning
@@ -135,6 +136,18 @@ def test_a_replay_writes_no_cell_older_than_its_retention(pulse: Pulse, clock: F
     assert cells("minute") == []
     assert [(c.count, c.sum) for c in cells("hour")] == [(1, 7.0)]
     assert sum(c.count for c in pulse.views.read_counters("revenue", "day", start_of(old), start_of(old) + 1)) == 1
+
+
+def test_a_replay_recomputes_the_skipped_values(pulse: Pulse, clock: FrozenClock) -> None:
+    at = now_utc(clock) - timedelta(minutes=3)
+    texts = [Event(id=f"t{i}", type="sale", occurred_at=at, properties={"amount": "9.99"}) for i in range(3)]
+    pulse.store.ingest(texts)
+    pulse.worker().catch_up()
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 3}
+    corrupt(pulse)  # the skipped cell too
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 4}
+    pulse.replayer(WorkerOptions(batch_size=500)).replay(PROJECTION)
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 3}
 
 
 def start_of(moment: datetime) -> int:

@@ -187,7 +187,9 @@ class ProjectionRunner:
 class PositionedCounters:
     """The engine's handler of the counters read model on a positioned log: syncs the
     metric definitions before each step (rebuilding what changed), projects each batch
-    past its checkpoint, and prunes by the retention."""
+    past its checkpoint, and prunes by the retention. With a ``clock`` (bootstrap passes the
+    worker's), it writes no cell older than the retention at the clock's now; without, it
+    writes every cell (tests of the runner alone)."""
 
     name = PROJECTION
 

@@ -90,6 +90,12 @@ class MetricInput:
         description="Decimal places SUM/AVG/MIN/MAX values are rounded to (money: 2). Unset: 15 significant"
         " digits, so float noise such as 1883.8000000000002 reads 1883.8.",
     )
+    parse_numeric_strings: bool = strawberry.field(
+        default=False,
+        description='Count a value property sent as a plain decimal string ("12.50", "-3": digits, an optional'
+        " minus and fraction; no exponent, spaces, NaN or inf) as that number. Off: such facts are skipped"
+        " (see Metric.skippedValues). Changing it recomputes the metric.",
+    )
 
 
 @strawberry.input
@@ -139,6 +145,20 @@ class Metric:
     decimals: int | None = strawberry.field(
         default=None, description="Decimal places values are rounded to; null: 15 significant digits."
     )
+    parse_numeric_strings: bool = strawberry.field(
+        default=False, description='Plain decimal strings ("12.50") in the value property count as numbers.'
+    )
+
+    @strawberry.field(
+        description="Facts left out of this metric's values because their value property was present but not a"
+        ' number (text such as "12.50" unless parseNumericStrings, a boolean, an object); 0 for counts.'
+        " Recomputed when the metric is."
+    )
+    def skipped_values(self, info: Info) -> int:
+        if self.builtin or self.aggregation == Aggregation.COUNT:
+            return 0
+        pulse, principal = caller(info)
+        return guarded(lambda: pulse.metrics.skipped_values(principal, [self.name])).get(self.name, 0)
 
 
 @strawberry.type
@@ -229,6 +249,7 @@ def _metric(definition: MetricDefinition) -> Metric:
         builtin=definition.builtin,
         version=definition.revision,
         decimals=definition.decimals,
+        parse_numeric_strings=definition.parse_numeric_strings,
     )
 
 
@@ -327,6 +348,7 @@ def _definition(input: MetricInput) -> MetricDefinition:
         input.dimensions,
         [(f.property, f.value) for f in input.filters],
         decimals=input.decimals,
+        parse_numeric_strings=input.parse_numeric_strings,
     )
 
 

@@ -8,7 +8,9 @@ Two sources make one answer:
   ``pulse serve``), summed over every worker's files by ``MultiProcessCollector``;
 - the projections' state (``ProjectionCollector``): lag in events and seconds, events per
   second, parked events, age of the last checkpoint write, read from the stores at
-  scrape time, so every process answers the same and a stopped worker shows as lag.
+  scrape time, so every process answers the same and a stopped worker shows as lag; and
+  per metric of a value, the facts it skipped because their value was not a number
+  (``pulse_metric_values_skipped``).
 
 Access (``PULSE_METRICS_ACCESS``): ``local`` (the default) answers callers on 127.0.0.1
 or ::1 without a key and others with a ``read`` (or ``admin``) key; ``key`` always needs
@@ -78,10 +80,17 @@ class ProjectionCollector(Collector):
             "Share (0 to 1) of a running replay done; absent while none runs.",
             labels=["projection"],
         )
+        skipped = GaugeMetricFamily(
+            "pulse_metric_values_skipped",
+            "Facts a metric of a value left out because their value property was not a number"
+            ' (e.g. the text "12.50" without parseNumericStrings).',
+            labels=["metric"],
+        )
         up = GaugeMetricFamily("pulse_store_up", "1 when the stores answered this scrape, else 0.")
         try:
             states = self.pulse.metrics.projections(OPEN_ACCESS)
             counts = self.pulse.parked.counts()
+            skipped_values = self.pulse.metrics.skipped_values(OPEN_ACCESS)
         except StoreUnavailable as exc:
             log.warning("metrics scrape: the store is unavailable: %s", exc)
             up.add_metric([], 0)
@@ -106,8 +115,10 @@ class ProjectionCollector(Collector):
                 replay.add_metric([cp.projection], float(progress))
         for name in sorted(names | set(counts)):
             parked.add_metric([name], counts.get(name, 0))
+        for metric, n in skipped_values.items():
+            skipped.add_metric([metric], n)
         up.add_metric([], 1)
-        yield from (lag_events, lag_seconds, rate, write_age, parked, replay, up)
+        yield from (lag_events, lag_seconds, rate, write_age, parked, replay, skipped, up)
 
 
 def _allowed(pulse: Pulse) -> None:

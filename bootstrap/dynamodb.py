@@ -72,6 +72,7 @@ class DynamoBackend:
             os.environ, fence_seconds=options.rebuild_fence_seconds, settle_seconds=options.rebuild_settle_seconds
         )
         self.views.retention = options.retention  # the TTL of the cells it writes
+        self.views.clock = options.clock or clock  # "now" of the retention cut of the cells it writes
         owner = f"poller-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         projector = self.counters()
         return DynamoPoller(

@@ -38,7 +38,12 @@ class PositionedBackend:
 
     def handlers(self, options) -> list[ProjectionHandler]:
         counters = PositionedCounters(
-            self.events, self.views, Bucketing(self.settings.timezone), options.retention, options.batch_size
+            self.events,
+            self.views,
+            Bucketing(self.settings.timezone),
+            options.retention,
+            options.batch_size,
+            clock=options.clock or SYSTEM_CLOCK,  # what "now" is for the retention cut of the cells written
         )
         handlers: list[ProjectionHandler] = [
             counters,

@@ -58,7 +58,11 @@ class SqliteBackend(PositionedBackend):
             # The live read model's own handler, writing into the new generation's file.
             if projection == COUNTERS:
                 return PositionedCounters(
-                    self.events, generation.shadow, Bucketing(self.settings.timezone), options.retention
+                    self.events,
+                    generation.shadow,
+                    Bucketing(self.settings.timezone),
+                    options.retention,
+                    clock=options.clock or clock,  # the live worker's retention cut, by the same clock
                 )
             return ReadModelHandler(RecentEventsProjection(), SqliteRecentEvents(generation.shadow))
 

@@ -49,6 +49,11 @@ AGGREGATIONS = (COUNT, SUM, MIN, MAX, AVG)
 MINUTE, HOUR, DAY = "minute", "hour", "day"
 #: Finest first.
 RESOLUTIONS = (MINUTE, HOUR, DAY)
+#: Not a time resolution: the one counter cell (bucket 0, no dimensions) per metric of a
+#: value whose count is the facts whose value property was present but not a number (text,
+#: a boolean, an object...). Kept beside the metric's cells, it is written exactly once with
+#: them, recomputed by every rebuild and replay, and never pruned.
+SKIPPED = "skipped"
 
 MAX_DECIMALS = 12
 MAX_DIMENSIONS = 3
@@ -96,6 +101,9 @@ class MetricDefinition:
     #: Decimal places values are rounded to when read (money: 2); None: to 15 significant
     #: digits, which hides the binary noise of float sums (1883.8000000000002 reads 1883.8).
     decimals: int | None = None
+    #: Count a value property holding a plain decimal string ("12.50") as that number;
+    #: off: such a fact is left out of the value's cells and counted as skipped.
+    parse_numeric_strings: bool = False
 
     @property
     def key(self) -> str:
@@ -115,6 +123,7 @@ class MetricDefinition:
             "dimensions": list(self.dimensions),
             "filters": [{"property": p, "value": v} for p, v in self.filters],
             **({"decimals": self.decimals} if self.decimals is not None else {}),
+            **({"parseNumericStrings": True} if self.parse_numeric_strings else {}),
         }
 
 
@@ -146,6 +155,7 @@ def _metric_from(props: Mapping[str, Any], revision: int) -> MetricDefinition:
         filters=tuple((f["property"], f["value"]) for f in props.get("filters") or ()),
         revision=revision,
         decimals=props.get("decimals"),
+        parse_numeric_strings=bool(props.get("parseNumericStrings", False)),
     )
 
 
@@ -262,6 +272,7 @@ def validate_metric(
     filters: Sequence[tuple[Any, Any]] = (),
     prefix: str = "input",
     decimals: Any = None,
+    parse_numeric_strings: Any = False,
 ) -> MetricDefinition:
     """A definition from wire values, or ``ValidationError`` naming each bad field."""
     errors: list[FieldError] = []
@@ -299,6 +310,10 @@ def validate_metric(
             errors.append(FieldError(f"{prefix}.decimals", "a count is a whole number and takes no decimals"))
         elif type(decimals) is not int or not 0 <= decimals <= MAX_DECIMALS:
             errors.append(FieldError(f"{prefix}.decimals", f"must be a whole number from 0 to {MAX_DECIMALS}"))
+    if type(parse_numeric_strings) is not bool:
+        errors.append(FieldError(f"{prefix}.parseNumericStrings", "must be true or false"))
+    elif parse_numeric_strings and aggregation == COUNT:
+        errors.append(FieldError(f"{prefix}.parseNumericStrings", "a count metric takes no value to parse"))
     if errors:
         raise ValidationError(errors)
     return MetricDefinition(
@@ -309,6 +324,7 @@ def validate_metric(
         dimensions=tuple(dims),
         filters=tuple((p, v) for p, v in pairs),
         decimals=decimals,
+        parse_numeric_strings=parse_numeric_strings,
     )
 
 

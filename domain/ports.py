@@ -68,7 +68,8 @@ def all_facts(store: EventStore, page_size: int = 1000) -> list[RecordedEvent]:
 # ``ChangeMarkers``, ``RecentEventsReader``).
 
 #: ``(metric key, resolution, bucket start in epoch seconds, dimension values)``; the
-#: resolution is ``"minute"``, ``"hour"`` or ``"day"``; dimension values are strings, one
+#: resolution is ``"minute"``, ``"hour"`` or ``"day"`` (or ``"skipped"``: a metric's count of
+#: values that were not numbers, ``domain.metrics.SKIPPED``); dimension values are strings, one
 #: per dimension of the metric, in the metric's order (``()`` for none).
 CounterKey = tuple[str, str, int, tuple[str, ...]]
 

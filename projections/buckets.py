@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from domain.metrics import DAY, HOUR, MINUTE, RESOLUTIONS
+from domain.metrics import DAY, HOUR, MINUTE, RESOLUTIONS, SKIPPED
 
 #: Seconds per bucket of the fixed-length resolutions.
 FIXED_SECONDS = {MINUTE: 60, HOUR: 3600}
@@ -133,6 +133,8 @@ class Retention:
     day_days: int | None = None
 
     def days(self, resolution: str) -> int | None:
+        if resolution == SKIPPED:
+            return None  # a metric's all-time count of skipped values, not a bucket of time
         return {MINUTE: self.minute_days, HOUR: self.hour_days, DAY: self.day_days}[resolution]
 
     def horizon(self, resolution: str, now: float) -> int | None:
@@ -142,6 +144,12 @@ class Retention:
             return None
         margin = 1 if resolution == MINUTE else 0
         return int(now) - (days + margin) * 86400
+
+    def horizons(self, now: float) -> dict[str, int]:
+        """The horizon of each resolution that has one, at epoch second ``now``: projections
+        write no cell whose bucket starts before it (pruning would delete it)."""
+        found = {resolution: self.horizon(resolution, now) for resolution in RESOLUTIONS}
+        return {resolution: horizon for resolution, horizon in found.items() if horizon is not None}
 
 
 __all__ = ["FIXED_SECONDS", "RESOLUTIONS", "Bucketing", "Retention", "zone"]

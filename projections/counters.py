@@ -14,18 +14,32 @@ boundary.
 
 Facts whose value property is missing or not a number are not counted by metrics that
 aggregate a value (sum, min, max, avg): their count is the number of values, so avg is
-sum / count. Count metrics count every matching fact.
+sum / count. Count metrics count every matching fact. A value property that is present
+(not null) but not a number is not lost silently: the batch counts it in the metric's
+``SKIPPED`` cell, unless the metric parses numeric strings and it is a plain decimal.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
 from domain.events import RecordedEvent
-from domain.metrics import COUNT, DAY, HOUR, MINUTE, GaugeDefinition, MetricDefinition, builtin_key, dimension_value
+from domain.metrics import (
+    COUNT,
+    DAY,
+    HOUR,
+    MINUTE,
+    SKIPPED,
+    GaugeDefinition,
+    MetricDefinition,
+    builtin_key,
+    dimension_value,
+)
 from domain.micros import later
 from domain.ports import CounterDelta, CounterKey, GaugeKey, GaugeValue, ViewChanges
 from projections.buckets import Bucketing
@@ -34,8 +48,21 @@ from projections.gauges import compile_gauges, newer, project_gauges
 #: The name of the counters-and-gauges projection in checkpoints and status.
 PROJECTION = "metrics"
 
-# (counter key, filters, dimension properties, value property or None for counts)
-_Compiled = tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], str | None]
+# (counter key, filters, dimension properties, value property or None for counts, parse numeric strings)
+_Compiled = tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], str | None, bool]
+
+# A plain decimal as people write amounts: an optional minus, ASCII digits, an optional
+# fraction. No exponent, sign "+", spaces, "_", leading or trailing point, NaN, inf or hex.
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def plain_decimal(text: str) -> float | None:
+    """The number a plain decimal string stands for ("12.50", "-3"); None for any other
+    text, and for one beyond any double."""
+    if _PLAIN_DECIMAL.fullmatch(text) is None:
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
 
 
 def _matches(props, filters: tuple[tuple[str, str], ...]) -> bool:
@@ -59,16 +86,17 @@ def _fold(
     minutes: Sequence[int],
     counts: dict[tuple[str, int, tuple[str, ...]], int],
     values: dict[tuple[str, int, tuple[str, ...]], list],
-) -> None:
+) -> int:
     """Add the facts (their properties and minutes, of the metric's event type) to the
     metric's minute cells: ``counts`` for a count, ``values`` ([count, sum, min, max])
-    for a metric of a value."""
-    metric_key, filters, dimensions, value_property = metric
+    for a metric of a value. Returns how many facts had a value property that is not a
+    number (skipped)."""
+    metric_key, filters, dimensions, value_property, parse = metric
     if filters:
         chosen = [i for i, p in enumerate(props) if _matches(p, filters)]
         props, minutes = [props[i] for i in chosen], [minutes[i] for i in chosen]
         if not props:
-            return
+            return 0
     if dimensions:
         dims: Iterable[tuple[str, ...]] = zip(*(_dimension_column(props, d) for d in dimensions), strict=True)
     else:
@@ -77,16 +105,22 @@ def _fold(
     if value_property is None:
         for key, n in Counter(keys).items():
             counts[key] = counts.get(key, 0) + n
-        return
+        return 0
+    skipped = 0
     for key, value in zip(keys, [p.get(value_property) for p in props]):  # noqa: B905 - equal by construction
         kind = type(value)
         if kind is not float:
-            if kind is not int:
-                continue  # missing, text or boolean: not a value
-            try:
-                value = float(value)
-            except OverflowError:
-                continue  # an integer beyond any double
+            if kind is int:
+                try:
+                    value = float(value)
+                except OverflowError:
+                    skipped += 1  # an integer beyond any double
+                    continue
+            elif value is None:
+                continue  # missing (or null): no value, nothing to report
+            elif not (parse and kind is str and (value := plain_decimal(value)) is not None):
+                skipped += 1  # text, a boolean, an object...: present but not a number
+                continue
         cell = values.get(key)
         if cell is None:
             values[key] = [1, value, value, value]
@@ -97,11 +131,12 @@ def _fold(
                 cell[2] = value
             elif value > cell[3]:
                 cell[3] = value
+    return skipped
 
 
 def _compile(metric: MetricDefinition) -> _Compiled:
     value_property = None if metric.aggregation == COUNT else metric.value_property
-    return (metric.key, metric.filters, metric.dimensions, value_property)
+    return (metric.key, metric.filters, metric.dimensions, value_property, metric.parse_numeric_strings)
 
 
 class MetricsProjection:
@@ -131,6 +166,7 @@ class MetricsProjection:
         values: dict[tuple[str, int, tuple[str, ...]], list] = {}
         types: dict[str, int] = {}
         gauges: dict[GaugeKey, GaugeValue] = {}
+        skipped: dict[str, int] = {}
         if not events:
             return ViewChanges(counters={}, gauges=gauges, event_types=types, events=0, watermark=None)
         # Column-wise: zip(*events) transposes the lean rows in C, and each metric then
@@ -155,10 +191,14 @@ class MetricsProjection:
                     continue
                 props, mins = [properties[i] for i in chosen], [minutes[i] for i in chosen]
             for metric in compiled:
-                _fold(metric, props, mins, counts, values)
+                if n := _fold(metric, props, mins, counts, values):
+                    skipped[metric[0]] = skipped.get(metric[0], 0) + n
         project_gauges(self._gauges, events, gauges)
+        counters = self._roll_up(counts, values)
+        for metric_key, n in skipped.items():
+            counters[(metric_key, SKIPPED, 0, ())] = CounterDelta(n, 0.0, None, None)
         return ViewChanges(
-            counters=self._roll_up(counts, values),
+            counters=counters,
             gauges=gauges,
             event_types=types,
             events=len(events),

@@ -19,7 +19,7 @@ from domain import metrics as defs
 from domain.access import Principal, require
 from domain.clock import Clock
 from domain.errors import FieldError, ValidationError
-from domain.metrics import GaugeDefinition, MetricCatalog, MetricDefinition
+from domain.metrics import COUNT, SKIPPED, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.parked import is_retry_partition
 from domain.ports import Checkpoint, Checkpoints, CounterReader, EventStore, GaugeReading, PositionedLog
 from domain.replay import LIVE, ReplayLedger, ReplayStatus
@@ -193,6 +193,20 @@ class MetricsService:
             MetricDefinition.builtin_count(t) for t in sorted(self.views.event_types()) if t not in catalog.metrics
         ]
         return defined + builtin
+
+    def skipped_values(self, principal: Principal, names: Sequence[str] | None = None) -> dict[str, int]:
+        """Per defined metric of a value (those named, or all): how many facts it left out
+        because their value property was present but not a number (the ``SKIPPED`` cell,
+        see ``domain.metrics``). Counts have no value to skip and are not listed."""
+        require(principal, "read")
+        catalog = self.catalog()
+        wanted = sorted(catalog.metrics) if names is None else [n for n in names if n in catalog.metrics]
+        found: dict[str, int] = {}
+        for name in wanted:
+            metric = catalog.metrics[name]
+            if metric.aggregation != COUNT:
+                found[name] = sum(cell.count for cell in self.views.read_counters(metric.key, SKIPPED, 0, 1))
+        return found
 
     def gauge_definitions(self, principal: Principal) -> list[GaugeDefinition]:
         require(principal, "read")

@@ -17,6 +17,10 @@ the batch is redelivered; the checkpoint is written after the items and only sav
 on restart. Batches are written by the stream projector (``write_batch``, with the
 records to redo what an item holds part of), not through the positioned ``CounterWriter``
 port's ``apply``: the items, not a checkpoint, make each record count once.
+
+Every counter write (live batches, rebuilds, replays) goes through ``write_batch``, which
+writes no cell whose bucket starts before its resolution's retention horizon at the
+store's ``clock`` (the cells TTL would expire at once), as the positioned runner does.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS
+from domain.clock import SYSTEM_CLOCK, Clock
+from domain.metrics import BUILTIN_PREFIX, RESOLUTIONS, SKIPPED
 from domain.ports import (
     Checkpoint,
     CounterCell,
@@ -101,9 +106,12 @@ class DynamoViewStore:
         write_threads: int = WRITE_THREADS,
         state_cache_seconds: float = STATE_CACHE_SECONDS,
         meter: WriteMeter | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.table_name = table_name
         self.retention = retention or Retention()
+        #: What "now" is for the retention cut of the cells written.
+        self.clock = clock
         self._table = Table(client, table_name, meter=meter)
         self._pool = WriterPool(write_threads, "pulse-views")
         self._writes = GuardedWrites(self._table)
@@ -271,6 +279,9 @@ class DynamoViewStore:
         """
         guard = Guard.of(partition, first, last)
         counters, types, gauges = cells(parts)
+        horizons = self.retention.horizons(self.clock.now())
+        for ident in [ident for ident in counters if ident[3] < horizons.get(ident[2], ident[3])]:
+            del counters[ident]  # older than its retention: pruning (TTL) would delete it
         redone: dict[int, tuple[dict, dict, dict]] = {}
         redone_lock = threading.Lock()
 
@@ -401,7 +412,7 @@ class DynamoViewStore:
         where: Mapping[int, str] | None = None,
         group_by: int | None = None,
     ) -> list[CounterCell]:
-        if resolution not in RESOLUTIONS:
+        if resolution not in RESOLUTIONS and resolution != SKIPPED:
             raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
         gen = self._generation(metric)
         if gen is None or start >= end:

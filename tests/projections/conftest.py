@@ -5,9 +5,11 @@ Every test here takes ``make_rig`` and runs once per backend in ``BACKENDS``: "s
 the real Streams poller) and "memory" (the in-memory fake, ``bootstrap.memory``, with the
 log tail). A rig provides ``events`` (EventStore), ``views`` (ViewStore) and:
 
-- ``catch_up(batch_size)``: run the backend's worker in-process, fresh as after a restart,
-  until every stored fact is projected (on DynamoDB the poller, then any pending rebuild
-  of the counters, as the worker's background thread would);
+- ``catch_up(batch_size, retention=KEEP_ALL, clock=SYSTEM_CLOCK)``: run the backend's
+  worker in-process, fresh as after a restart, until every stored fact is projected (on
+  DynamoDB the poller, then any pending rebuild of the counters, as the worker's background
+  thread would); it writes no cell older than ``retention`` at ``clock``'s now (none by
+  default: the oracle recomputes every cell);
 - ``next_batch(limit)`` and ``deliver(batch)``: the records a driver would read next for the
   counters read model, and handing them to it; delivering one twice is a redelivery.
   ``deliver`` is True when it committed anything;
@@ -40,7 +42,7 @@ from services.counters import ProjectionRunner
 from services.engine import FeedBatch, ProjectionEngine
 from storage.dynamodb_base import make_client
 from storage.dynamodb_recent import DynamoRecentEvents
-from tests.dynamodb_projections.conftest import QUICK, open_rig
+from tests.dynamodb_projections.conftest import KEEP_ALL, QUICK, open_rig
 from workers.dynamodb_poller import READ_LIMIT, feed_batch
 from workers.log_tail import LogTail
 from workers.stream_projector import StreamProjector
@@ -73,7 +75,7 @@ class ProjectionRig:
     def timezone(self) -> str:
         return self.settings.timezone
 
-    def catch_up(self, batch_size: int) -> int:
+    def catch_up(self, batch_size: int, retention: Retention = KEEP_ALL, clock: Clock = SYSTEM_CLOCK) -> int:
         raise NotImplementedError
 
     def next_batch(self, limit: int) -> FeedBatch:
@@ -101,7 +103,7 @@ def log_tail(
 ) -> LogTail:
     """A worker as `pulse worker` builds it on a positioned log (counters and recent events)."""
     backend = rig.pulse.backend
-    options = WorkerOptions(retention=retention or Retention(), batch_size=batch_size)
+    options = WorkerOptions(retention=retention or Retention(), batch_size=batch_size, clock=clock)
     engine = ProjectionEngine(backend.handlers(options))
     return LogTail(backend.events, engine, batch_size=batch_size, idle_seconds=idle_seconds, clock=clock)  # type: ignore[arg-type]
 
@@ -119,9 +121,9 @@ class PositionedRig(ProjectionRig):
         self.views = self.pulse.views
         self._runner: ProjectionRunner | None = None
 
-    def catch_up(self, batch_size: int) -> int:
+    def catch_up(self, batch_size: int, retention: Retention = KEEP_ALL, clock: Clock = SYSTEM_CLOCK) -> int:
         # A fresh worker each time, as after a restart: it must resume from the stored checkpoint.
-        return log_tail(self, batch_size=batch_size).catch_up()
+        return log_tail(self, retention, batch_size=batch_size, clock=clock).catch_up()
 
     def next_batch(self, limit: int) -> FeedBatch:
         position = self.views.checkpoint(PROJECTION).position
@@ -175,8 +177,9 @@ class DynamoProjectionRig(ProjectionRig):
             "PYTHONPATH": str(ROOT),
         }
 
-    def catch_up(self, batch_size: int) -> int:
+    def catch_up(self, batch_size: int, retention: Retention = KEEP_ALL, clock: Clock = SYSTEM_CLOCK) -> int:
         # A fresh poller each time, as after a restart: it resumes from the stored checkpoints.
+        self.rig.views.retention, self.rig.views.clock = retention, clock
         return self.rig.poller(read_limit=min(batch_size, READ_LIMIT), recent=self.recent).catch_up()
 
     def next_batch(self, limit: int) -> FeedBatch:

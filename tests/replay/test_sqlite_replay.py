@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bootstrap import Pulse, WorkerOptions, bootstrap
 from domain import metrics as defs
+from domain.access import OPEN_ACCESS
 from domain.clock import FrozenClock, now_utc
+from domain.events import Event
 from domain.replay import REPLAYING, ReplayRunning
 from domain.settings import Settings
 from projections.counters import PROJECTION
@@ -117,6 +120,39 @@ def test_facts_the_live_worker_projects_during_a_replay_are_in_the_new_generatio
     assert len(facts_seen) == 4600
     pulse.worker().catch_up()  # and the live worker carries on from the switched checkpoint
     assert_views_match_facts(pulse.views, pulse.store, [REVENUE], [STOCK], pulse.settings.timezone)
+
+
+def test_a_replay_writes_no_cell_older_than_its_retention(pulse: Pulse, clock: FrozenClock) -> None:
+    # A sale 30 days before the clock: within the hours' and days' retention, past the minutes'.
+    old = now_utc(clock) - timedelta(days=30)
+    pulse.store.ingest([Event(id="old", type="sale", occurred_at=old, properties={"amount": 7, "store": "s0"})])
+    corrupt(pulse)
+    pulse.replayer(WorkerOptions(batch_size=500)).replay(PROJECTION)
+
+    def cells(resolution: str) -> list:
+        start = int((old - timedelta(hours=1)).timestamp())
+        return pulse.views.read_counters("revenue", resolution, start, start + 7200)
+
+    assert cells("minute") == []
+    assert [(c.count, c.sum) for c in cells("hour")] == [(1, 7.0)]
+    assert sum(c.count for c in pulse.views.read_counters("revenue", "day", start_of(old), start_of(old) + 1)) == 1
+
+
+def test_a_replay_recomputes_the_skipped_values(pulse: Pulse, clock: FrozenClock) -> None:
+    at = now_utc(clock) - timedelta(minutes=3)
+    texts = [Event(id=f"t{i}", type="sale", occurred_at=at, properties={"amount": "9.99"}) for i in range(3)]
+    pulse.store.ingest(texts)
+    pulse.worker().catch_up()
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 3}
+    corrupt(pulse)  # the skipped cell too
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 4}
+    pulse.replayer(WorkerOptions(batch_size=500)).replay(PROJECTION)
+    assert pulse.metrics.skipped_values(OPEN_ACCESS) == {"revenue": 3}
+
+
+def start_of(moment: datetime) -> int:
+    """The start of the UTC day holding ``moment`` (the fixture's zone), in epoch seconds."""
+    return int(moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
 def test_recent_events_replay_keeps_the_feed(pulse: Pulse, clock: FrozenClock) -> None:

@@ -49,6 +49,8 @@ def test_a_valid_metric() -> None:
         (("ok", "sale", "sum", "amount", [], [], "input", -1), ["input.decimals"]),
         (("ok", "sale", "sum", "amount", [], [], "input", 13), ["input.decimals"]),
         (("ok", "sale", "sum", "amount", [], [], "input", 2.5), ["input.decimals"]),
+        (("ok", "sale", "count", None, [], [], "input", None, True), ["input.parseNumericStrings"]),
+        (("ok", "sale", "sum", "amount", [], [], "input", None, "yes"), ["input.parseNumericStrings"]),
     ],
 )
 def test_invalid_metrics_name_each_bad_field(args: tuple, expected: list[str]) -> None:
@@ -139,3 +141,13 @@ def test_a_known_event_type_is_a_builtin_count() -> None:
     builtin = catalog.metric("page_view", {"page_view": 3})
     assert builtin is not None and builtin.builtin and builtin.key == "type:page_view"
     assert catalog.metric("page_view", {}) is None
+
+
+def test_parse_numeric_strings_is_kept_in_the_definitions_stream(store: SqliteEventStore) -> None:
+    revenue = defs.validate_metric("revenue", "sale", "sum", "amount", parse_numeric_strings=True)
+    defs.define_metric(store, revenue)
+    assert defs.load_catalog(store).metrics["revenue"].parse_numeric_strings is True
+    defs.update_metric(store, defs.validate_metric("revenue", "sale", "sum", "amount"))
+    catalog = defs.load_catalog(store)
+    assert catalog.metrics["revenue"].parse_numeric_strings is False
+    assert catalog.changed_since(1) == (["revenue"], [])  # turning it off rebuilds the metric

@@ -14,8 +14,9 @@ A replay killed with ``kill -9`` leaves its build registered with a lease that r
 the next replay (or backfill) then starts a fresh generation and the dead one's items are
 collected after the switch: on DynamoDB a replay restarts rather than resumes.
 
-Event types (the per-type totals listing the built-in counts) are not rebuilt: they are
-only ever added to.
+The per-type totals (``event_types``, which list the built-in counts) are rebuilt too:
+they get a generation under the pseudo-name ``TYPES_NAME``, counted from the scan for
+facts received before the fence and by live batches from it, as every built-in count.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from projections.counters import PROJECTION, MetricsProjection, merge
 from services.engine import RateMeter
 from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
 from storage.dynamodb_generations import GenerationWriter
-from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only
+from storage.dynamodb_view_items import TYPES_NAME
+from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only, type_totals
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class DynamoReplayer:
             try:
                 build = views.begin_build(
                     state.version,
-                    [*sorted(catalog.metrics), *map(builtin_key, sorted(types))],
+                    [*sorted(catalog.metrics), *map(builtin_key, sorted(types)), TYPES_NAME],
                     sorted(catalog.gauges),
                     owner,
                     self.timing.fence_seconds,
@@ -130,7 +132,7 @@ class DynamoReplayer:
                 counted = [fact for fact in page.events if writer.includes(fact)]
                 if counted:
                     builtin = counts.project([fact for fact in counted if fact.type in rebuilt_types])
-                    writer(merge([only.project(counted), counts_only(builtin)]))
+                    writer(merge([only.project(counted), counts_only(builtin), type_totals(counted)]))
                 done += len(page.events)
                 total = max(total, done)
                 pages += 1

@@ -57,6 +57,7 @@ from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
 from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
+from storage.dynamodb_view_items import TYPES_NAME
 from storage.dynamodb_views import DynamoViewStore
 from workers.backfill_progress import BackfillProgress
 
@@ -154,6 +155,11 @@ class ProjectionPlan:
             if name.startswith(BUILTIN_PREFIX)
         }
         self._active = {name: g.gen for name, g in state.generations.items()}
+        # Per-type totals a replay gave a generation: facts received before its fence are
+        # counted there already.
+        types = state.generations.get(TYPES_NAME)
+        self._types_fence = 0 if types is None else types.fence
+        self._building_totals = state.build is not None and TYPES_NAME in state.build.metrics
         self.build = state.build
         self._building: MetricsProjection | None = None
         if state.build is not None:
@@ -174,17 +180,13 @@ class ProjectionPlan:
         """Built-in counts and event types of ``facts``, without the facts a replayed
         built-in count holds already."""
         fences = self._builtin_fences
-        if not fences:
+        types_fence = self._types_fence
+        if not fences and not types_fence:
             return self._builtins.project(facts)
-        counted = []
-        types: dict[str, int] = {}
-        for fact, micros in zip(facts, received, strict=True):
-            if micros >= fences.get(fact.type, 0):
-                counted.append(fact)
-            else:
-                types[fact.type] = types.get(fact.type, 0) + 1
-        early = ViewChanges(counters={}, gauges={}, event_types=types, events=len(facts) - len(counted), watermark=None)
-        return merge([self._builtins.project(counted), early])
+        timed = list(zip(facts, received, strict=True))
+        counted = self._builtins.project([fact for fact, micros in timed if micros >= fences.get(fact.type, 0)])
+        totals = type_totals([fact for fact, micros in timed if micros >= types_fence]).event_types
+        return ViewChanges(counted.counters, counted.gauges, totals, len(facts), counted.watermark)
 
     def project(self, facts: Sequence[RecordedEvent]) -> list[GenerationChanges]:
         received = [epoch_micros(fact.received_at) for fact in facts]
@@ -205,12 +207,22 @@ class ProjectionPlan:
                 if self._building_types:  # a replay rebuilding built-in counts too
                     counts = self._builtins.project([fact for fact in late if fact.type in self._building_types])
                     parts.append(GenerationChanges(counts_only(counts), self.build.gen))
+                if self._building_totals:  # and the per-type totals
+                    parts.append(GenerationChanges(type_totals(late), self.build.gen))
         return parts
 
 
 def counts_only(changes: ViewChanges) -> ViewChanges:
     """``changes``' counters alone: event types are counted once, by the live generation."""
     return ViewChanges(counters=changes.counters, gauges={}, event_types={}, events=0, watermark=None)
+
+
+def type_totals(facts: Sequence[RecordedEvent]) -> ViewChanges:
+    """The per-type totals of ``facts`` alone (what a replay rebuilds into its generation)."""
+    types: dict[str, int] = {}
+    for fact in facts:
+        types[fact.type] = types.get(fact.type, 0) + 1
+    return ViewChanges(counters={}, gauges={}, event_types=types, events=0, watermark=None)
 
 
 @dataclass(frozen=True, slots=True)

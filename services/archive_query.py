@@ -91,7 +91,9 @@ def export(
     if end:
         where.append("occurred_at < CAST(? AS TIMESTAMPTZ)")
         params.append(end)
-    select = "SELECT * EXCLUDE (date, hour) FROM events WHERE " + " AND ".join(where) + " ORDER BY occurred_at, id"
+    select = (
+        "SELECT * EXCLUDE (date, hour) FROM events WHERE " + " AND ".join(where) + " ORDER BY occurred_at, id"
+    )
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
     with connect(blobs, prefix, f"type={event_type}/") as conn:
         conn.execute("SET TimeZone = 'UTC'")

@@ -133,6 +133,9 @@ class _Originals:
 
     def park(self, parked: ParkedEvent) -> None:
         original = self._originals.get(parked.event_id, parked.event)
+        if original.position is None:
+            # A retry feeds the event as a batch ending at its position: it needs one.
+            original = original._replace(position=1)
         self._parked.park(dataclasses.replace(parked, event=original))
 
     def get(self, projection: str, event_id: str) -> ParkedEvent | None:

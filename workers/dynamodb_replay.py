@@ -24,15 +24,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from domain.clock import Clock
+from domain.events import RecordedEvent
 from domain.metrics import builtin_key
-from domain.ports import CheckpointConflict
+from domain.ports import CheckpointConflict, ViewChanges
 from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning, ReplayStatus
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.engine import RateMeter
 from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
+from services.replay_parking import ReplayParking
 from storage.dynamodb_generations import GenerationWriter
 from storage.dynamodb_view_items import TYPES_NAME
 from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only, type_totals
@@ -51,8 +53,11 @@ class DynamoReplayer:
         clock: Clock,
         page_size: int = REBUILD_PAGE,
         lease_seconds: float = LEASE_SECONDS,
+        parking: ReplayParking | None = None,
     ) -> None:
         self.projector = projector
+        #: Poison events are parked as in live processing (None: they fail the replay).
+        self.parking = parking or ReplayParking(None, 0, 0.0)
         self.ledger = ledger
         self.timing = timing
         self.clock = clock
@@ -131,8 +136,12 @@ class DynamoReplayer:
                     break
                 counted = [fact for fact in page.events if writer.includes(fact)]
                 if counted:
-                    builtin = counts.project([fact for fact in counted if fact.type in rebuilt_types])
-                    writer(merge([only.project(counted), counts_only(builtin), type_totals(counted)]))
+
+                    def project(facts: Sequence[RecordedEvent]) -> ViewChanges:
+                        builtin = counts.project([fact for fact in facts if fact.type in rebuilt_types])
+                        return merge([only.project(facts), counts_only(builtin), type_totals(facts)])
+
+                    writer(self.parking.project(PROJECTION, counted, project))
                 done += len(page.events)
                 total = max(total, done)
                 pages += 1

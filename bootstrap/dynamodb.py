@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bootstrap.alerts import alerts_handler
 from bootstrap.archive import archive_handler
-from bootstrap.parked import replay_parking
+from bootstrap.parked import open_parked, replay_parking
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.replay import LEASE_SECONDS
 from domain.settings import Settings
@@ -56,6 +56,7 @@ class DynamoBackend:
         """The counters read model (one per backend: it caches the definitions history)."""
         if self._projector is None:
             self._projector = StreamProjector(self.events, self.views, Bucketing(self.settings.timezone))
+            self._projector.parked = open_parked(self)  # a retry of what a replay's scan parked
         return self._projector
 
     def handlers(self, options=None) -> list[ProjectionHandler]:

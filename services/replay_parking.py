@@ -29,6 +29,19 @@ T = TypeVar("T")
 SCAN_PARTITION = "replay"
 
 
+def scan_partition(gen: int) -> str:
+    """The parked records' partition of a scan into generation ``gen``: a retry counts the
+    event into that generation (the scan was to count it there, the live feed was not)."""
+    return f"{SCAN_PARTITION}:{gen}"
+
+
+def scanned_into(parked: ParkedEvent | None) -> int | None:
+    """The generation whose scan parked ``parked`` (None: the live feed parked it)."""
+    if parked is None or not parked.partition.startswith(SCAN_PARTITION + ":"):
+        return None
+    return int(parked.partition[len(SCAN_PARTITION) + 1 :])
+
+
 @dataclasses.dataclass
 class ReplayParking:
     """Where a replay parks its poison events and how often it retries them first; without
@@ -63,10 +76,16 @@ class ReplayParking:
         while engine.handle(batch).failed:
             self.sleep(engine.ready_in())
 
-    def project(self, name: str, facts: Sequence[RecordedEvent], project: Callable[[Sequence[RecordedEvent]], T]) -> T:
+    def project(
+        self,
+        name: str,
+        facts: Sequence[RecordedEvent],
+        project: Callable[[Sequence[RecordedEvent]], T],
+        partition: str = SCAN_PARTITION,
+    ) -> T:
         """``project(facts)``; when it raises, the live rule over the page: the facts that
-        still raise alone after the retries are parked under ``name``, and the result is
-        the projection of the others."""
+        still raise alone after the retries are parked under ``name`` (and ``partition``),
+        and the result is the projection of the others."""
         try:
             return project(facts)
         except Exception:
@@ -77,9 +96,7 @@ class ReplayParking:
         numbered = [fact._replace(position=index) for index, fact in enumerate(facts, start=1)]
         page = _Page(name, project)
         originals = {fact.id: fact for fact in facts}
-        self._run(
-            self._engine(page, _Originals(self.parked, originals)), FeedBatch(SCAN_PARTITION, 1, len(facts), numbered)
-        )
+        self._run(self._engine(page, _Originals(self.parked, originals)), FeedBatch(partition, 1, len(facts), numbered))
         return page.result()
 
 

@@ -34,7 +34,7 @@ from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning,
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.engine import RateMeter
 from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
-from services.replay_parking import ReplayParking
+from services.replay_parking import ReplayParking, scan_partition
 from storage.dynamodb_generations import GenerationWriter
 from storage.dynamodb_view_items import TYPES_NAME
 from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only, type_totals
@@ -141,7 +141,7 @@ class DynamoReplayer:
                         builtin = counts.project([fact for fact in facts if fact.type in rebuilt_types])
                         return merge([only.project(facts), counts_only(builtin), type_totals(facts)])
 
-                    writer(self.parking.project(PROJECTION, counted, project))
+                    writer(self.parking.project(PROJECTION, counted, project, scan_partition(build.gen)))
                 done += len(page.events)
                 total = max(total, done)
                 pages += 1

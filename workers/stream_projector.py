@@ -46,16 +46,19 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.micros import epoch_micros, now_micros
+from domain.parked import ParkedEvents, is_retry_partition
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from domain.replay import ReplayLedger
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION, MetricsProjection, merge
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
+from services.replay_parking import scanned_into
 from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
 from storage.dynamodb_view_items import TYPES_NAME
 from storage.dynamodb_views import DynamoViewStore
@@ -129,6 +132,9 @@ class ProjectionPlan:
 
     def __init__(self, state: DefinitionsState, history: DefinitionsHistory, bucketing: Bucketing) -> None:
         active = history.at(state.version)
+        self._state = state
+        self._catalog = active
+        self._bucketing = bucketing
         by_fence: dict[int, tuple[list[MetricDefinition], list[GaugeDefinition]]] = {}
         for kind, definitions in ((0, active.metrics.values()), (1, active.gauges.values())):
             for definition in definitions:
@@ -211,6 +217,25 @@ class ProjectionPlan:
                     parts.append(GenerationChanges(type_totals(late), self.build.gen))
         return parts
 
+    def project_into(self, facts: Sequence[RecordedEvent], gen: int) -> list[GenerationChanges]:
+        """``facts`` counted into generation ``gen`` alone, whatever its fence: a retry of
+        events a replay's scan into ``gen`` parked (``services.replay_parking``). Raises
+        ``ValueError`` while ``gen`` does not serve yet (retry after the switch)."""
+        names = {name for name, g in self._state.generations.items() if g.gen == gen}
+        if not names:
+            raise ValueError(f"generation {gen} does not serve (yet): retry once its replay has switched")
+        catalog = self._catalog
+        counted = MetricsProjection(
+            [d for name, d in catalog.metrics.items() if name in names],
+            [d for name, d in catalog.gauges.items() if name in names],
+            self._bucketing,
+            builtins=False,
+        ).project(facts)
+        types = {name[len(BUILTIN_PREFIX) :] for name in names if name.startswith(BUILTIN_PREFIX)}
+        builtin = self._builtins.project([fact for fact in facts if fact.type in types])
+        totals = type_totals(facts) if TYPES_NAME in names else type_totals(())
+        return [GenerationChanges(merge([counted, counts_only(builtin), totals]), gen)]
+
 
 def counts_only(changes: ViewChanges) -> ViewChanges:
     """``changes``' counters alone: event types are counted once, by the live generation."""
@@ -250,6 +275,8 @@ class StreamProjector:
         self.rate = RateMeter()
         self.retire_after_seconds = retire_after_seconds
         self._plans: dict[tuple, ProjectionPlan] = {}
+        #: Where a retry of a parked event finds which scan parked it (set by bootstrap).
+        self.parked: ParkedEvents | None = None
         self._finished: tuple[float, dict[str, int]] | None = None
         views.ensure_state(bucketing.timezone)
 
@@ -334,12 +361,17 @@ class StreamProjector:
         plan = self._plan(state)
         first, last = batch.first, batch.upto
         chosen = [event for _, event in facts]
-        parts = plan.project(chosen)
+        project = plan.project
+        if is_retry_partition(partition) and self.parked is not None and chosen:
+            scanned = scanned_into(self.parked.get(self.projection_name, chosen[0].id))
+            if scanned is not None:
+                project = partial(plan.project_into, gen=scanned)
+        parts = project(chosen)
         changed: set[str] = set()
         if facts:
 
             def redo(position: int) -> list[GenerationChanges]:
-                return plan.project([event for sequence, event in facts if sequence > position])
+                return project([event for sequence, event in facts if sequence > position])
 
             changed = self.views.write_batch(partition, first, last, parts, redo, self._retired())
         previous = self.views.checkpoint(self.projection_name, partition)

@@ -62,8 +62,7 @@ def plant_a_bug_s_mark(pulse: Pulse) -> None:
 
 
 def replayer(pulse: Pulse, batch_size: int = 50) -> Any:
-    found = pulse.replayer(WorkerOptions(batch_size=batch_size))
-    return found
+    return pulse.replayer(WorkerOptions(batch_size=batch_size))
 
 
 def ids(client: Any, query: str = RECENT) -> list[str]:

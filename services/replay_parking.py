@@ -52,6 +52,8 @@ class ReplayParking:
     retry_seconds: float
     max_backoff_seconds: float = MAX_BACKOFF_SECONDS
     sleep: Callable[[float], None] = time.sleep
+    #: The backoff's clock (``sleep`` moves it).
+    monotonic: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
 
     def _engine(self, handler: ProjectionHandler, parked: ParkedEvents) -> ProjectionEngine:
@@ -61,6 +63,7 @@ class ReplayParking:
             parked=parked,
             retries=self.retries,
             max_backoff_seconds=self.max_backoff_seconds,
+            clock=self.monotonic,
             wall_clock=self.wall_clock,
         )
 
@@ -73,8 +76,14 @@ class ReplayParking:
         self._run(self._engine(handler, self.parked), batch)
 
     def _run(self, engine: ProjectionEngine, batch: FeedBatch) -> None:
-        while engine.handle(batch).failed:
-            self.sleep(engine.ready_in())
+        """Hand ``batch`` to the engine's one handler until it has taken it (applied, or
+        its poison events parked), waiting out the backoff between the tries."""
+        while True:
+            wait = engine.ready_in()
+            if wait > 0:
+                self.sleep(wait)
+            elif not engine.handle(batch).failed:
+                return
 
     def project(
         self,

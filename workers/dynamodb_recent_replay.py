@@ -145,9 +145,14 @@ class DynamoRecentReplayer:
         # Subscribers of every feed re-render once at the switch.
         scopes = {ALL_TYPES, *self.views.event_types(), *floors}
         self.views.bump_markers({PROJECTIONS_MARKER, *map(recent_marker, scopes)})
-        self.ledger.finish(projection, owner)
         time.sleep(self.settle_seconds)  # readers of the old generation finish their query
-        deleted = self.recent.drop_generations(keep={build.gen})
+        # Before the ledger lets another replay begin a generation this would take for garbage.
+        try:
+            deleted = self.recent.drop_generations(keep={build.gen})
+        except Exception:  # switched all the same: the next replay deletes them
+            log.exception("deleting the replaced generations of %s failed", projection)
+            deleted = 0
+        self.ledger.finish(projection, owner)
         log.info(
             "replayed %s into generation %d from %d facts; %d old items deleted", projection, build.gen, done, deleted
         )

@@ -31,13 +31,13 @@ from domain.events import RecordedEvent
 from domain.metrics import builtin_key
 from domain.ports import CheckpointConflict, ViewChanges
 from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning, ReplayStatus
-from projections.counters import PROJECTION, MetricsProjection, merge
+from projections.counters import PROJECTION, MetricsProjection, merge, type_totals
 from services.engine import RateMeter
 from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
 from services.replay_parking import ReplayParking, scan_partition
 from storage.dynamodb_generations import GenerationWriter
 from storage.dynamodb_view_items import TYPES_NAME
-from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only, type_totals
+from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only
 
 log = logging.getLogger(__name__)
 

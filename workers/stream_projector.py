@@ -55,7 +55,7 @@ from domain.parked import ParkedEvents, is_retry_partition
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from domain.replay import ReplayLedger
 from projections.buckets import Bucketing
-from projections.counters import PROJECTION, MetricsProjection, merge
+from projections.counters import PROJECTION, MetricsProjection, merge, type_totals
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
 from services.replay_parking import scanned_into
@@ -240,14 +240,6 @@ class ProjectionPlan:
 def counts_only(changes: ViewChanges) -> ViewChanges:
     """``changes``' counters alone: event types are counted once, by the live generation."""
     return ViewChanges(counters=changes.counters, gauges={}, event_types={}, events=0, watermark=None)
-
-
-def type_totals(facts: Sequence[RecordedEvent]) -> ViewChanges:
-    """The per-type totals of ``facts`` alone (what a replay rebuilds into its generation)."""
-    types: dict[str, int] = {}
-    for fact in facts:
-        types[fact.type] = types.get(fact.type, 0) + 1
-    return ViewChanges(counters={}, gauges={}, event_types=types, events=0, watermark=None)
 
 
 @dataclass(frozen=True, slots=True)

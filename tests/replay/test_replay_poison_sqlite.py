@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bootstrap import Pulse, WorkerOptions, bootstrap
+from cli import main
 from domain import metrics as defs
 from domain.access import OPEN_ACCESS
 from domain.clock import FrozenClock, now_utc
@@ -26,6 +28,7 @@ from services.replay import ReplayProgress
 from tests.contract.test_poison_events import CountsBadly, sale
 from tests.projections.oracle import assert_views_match_facts
 from tests.replay.support import REVENUE, STOCK, facts
+from tests.support import store_args
 
 RETRIES = 2
 
@@ -60,6 +63,8 @@ def test_a_poison_event_in_a_replay_is_parked_the_replay_switches_and_a_retry_co
     (parked,) = pulse.parked.list()
     assert (parked.projection, parked.event_id, parked.attempts) == (PROJECTION, "bad", RETRIES + 1)
     assert "cannot count a text amount" in parked.error
+    listed = CliRunner().invoke(main, ["parked", "list", *store_args(pulse.settings)])
+    assert listed.exit_code == 0 and listed.output.startswith(f"{PROJECTION}\tbad\tsale\t")
     # Every fact read once: the parked one is not counted twice in the progress.
     assert result.events == 501
     assert [step.done for step in steps] == sorted(step.done for step in steps)

@@ -19,6 +19,7 @@ from bootstrap import Pulse, WorkerOptions, bootstrap, drop_tables
 from domain.access import OPEN_ACCESS
 from domain.clock import FrozenClock, now_utc
 from domain.events import Event
+from domain.ports import recent_marker
 from domain.replay import ReplayRunning
 from domain.settings import Settings
 from projections.recent import PROJECTION
@@ -30,6 +31,7 @@ from tests.e2e.harness import ROOT, wait_until
 from tests.replay.support import SeriesLoop, client_of, facts
 from tests.support import all_facts
 from workers import dynamodb_recent_replay
+from workers.replays import ReplayRequestWatcher
 
 RETRIES = 2
 RECENT = "{ recentEvents(limit: 30) { id } }"
@@ -91,6 +93,7 @@ def test_readers_see_the_old_feed_during_the_replay_and_the_recomputed_one_after
         loop.wait_for_more()
 
     loop = SeriesLoop(client, ask=lambda: ids(client)).start()
+    markers = pulse.views.change_markers()
     result = replayer(pulse).replay(PROJECTION, on_progress=query)
     loop.wait_for_more()
     answers = loop.stop()
@@ -105,6 +108,9 @@ def test_readers_see_the_old_feed_during_the_replay_and_the_recomputed_one_after
     assert answers[-1] == after and ids(client) == after
     assert ids(client, SALES) == recomputed(pulse, "sale")
     assert client.projections()[PROJECTION]["state"] == "LIVE"
+    # `recentEventsUpdated` streams re-render at the switch: the feeds' markers moved.
+    moved = pulse.views.change_markers()
+    assert all(moved[recent_marker(scope)] > markers.get(recent_marker(scope), 0) for scope in ("*", "sale"))
     state = pulse.backend.recent.generations.state()  # type: ignore[attr-defined]
     assert state.gen > 0 and state.build is None
 
@@ -114,11 +120,21 @@ def test_readers_see_the_old_feed_during_the_replay_and_the_recomputed_one_after
     assert ids(client) == recomputed(pulse)
 
 
-def test_a_second_replay_is_refused(pulse: Pulse) -> None:
+def test_a_second_replay_is_refused_and_a_requested_one_is_run_by_the_worker(pulse: Pulse, clock: FrozenClock) -> None:
     ledger = pulse.backend.replay_ledger()
     ledger.claim(PROJECTION, "another-host-1-abc", pulse.clock.now(), 600, 300)
     with pytest.raises(ReplayRunning, match="is running by another-host-1-abc"):
         replayer(pulse).replay(PROJECTION)
+    client = client_of(pulse, clock)
+    mutation = "mutation($name: String!) { replayProjection(name: $name) { name state } }"
+    assert client.gql(mutation, "admin", name=PROJECTION)["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+    ledger.finish(PROJECTION, "another-host-1-abc")
+    assert client.data(mutation, "admin", name=PROJECTION)["replayProjection"]["state"] == "REQUESTED"
+    assert ReplayRequestWatcher(pulse, WorkerOptions()).run_pending() == [PROJECTION]
+    assert client.projections()[PROJECTION]["state"] == "LIVE"
+    assert pulse.backend.recent.generations.state().gen > 0  # type: ignore[attr-defined]
+    assert ids(client) == recomputed(pulse)
 
 
 def test_a_poison_event_is_parked_the_replay_switches_and_a_retry_applies_it_to_the_new_generation(

@@ -223,7 +223,10 @@ class ProjectionPlan:
         ``ValueError`` while ``gen`` does not serve yet (retry after the switch)."""
         names = {name for name, g in self._state.generations.items() if g.gen == gen}
         if not names:
-            raise ValueError(f"generation {gen} does not serve (yet): retry once its replay has switched")
+            raise ValueError(
+                f"generation {gen} does not serve: retry once its replay has switched,"
+                " or drop the event if a later replay counted it"
+            )
         catalog = self._catalog
         counted = MetricsProjection(
             [d for name, d in catalog.metrics.items() if name in names],

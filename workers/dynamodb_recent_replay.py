@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.clock import Clock
+from domain.events import RecordedEvent
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, CheckpointConflict, EventStore, recent_marker
 from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning, ReplayStatus
 from projections.recent import PROJECTION, RecentEventsProjection, newest, recency
@@ -114,8 +115,9 @@ class DynamoRecentReplayer:
 
             report(0)
             self._wait(self.settle_seconds, stop)
+            build = generations.progress(build, build.cursor, done, self.lease_seconds)  # the lease, after the wait
             # The newest ``keep`` written per scope so far: older facts cannot enter the feed.
-            floors: dict[str, list] = {}
+            floors: dict[str, list[RecordedEvent]] = {}
             cursor = build.cursor
             pages = 0
             while True:
@@ -125,7 +127,7 @@ class DynamoRecentReplayer:
                 if not page.events:
                     break
                 changes = self.parking.project(PROJECTION, page.events, feed.project)
-                scopes = {}
+                scopes: dict[str, list[RecordedEvent]] = {}
                 for scope, events in changes.scopes.items():
                     best = newest([*floors.get(scope, ()), *events], keep)
                     floors[scope] = best
@@ -143,8 +145,8 @@ class DynamoRecentReplayer:
             self.ledger.fail(projection, owner, str(exc) or type(exc).__name__, self.clock.now())
             raise
         # Subscribers of every feed re-render once at the switch.
-        scopes = {ALL_TYPES, *self.views.event_types(), *floors}
-        self.views.bump_markers({PROJECTIONS_MARKER, *map(recent_marker, scopes)})
+        feeds = {ALL_TYPES, *self.views.event_types(), *floors}
+        self.views.bump_markers({PROJECTIONS_MARKER, *map(recent_marker, feeds)})
         time.sleep(self.settle_seconds)  # readers of the old generation finish their query
         # Before the ledger lets another replay begin a generation this would take for garbage.
         try:

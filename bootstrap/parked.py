@@ -40,7 +40,10 @@ def parked_service(pulse: Pulse) -> ParkedService:
     from services.parked import ParkedService
 
     # The handlers of an engine of this Pulse, so that closing the Pulse stops their threads.
-    return pulse.cached("parked_service", lambda: ParkedService(pulse.parked, list(pulse.engine().handlers)))
+    return pulse.cached(
+        "parked_service",
+        lambda: ParkedService(pulse.parked, list(pulse.engine().handlers), pulse.backend.replay_ledger()),
+    )
 
 
 def replay_parking(backend: Any) -> ReplayParking:

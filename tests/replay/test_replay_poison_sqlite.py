@@ -19,7 +19,7 @@ from cli import main
 from domain import metrics as defs
 from domain.access import OPEN_ACCESS
 from domain.clock import FrozenClock, now_utc
-from domain.errors import NotFound
+from domain.errors import NotFound, ValidationError
 from domain.settings import Settings
 from projections.counters import PROJECTION
 from services import counters as counters_service
@@ -74,7 +74,14 @@ def test_a_poison_event_in_a_replay_is_parked_the_replay_switches_and_a_retry_co
 
     CountsBadly.broken = False  # the fix is deployed
     record = pulse.parked.get(PROJECTION, "bad")
-    service = ParkedService(pulse.parked, pulse.backend.handlers(WorkerOptions()))
+    ledger = pulse.backend.replay_ledger()
+    service = ParkedService(pulse.parked, pulse.backend.handlers(WorkerOptions()), ledger)
+    # While another replay of the read model runs, a retry would miss its new generation: refused.
+    ledger.claim(PROJECTION, "another-host-1-abc", pulse.clock.now(), 600, 0)
+    with pytest.raises(ValidationError, match="a replay of 'metrics' is running"):
+        service.retry(OPEN_ACCESS, PROJECTION, "bad")
+    ledger.finish(PROJECTION, "another-host-1-abc")
+    assert pulse.parked.get(PROJECTION, "bad") == record
     assert service.retry(OPEN_ACCESS, PROJECTION, "bad").applied
     assert pulse.views.event_types()["sale"] == 401 and pulse.parked.list() == []
     # The record's deletion lost in a crash, retried again: still counted once.

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 from bootstrap.alerts import alerts_handler
 from bootstrap.archive import archive_handler
+from bootstrap.parked import open_parked, replay_parking
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.replay import LEASE_SECONDS
 from domain.settings import Settings
 from projections.buckets import Bucketing
 from projections.counters import PROJECTION
+from projections.recent import PROJECTION as RECENT
 from projections.recent import RecentEventsProjection
 from services.engine import ProjectionEngine, ProjectionHandler, ReadModelHandler
 from storage import dynamodb
@@ -30,6 +32,7 @@ from storage.dynamodb_recent import DynamoRecentEvents
 from storage.dynamodb_replays import DynamoReplayLedger
 from storage.dynamodb_views import DynamoViewStore
 from workers.dynamodb_poller import DynamoPoller
+from workers.dynamodb_recent_replay import DynamoRecentReplayer, DynamoReplayers
 from workers.dynamodb_replay import DynamoReplayer
 from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, rebuild_task
 
@@ -53,6 +56,7 @@ class DynamoBackend:
         """The counters read model (one per backend: it caches the definitions history)."""
         if self._projector is None:
             self._projector = StreamProjector(self.events, self.views, Bucketing(self.settings.timezone))
+            self._projector.parked = open_parked(self)  # a retry of what a replay's scan parked
         return self._projector
 
     def handlers(self, options=None) -> list[ProjectionHandler]:
@@ -98,15 +102,22 @@ class DynamoBackend:
         return self._ledger
 
     def replayable(self) -> list[str]:
-        return [PROJECTION]
+        return sorted([PROJECTION, RECENT])
 
-    def replayer(self, options, clock: Clock = SYSTEM_CLOCK) -> DynamoReplayer:
+    def replayer(self, options, clock: Clock = SYSTEM_CLOCK) -> DynamoReplayers:
         timing = RebuildTiming.from_env(
             os.environ, fence_seconds=options.rebuild_fence_seconds, settle_seconds=options.rebuild_settle_seconds
         )
         lease = float(os.environ.get("PULSE_REPLAY_LEASE_SECONDS") or LEASE_SECONDS)
         page = min(options.batch_size, REBUILD_PAGE)
-        return DynamoReplayer(self.counters(), self.replay_ledger(), timing, clock, page_size=page, lease_seconds=lease)
+        parking = replay_parking(self)
+        counters = DynamoReplayer(
+            self.counters(), self.replay_ledger(), timing, clock, page_size=page, lease_seconds=lease, parking=parking
+        )
+        recent = DynamoRecentReplayer(
+            self.events, self.recent, self.views, self.replay_ledger(), clock, parking, page, lease_seconds=lease
+        )
+        return DynamoReplayers(counters, recent)
 
     def close(self) -> None:
         self.views.close()

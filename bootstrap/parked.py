@@ -12,6 +12,7 @@ from storage.memory_parked import MemoryParkedEvents
 if TYPE_CHECKING:
     from bootstrap import Pulse
     from services.parked import ParkedService
+    from services.replay_parking import ReplayParking
 
 # The fake's stores, one per in-memory view store (so per settings.db, as bootstrap.memory).
 _memory: weakref.WeakKeyDictionary[Any, MemoryParkedEvents] = weakref.WeakKeyDictionary()
@@ -39,4 +40,15 @@ def parked_service(pulse: Pulse) -> ParkedService:
     from services.parked import ParkedService
 
     # The handlers of an engine of this Pulse, so that closing the Pulse stops their threads.
-    return pulse.cached("parked_service", lambda: ParkedService(pulse.parked, list(pulse.engine().handlers)))
+    return pulse.cached(
+        "parked_service",
+        lambda: ParkedService(pulse.parked, list(pulse.engine().handlers), pulse.backend.replay_ledger()),
+    )
+
+
+def replay_parking(backend: Any) -> ReplayParking:
+    """How ``backend``'s replays treat a poison event: retried, then parked, as live."""
+    from services.replay_parking import ReplayParking
+
+    settings = backend.settings
+    return ReplayParking(open_parked(backend), settings.projection_retries, settings.projection_retry_seconds)

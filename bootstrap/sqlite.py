@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bootstrap.parked import replay_parking
 from bootstrap.positioned import PositionedBackend
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.replay import LEASE_SECONDS
@@ -75,6 +76,7 @@ class SqliteBackend(PositionedBackend):
             clock,
             page_size=options.batch_size,
             lease_seconds=lease,
+            parking=replay_parking(self),
         )
 
     def close(self) -> None:

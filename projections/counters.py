@@ -294,3 +294,11 @@ def combine(a: CounterDelta | None, b: CounterDelta) -> CounterDelta:
         b.min if a.min is None else a.min if b.min is None else min(a.min, b.min),
         b.max if a.max is None else a.max if b.max is None else max(a.max, b.max),
     )
+
+
+def type_totals(facts: Sequence[RecordedEvent]) -> ViewChanges:
+    """The per-type totals of ``facts`` alone (what a replay rebuilds into a generation)."""
+    types: dict[str, int] = {}
+    for fact in facts:
+        types[fact.type] = types.get(fact.type, 0) + 1
+    return ViewChanges(counters={}, gauges={}, event_types=types, events=0, watermark=None)

@@ -373,6 +373,11 @@ class ProjectionEngine:
             except Exception:
                 log.exception("closing projection %s failed", state.handler.name)
 
+    def ready_in(self) -> float:
+        """Seconds until every handler backing off may run again (0: all are ready); a
+        driver of its own loop (a replay) waits this long before handing the batch again."""
+        return max([state.retry_at - self.clock() for state in self._states] + [0.0])
+
     def errors(self) -> dict[str, str]:
         """The last error of each handler that is failing now."""
         return {s.handler.name: s.last_error for s in self._states if s.last_error is not None}

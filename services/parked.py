@@ -17,6 +17,7 @@ from domain.access import Principal, require
 from domain.errors import FieldError, NotFound, StoreUnavailable, ValidationError
 from domain.parked import ParkedEvent, ParkedEvents, retry_partition
 from domain.ports import CheckpointConflict
+from domain.replay import ReplayLedger
 from services.engine import FeedBatch, ProjectionHandler
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,13 @@ class RetryOutcome:
 
 
 class ParkedService:
-    def __init__(self, parked: ParkedEvents, handlers: Sequence[ProjectionHandler]) -> None:
+    def __init__(
+        self, parked: ParkedEvents, handlers: Sequence[ProjectionHandler], replays: ReplayLedger | None = None
+    ) -> None:
         self.parked = parked
         self.handlers = {handler.name: handler for handler in handlers}
+        #: A retry waits for a replay of its projection to switch (it would miss the new generation).
+        self.replays = replays
 
     def list(self, principal: Principal, projection: str | None = None) -> list[ParkedEvent]:
         require(principal, "read")
@@ -64,6 +69,10 @@ class ParkedService:
         retries it (its retry partition's checkpoint moves with the changes)."""
         require(principal, "admin")
         found = self._record(projection, event_id)
+        replaying = None if self.replays is None else self.replays.replays().get(projection)
+        if replaying is not None and replaying.held(time.time()):
+            reason = f"a replay of {projection!r} is running: retry the event once it has switched"
+            raise ValidationError([FieldError("projection", reason)])
         handler = self.handlers.get(projection)
         if handler is None or not getattr(handler, "retries_parked", False):
             reason = "is not running here" if handler is None else "cannot retry parked events on this backend"

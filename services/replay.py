@@ -14,7 +14,9 @@ current one serves, then switch (``pulse replay``, ``replayProjection``).
    live worker added since, swaps the generations and moves the change markers; then the
    old one is dropped and the ledger says LIVE again.
 
-A failure leaves the serving generation untouched and the ledger says FAILED with the
+An event the projection raises on is retried, then parked, as in live processing
+(``services.replay_parking``); the replay goes on. Any other failure leaves the serving
+generation untouched and the ledger says FAILED with the
 error; the next run resumes the new generation from its last page.
 
 ``ReplayService`` is what GraphQL calls: it records a request in the ledger (the server
@@ -39,6 +41,7 @@ from domain.errors import FieldError, PulseError, ValidationError
 from domain.ports import Checkpoint, PositionedLog
 from domain.replay import LEASE_SECONDS, ReplayLedger, ReplayStatus
 from services.engine import FeedBatch, ProjectionHandler, RateMeter
+from services.replay_parking import ReplayParking
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,11 @@ class PositionedReplayer:
         clock: Clock,
         page_size: int = PAGE_SIZE,
         lease_seconds: float = LEASE_SECONDS,
+        parking: ReplayParking | None = None,
     ) -> None:
         self.events = events
+        #: Poison events are parked as in live processing (None: they fail the replay).
+        self.parking = parking
         self.ledger = ledger
         self.generations = generations
         self.handler_for = handler_for
@@ -190,7 +196,11 @@ class PositionedReplayer:
         # page holds every fact up to the head, and the batch moves the checkpoint there.
         full = len(page.events) >= self.page_size and len(facts) == len(page.events)
         end = (facts[-1].position or head) if full else head
-        handler.handle(FeedBatch("", position + 1, end, facts, replay=True))
+        batch = FeedBatch("", position + 1, end, facts, replay=True)
+        if self.parking is None:
+            handler.handle(batch)
+        else:
+            self.parking.handle(handler, batch)
         handler.flush()
         return len(facts), handler.position("") > position
 

@@ -39,7 +39,7 @@ from projections.counters import combine
 from projections.gauges import newer
 from storage.dynamodb_base import ConditionFailed, Table
 from storage.dynamodb_checkpoints import ChangeMarkers
-from storage.dynamodb_view_items import STATE_KEY, number
+from storage.dynamodb_view_items import STATE_KEY, TYPES_NAME, number
 
 if TYPE_CHECKING:
     from storage.dynamodb_views import DynamoViewStore
@@ -114,11 +114,16 @@ CounterCells = dict[tuple, CounterDelta]
 GaugeCells = dict[tuple[str, str, int], GaugeValue]
 
 
-def cells(parts: Sequence[GenerationChanges]) -> tuple[CounterCells, dict[str, int], GaugeCells]:
+#: Facts per ``(event type, generation of the per-type totals)``.
+TypeCells = dict[tuple[str, int], int]
+
+
+def cells(parts: Sequence[GenerationChanges]) -> tuple[CounterCells, TypeCells, GaugeCells]:
     """The items ``parts`` write: counter deltas and gauge winners per generation, and
-    facts per event type; names without a generation are left out (and logged)."""
+    facts per event type and generation of the totals (``TYPES_NAME``; 0 until a replay
+    gives them one); names without a generation are left out (and logged)."""
     counters: CounterCells = {}
-    types: dict[str, int] = {}
+    types: TypeCells = {}
     gauges: GaugeCells = {}
     for part in parts:
         for (metric_key, resolution, bucket, dims), delta in part.changes.counters.items():
@@ -128,8 +133,11 @@ def cells(parts: Sequence[GenerationChanges]) -> tuple[CounterCells, dict[str, i
                 continue
             ident = (metric_key, gen, resolution, bucket, dims)
             counters[ident] = combine(counters.get(ident), delta)
-        for etype, n in part.changes.event_types.items():
-            types[etype] = types.get(etype, 0) + n
+        if part.changes.event_types:
+            types_gen = generation_of(part, TYPES_NAME)
+            types_gen = BUILTIN_GENERATION if types_gen is None else types_gen
+            for etype, n in part.changes.event_types.items():
+                types[(etype, types_gen)] = types.get((etype, types_gen), 0) + n
         for (name, key), reading in part.changes.gauges.items():
             gen = generation_of(part, name)
             if gen is None:

@@ -43,7 +43,6 @@ from projections.buckets import Retention
 from storage.dynamodb_base import TTL_ATTRIBUTE, ConditionFailed, Item, Table
 from storage.dynamodb_view_items import (
     GUARD_PREFIX,
-    TYPES_PK,
     counter_key,
     expires_at,
     gauge_key,
@@ -51,6 +50,7 @@ from storage.dynamodb_view_items import (
     seq_of,
     sortable,
     sum_number,
+    types_pk,
 )
 
 #: The delta of one item from the batch's records after a position; None when none.
@@ -104,9 +104,11 @@ class GuardedWrites:
             extra[TTL_ATTRIBUTE] = {"N": str(expires)}
         return metric_marker(metric_key) if self.add("counter", key, delta, extra, guard, redo, retired) else None
 
-    def event_type(self, etype: str, n: int, guard: Guard, redo: ItemRedo | None, retired: Collection[str]) -> None:
-        """Add ``n`` facts to the count of ``etype``."""
-        key = {"pk": {"S": TYPES_PK}, "sk": {"S": etype}}
+    def event_type(
+        self, etype: str, n: int, guard: Guard, redo: ItemRedo | None, retired: Collection[str], gen: int = 0
+    ) -> None:
+        """Add ``n`` facts to the count of ``etype`` in the totals of generation ``gen``."""
+        key = {"pk": {"S": types_pk(gen)}, "sk": {"S": etype}}
         # No marker of its own: the type's built-in count changes with it.
         self.add("event type", key, CounterDelta(n, 0.0, None, None), {}, guard, redo, retired)
 

@@ -50,6 +50,16 @@ STATE_KEY = {"pk": {"S": "STATE"}, "sk": {"S": "definitions"}}
 CHECKPOINT_PK = "CP"
 MARKERS_PK = "MK"
 TYPES_PK = "T"
+#: The pseudo-name under which the per-type totals get a generation in the definitions
+#: state (a replay rebuilds them); not a valid metric name. Generation 0 lives at pk ``T``.
+TYPES_NAME = "~types"
+
+
+def types_pk(gen: int) -> str:
+    """The pk of the per-type totals of generation ``gen`` (0: the first, ``T``)."""
+    return TYPES_PK if gen == 0 else f"{TYPES_PK}#{gen}"
+
+
 COUNTER_PREFIX = "C#"
 GAUGE_PREFIX = "G#"
 GUARD_PREFIX = "q#"

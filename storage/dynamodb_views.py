@@ -75,6 +75,7 @@ from storage.dynamodb_view_items import (
     GAUGE_PREFIX,
     MAX_BUCKET,
     MIN_BUCKET,
+    TYPES_NAME,
     TYPES_PK,
     bucket_of,
     bucket_text,
@@ -85,6 +86,7 @@ from storage.dynamodb_view_items import (
     gauge_reading,
     parse_counter_pk,
     slices,
+    types_pk,
 )
 
 #: What a redo returns: the batch's changes from its records after a position.
@@ -295,9 +297,9 @@ class DynamoViewStore:
         def counter_redo(ident: tuple) -> ItemRedo | None:
             return None if redo is None else lambda position: again(position)[0].get(ident)
 
-        def type_redo(etype: str) -> ItemRedo | None:
+        def type_redo(ident: tuple[str, int]) -> ItemRedo | None:
             def redo_type(position: int) -> CounterDelta | None:
-                count = again(position)[1].get(etype)
+                count = again(position)[1].get(ident)
                 return None if not count else CounterDelta(count, 0.0, None, None)
 
             return None if redo is None else redo_type
@@ -307,8 +309,8 @@ class DynamoViewStore:
             tasks.append(
                 partial(self._writes.counter, ident, delta, guard, counter_redo(ident), retired, self.retention)
             )
-        for etype, n in types.items():
-            tasks.append(partial(self._writes.event_type, etype, n, guard, type_redo(etype), retired))
+        for (etype, gen), n in types.items():
+            tasks.append(partial(self._writes.event_type, etype, n, guard, type_redo((etype, gen)), retired, gen))
         for (name, key, gen), reading in gauges.items():
             tasks.append(partial(self._writes.gauge, name, key, gen, reading))
         return {marker for marker in self._pool.each(_run, tasks) if marker is not None}
@@ -326,13 +328,20 @@ class DynamoViewStore:
         for item in self._table.scan(
             {
                 "ProjectionExpression": "pk, sk",
-                "FilterExpression": "begins_with(pk, :c) OR begins_with(pk, :g)",
-                "ExpressionAttributeValues": {":c": {"S": COUNTER_PREFIX}, ":g": {"S": GAUGE_PREFIX}},
+                "FilterExpression": "begins_with(pk, :c) OR begins_with(pk, :g) OR begins_with(pk, :t) OR pk = :t0",
+                "ExpressionAttributeValues": {
+                    ":c": {"S": COUNTER_PREFIX},
+                    ":g": {"S": GAUGE_PREFIX},
+                    ":t": {"S": TYPES_PK + "#"},
+                    ":t0": {"S": TYPES_PK},
+                },
             },
             "looking for replaced generations",
         ):
             pk = item["pk"]["S"]
-            if pk.startswith(COUNTER_PREFIX):
+            if pk == TYPES_PK or pk.startswith(TYPES_PK + "#"):  # per-type totals (a replay rebuilds them)
+                name, gen = TYPES_NAME, pk[len(TYPES_PK) + 1 :] or str(BUILTIN_GENERATION)
+            elif pk.startswith(COUNTER_PREFIX):
                 name, gen, _, _ = parse_counter_pk(pk)
             else:
                 name, gen = pk[len(GAUGE_PREFIX) :].rsplit("#", 1)
@@ -446,8 +455,10 @@ class DynamoViewStore:
         return sorted((gauge_reading(name, item) for item in items), key=lambda r: r.key)
 
     def event_types(self) -> dict[str, int]:
+        found = self.definitions_state(consistent=False).generations.get(TYPES_NAME)
+        pk = types_pk(BUILTIN_GENERATION if found is None else found.gen)
         items = self._table.query(
-            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": TYPES_PK}}},
+            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": pk}}},
             "reading event types",
         )
         return {item["sk"]["S"]: int(item["n"]["N"]) for item in items}

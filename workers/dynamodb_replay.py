@@ -14,8 +14,9 @@ A replay killed with ``kill -9`` leaves its build registered with a lease that r
 the next replay (or backfill) then starts a fresh generation and the dead one's items are
 collected after the switch: on DynamoDB a replay restarts rather than resumes.
 
-Event types (the per-type totals listing the built-in counts) are not rebuilt: they are
-only ever added to.
+The per-type totals (``event_types``, which list the built-in counts) are rebuilt too:
+they get a generation under the pseudo-name ``TYPES_NAME``, counted from the scan for
+facts received before the fence and by live batches from it, as every built-in count.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from domain.clock import Clock
+from domain.events import RecordedEvent
 from domain.metrics import builtin_key
-from domain.ports import CheckpointConflict
+from domain.ports import CheckpointConflict, ViewChanges
 from domain.replay import LEASE_SECONDS, REPLAYING, ReplayLedger, ReplayRunning, ReplayStatus
-from projections.counters import PROJECTION, MetricsProjection, merge
+from projections.counters import PROJECTION, MetricsProjection, merge, type_totals
 from services.engine import RateMeter
 from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, replay_owner
+from services.replay_parking import ReplayParking, scan_partition
 from storage.dynamodb_generations import GenerationWriter
+from storage.dynamodb_view_items import TYPES_NAME
 from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only
 
 log = logging.getLogger(__name__)
@@ -49,8 +53,11 @@ class DynamoReplayer:
         clock: Clock,
         page_size: int = REBUILD_PAGE,
         lease_seconds: float = LEASE_SECONDS,
+        parking: ReplayParking | None = None,
     ) -> None:
         self.projector = projector
+        #: Poison events are parked as in live processing (None: they fail the replay).
+        self.parking = parking or ReplayParking(None, 0, 0.0)
         self.ledger = ledger
         self.timing = timing
         self.clock = clock
@@ -84,7 +91,7 @@ class DynamoReplayer:
             try:
                 build = views.begin_build(
                     state.version,
-                    [*sorted(catalog.metrics), *map(builtin_key, sorted(types))],
+                    [*sorted(catalog.metrics), *map(builtin_key, sorted(types)), TYPES_NAME],
                     sorted(catalog.gauges),
                     owner,
                     self.timing.fence_seconds,
@@ -129,8 +136,12 @@ class DynamoReplayer:
                     break
                 counted = [fact for fact in page.events if writer.includes(fact)]
                 if counted:
-                    builtin = counts.project([fact for fact in counted if fact.type in rebuilt_types])
-                    writer(merge([only.project(counted), counts_only(builtin)]))
+
+                    def project(facts: Sequence[RecordedEvent]) -> ViewChanges:
+                        builtin = counts.project([fact for fact in facts if fact.type in rebuilt_types])
+                        return merge([only.project(facts), counts_only(builtin), type_totals(facts)])
+
+                    writer(self.parking.project(PROJECTION, counted, project, scan_partition(build.gen)))
                 done += len(page.events)
                 total = max(total, done)
                 pages += 1

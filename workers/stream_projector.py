@@ -46,17 +46,21 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.metrics import BUILTIN_PREFIX, DEFINITIONS_STREAM, GaugeDefinition, MetricCatalog, MetricDefinition
 from domain.micros import epoch_micros, now_micros
+from domain.parked import ParkedEvents, is_retry_partition
 from domain.ports import PROJECTIONS_MARKER, EventStore, ViewChanges
 from domain.replay import ReplayLedger
 from projections.buckets import Bucketing
-from projections.counters import PROJECTION, MetricsProjection, merge
+from projections.counters import PROJECTION, MetricsProjection, merge, type_totals
 from services.counters import Rebuilt
 from services.engine import FeedBatch, RateMeter
+from services.replay_parking import scanned_into
 from storage.dynamodb_generations import DefinitionsState, GenerationChanges, GenerationWriter
+from storage.dynamodb_view_items import TYPES_NAME
 from storage.dynamodb_views import DynamoViewStore
 from workers.backfill_progress import BackfillProgress
 
@@ -128,6 +132,9 @@ class ProjectionPlan:
 
     def __init__(self, state: DefinitionsState, history: DefinitionsHistory, bucketing: Bucketing) -> None:
         active = history.at(state.version)
+        self._state = state
+        self._catalog = active
+        self._bucketing = bucketing
         by_fence: dict[int, tuple[list[MetricDefinition], list[GaugeDefinition]]] = {}
         for kind, definitions in ((0, active.metrics.values()), (1, active.gauges.values())):
             for definition in definitions:
@@ -154,6 +161,11 @@ class ProjectionPlan:
             if name.startswith(BUILTIN_PREFIX)
         }
         self._active = {name: g.gen for name, g in state.generations.items()}
+        # Per-type totals a replay gave a generation: facts received before its fence are
+        # counted there already.
+        types = state.generations.get(TYPES_NAME)
+        self._types_fence = 0 if types is None else types.fence
+        self._building_totals = state.build is not None and TYPES_NAME in state.build.metrics
         self.build = state.build
         self._building: MetricsProjection | None = None
         if state.build is not None:
@@ -174,17 +186,13 @@ class ProjectionPlan:
         """Built-in counts and event types of ``facts``, without the facts a replayed
         built-in count holds already."""
         fences = self._builtin_fences
-        if not fences:
+        types_fence = self._types_fence
+        if not fences and not types_fence:
             return self._builtins.project(facts)
-        counted = []
-        types: dict[str, int] = {}
-        for fact, micros in zip(facts, received, strict=True):
-            if micros >= fences.get(fact.type, 0):
-                counted.append(fact)
-            else:
-                types[fact.type] = types.get(fact.type, 0) + 1
-        early = ViewChanges(counters={}, gauges={}, event_types=types, events=len(facts) - len(counted), watermark=None)
-        return merge([self._builtins.project(counted), early])
+        timed = list(zip(facts, received, strict=True))
+        counted = self._builtins.project([fact for fact, micros in timed if micros >= fences.get(fact.type, 0)])
+        totals = type_totals([fact for fact, micros in timed if micros >= types_fence]).event_types
+        return ViewChanges(counted.counters, counted.gauges, totals, len(facts), counted.watermark)
 
     def project(self, facts: Sequence[RecordedEvent]) -> list[GenerationChanges]:
         received = [epoch_micros(fact.received_at) for fact in facts]
@@ -205,7 +213,31 @@ class ProjectionPlan:
                 if self._building_types:  # a replay rebuilding built-in counts too
                     counts = self._builtins.project([fact for fact in late if fact.type in self._building_types])
                     parts.append(GenerationChanges(counts_only(counts), self.build.gen))
+                if self._building_totals:  # and the per-type totals
+                    parts.append(GenerationChanges(type_totals(late), self.build.gen))
         return parts
+
+    def project_into(self, facts: Sequence[RecordedEvent], gen: int) -> list[GenerationChanges]:
+        """``facts`` counted into generation ``gen`` alone, whatever its fence: a retry of
+        events a replay's scan into ``gen`` parked (``services.replay_parking``). Raises
+        ``ValueError`` while ``gen`` does not serve yet (retry after the switch)."""
+        names = {name for name, g in self._state.generations.items() if g.gen == gen}
+        if not names:
+            raise ValueError(
+                f"generation {gen} does not serve: retry once its replay has switched,"
+                " or drop the event if a later replay counted it"
+            )
+        catalog = self._catalog
+        counted = MetricsProjection(
+            [d for name, d in catalog.metrics.items() if name in names],
+            [d for name, d in catalog.gauges.items() if name in names],
+            self._bucketing,
+            builtins=False,
+        ).project(facts)
+        types = {name[len(BUILTIN_PREFIX) :] for name in names if name.startswith(BUILTIN_PREFIX)}
+        builtin = self._builtins.project([fact for fact in facts if fact.type in types])
+        totals = type_totals(facts) if TYPES_NAME in names else type_totals(())
+        return [GenerationChanges(merge([counted, counts_only(builtin), totals]), gen)]
 
 
 def counts_only(changes: ViewChanges) -> ViewChanges:
@@ -238,6 +270,8 @@ class StreamProjector:
         self.rate = RateMeter()
         self.retire_after_seconds = retire_after_seconds
         self._plans: dict[tuple, ProjectionPlan] = {}
+        #: Where a retry of a parked event finds which scan parked it (set by bootstrap).
+        self.parked: ParkedEvents | None = None
         self._finished: tuple[float, dict[str, int]] | None = None
         views.ensure_state(bucketing.timezone)
 
@@ -322,12 +356,17 @@ class StreamProjector:
         plan = self._plan(state)
         first, last = batch.first, batch.upto
         chosen = [event for _, event in facts]
-        parts = plan.project(chosen)
+        project = plan.project
+        if is_retry_partition(partition) and self.parked is not None and chosen:
+            scanned = scanned_into(self.parked.get(self.projection_name, chosen[0].id))
+            if scanned is not None:
+                project = partial(plan.project_into, gen=scanned)
+        parts = project(chosen)
         changed: set[str] = set()
         if facts:
 
             def redo(position: int) -> list[GenerationChanges]:
-                return plan.project([event for sequence, event in facts if sequence > position])
+                return project([event for sequence, event in facts if sequence > position])
 
             changed = self.views.write_batch(partition, first, last, parts, redo, self._retired())
         previous = self.views.checkpoint(self.projection_name, partition)

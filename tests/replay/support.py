@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,10 +80,12 @@ def client_of(pulse: Pulse, clock: Clock) -> Client:
 
 
 class SeriesLoop:
-    """A client querying ``series`` in a loop on its own thread, keeping every answer."""
+    """A client querying ``series`` (or what ``ask`` asks) in a loop on its own thread,
+    keeping every answer."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, ask: Callable[[], Any] | None = None) -> None:
         self.client = client
+        self.ask = ask or client.series
         self.answers: list[list[dict[str, Any]]] = []
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
@@ -92,7 +95,7 @@ class SeriesLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                answer = self.client.series()
+                answer = self.ask()
             except BaseException as exc:  # reported by stop()
                 self.errors.append(exc)
                 return

@@ -55,9 +55,7 @@ def catch_up(pulse: Pulse) -> None:
 
 
 def replayer(pulse: Pulse):
-    found = pulse.replayer(WorkerOptions())
-    found.page_size = 100
-    return found
+    return pulse.replayer(WorkerOptions(batch_size=100))  # pages of 100 facts
 
 
 def test_every_answer_during_a_replay_equals_the_one_before_and_the_switch_equals_a_recomputation(

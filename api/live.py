@@ -44,35 +44,52 @@ MAX_SHARED_RESULTS = 1024
 
 
 class Subscriber:
-    """One stream's registration: the keys it depends on and how to wake it."""
+    """One stream's registration: the keys it depends on and how to wake it.
 
-    __slots__ = ("_event", "keys", "loop")
+    A flag and a bare future rather than an ``asyncio.Event`` awaited through
+    ``asyncio.wait_for``: that costs a task and a timeout handle per wait, on every
+    subscriber's loop for every push (a thousand streams, a thousand times per change)."""
+
+    __slots__ = ("_flag", "_waiter", "keys", "loop")
 
     def __init__(self, keys: frozenset[str], loop: asyncio.AbstractEventLoop) -> None:
         self.keys = keys
         self.loop = loop
-        self._event = asyncio.Event()
+        self._flag = False
+        self._waiter: asyncio.Future[bool] | None = None
 
     def wake(self) -> bool:
         """Called from the watcher's thread; False when the subscriber's loop is gone."""
         try:
-            self.loop.call_soon_threadsafe(self._event.set)
+            self.loop.call_soon_threadsafe(self._set)
         except RuntimeError:  # the loop was closed: the stream ended without unsubscribing yet
             return False
         return True
 
+    def _set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
     async def changed(self, timeout: float | None = None) -> bool:
         """Wait until woken (True) or ``timeout`` seconds pass (False)."""
-        try:
-            if timeout is None:
-                await self._event.wait()
-            else:
-                await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
-            woken = True
-        except TimeoutError:
-            woken = False
-        self._event.clear()
+        if not self._flag:
+            waiter = self._waiter = self.loop.create_future()
+            timer = None if timeout is None else self.loop.call_later(max(timeout, 0.0), _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        woken, self._flag = self._flag, False
         return woken
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class _Result:
@@ -148,7 +165,8 @@ class SharedData(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._encoded: dict[Hashable, Any] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a transport's frame (api/stream_body.py) encodes the data shape inside.
+        self._lock = threading.RLock()
 
     def encoded(self, shape: Hashable, encode: Callable[[], T]) -> T:
         with self._lock:

@@ -36,7 +36,7 @@ from api.context import current_pulse
 from api.graphiql import graphiql_html
 from api.live import SharedData
 from api.observability import stream_closed, stream_opened
-from api.stream_body import Heartbeat, StreamBody, StreamLoop, shared_frame
+from api.stream_body import Heartbeat, StreamBody, shared_frame
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class PulseGraphQLView(AsyncGraphQLView):
             response.status_code = 503
             response.headers["Retry-After"] = "5"
             return response
-        loop = StreamLoop() if wants_stream else asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
         try:
             response = loop.run_until_complete(self.run(request=request))
         except HTTPException as exc:

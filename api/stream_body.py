@@ -10,15 +10,6 @@ thousand such threads at once, so what one pull costs is multiplied by every sub
   pending ``__anext__`` of the stream is raced against a timer on the loop itself
   (``loop.run_forever`` until the one or the other stops it): one task per chunk, and a
   heartbeat only after ``heartbeat_seconds`` without a chunk.
-- **A stream's loop sleeps on a lock, not on epoll** (``StreamLoop``). The loop of a
-  stream does no I/O (gunicorn's thread writes the socket); it is only ever woken from
-  another thread (``call_soon_threadsafe``: the change watcher) or by its own timers.
-  asyncio's self-pipe costs a ``send`` in the waker, then ``epoll_wait``, two ``recv`` and
-  one more ``epoll_wait`` per loop iteration in the woken thread, and with a thousand
-  threads each of those system calls is a GIL hand-off and a context switch (``perf`` on a
-  worker: half its CPU in the kernel, most of it switching tasks). A lock released by the
-  waker and acquired, with the loop's timeout, by the sleeping loop wakes it with one
-  futex call and no further system calls until the chunk is written.
 - **A shared push is framed once** (``shared_frame``): the live fields hand every
   subscriber of one value the same ``SharedData`` (``api.graphql_live``), so the
   transport's whole chunk (SSE ``event: next`` or the multipart part), as bytes, is built
@@ -31,9 +22,6 @@ Pure asyncio and strawberry's transport classes: no Flask here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import selectors
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -52,61 +40,6 @@ def shared_frame(value: object, transport: HTTPStreamTransport, encode_json: Cal
         ("frame", transport.protocol),
         lambda: transport.encode_next({"data": data}, encode_json).encode(),  # type: ignore[typeddict-item]
     )
-
-
-class _LockSelector(selectors.BaseSelector):
-    """The selector of a ``StreamLoop``: no file descriptors, a wait on a lock that the
-    loop's ``_write_to_self`` releases (a binary semaphore: several wakes before a wait
-    make one)."""
-
-    def __init__(self) -> None:
-        self._signal = threading.Lock()
-        self._signal.acquire()
-
-    def wake(self) -> None:
-        with contextlib.suppress(RuntimeError):  # already released: the sleeper has a wake-up pending
-            self._signal.release()
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None:
-            self._signal.acquire()
-        elif timeout <= 0:
-            self._signal.acquire(blocking=False)
-        else:
-            self._signal.acquire(timeout=timeout)
-        return []
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        raise NotImplementedError("a stream's event loop does no I/O; it is only woken from other threads")
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        raise KeyError(fileobj)
-
-    def get_map(self) -> dict[Any, selectors.SelectorKey]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
-class StreamLoop(asyncio.SelectorEventLoop):
-    """The event loop of one subscription stream (see the module docstring): woken through
-    a lock instead of a self-pipe. It cannot watch sockets or pipes (adding a reader
-    raises); a stream's code only awaits futures, timers and other threads."""
-
-    def __init__(self) -> None:
-        super().__init__(_LockSelector())
-
-    def _make_self_pipe(self) -> None:
-        self._ssock = self._csock = None
-
-    def _close_self_pipe(self) -> None:
-        pass
-
-    def _write_to_self(self) -> None:
-        selector = self._selector  # type: ignore[attr-defined]
-        if selector is not None:
-            selector.wake()
 
 
 class Heartbeat:

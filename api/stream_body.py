@@ -81,6 +81,7 @@ class StreamBody:
         self._heartbeat = heartbeat
         self._initial_heartbeat = heartbeat is not None and heartbeat.initial
         self._pending: asyncio.Future[Any] | None = None
+        self._waiting_for: asyncio.Future[Any] | None = None  # what a finished pull stops the loop for
         self._timed_out = False
         self._closed = False
 
@@ -119,12 +120,12 @@ class StreamBody:
         if heartbeat is not None and not pending.done():
             self._timed_out = False
             timer = loop.call_later(heartbeat.seconds, self._time_out)
+        self._waiting_for = pending
         try:
-            # A stop left queued by a pull that finished as the timer fired ends a run
-            # early: run again until the pull is done or the timer really fired.
             while not pending.done() and not self._timed_out:
                 loop.run_forever()
         finally:
+            self._waiting_for = None
             if timer is not None:
                 timer.cancel()
         if not pending.done():
@@ -135,8 +136,12 @@ class StreamBody:
     async def _pull(self) -> str | bytes:
         return await self._chunks.__anext__()
 
-    def _stop_loop(self, _: object) -> None:
-        self._loop.stop()
+    def _stop_loop(self, pull: object) -> None:
+        # Only while waiting for that pull: a pull that finished in the loop iteration where
+        # the heartbeat timer fired leaves this callback queued for a later run, which it
+        # must not cut short (nor close()'s).
+        if pull is self._waiting_for:
+            self._loop.stop()
 
     def _time_out(self) -> None:
         self._timed_out = True

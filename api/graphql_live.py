@@ -198,7 +198,19 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: object) -> SharedRenderExecutionContext:
         executor = super().build_per_event_executor(payload)
         executor._pushed = payload  # type: ignore[attr-defined]
+        # The operation and variables are the subscription's: its key is built once, not per push.
+        executor.__dict__["_render_key_value"] = self._render_key()
         return executor  # type: ignore[return-value]
+
+    def _render_key(self) -> tuple[str, str | None, str]:
+        key = self.__dict__.get("_render_key_value")
+        if key is None:
+            operation = self.operation
+            source = operation.loc.source.body if operation.loc is not None else print_ast(operation)
+            name = operation.name.value if operation.name is not None else None
+            variables = getattr(self.variable_values, "coerced", self.variable_values)
+            key = self.__dict__["_render_key_value"] = (source, name, repr(sorted(variables.items())))
+        return key
 
     def execute_operation(self, *args: object, **kwargs: object) -> object:
         payload = self.__dict__.get("_pushed", _renders)
@@ -216,13 +228,8 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 result = GraphQLExecutionResult(SharedData(result.data), result.errors, result.extensions)
             return result
 
-        operation = self.operation
-        source = operation.loc.source.body if operation.loc is not None else print_ast(operation)
-        name = operation.name.value if operation.name is not None else None
-        variables = getattr(self.variable_values, "coerced", self.variable_values)
-        key = (source, name, repr(sorted(variables.items())))
         try:
-            result, _ = _renders.get(key, id(payload), render, anchor=payload)
+            result, _ = _renders.get(self._render_key(), id(payload), render, anchor=payload)
         except _Unshareable:
             return produced[0]
         return result

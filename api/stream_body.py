@@ -83,6 +83,8 @@ class StreamBody:
         self._pending: asyncio.Future[Any] | None = None
         self._waiting_for: asyncio.Future[Any] | None = None  # what a finished pull stops the loop for
         self._timed_out = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_sent = loop.time()
         self._closed = False
 
     def __iter__(self) -> Iterator[str | bytes]:
@@ -116,18 +118,19 @@ class StreamBody:
             pending = self._pending = asyncio.ensure_future(self._pull(), loop=loop)
             pending.add_done_callback(self._stop_loop)
         heartbeat = self._heartbeat
-        timer = None
-        if heartbeat is not None and not pending.done():
-            self._timed_out = False
-            timer = loop.call_later(heartbeat.seconds, self._time_out)
+        if heartbeat is not None and self._timer is None and not pending.done():
+            # One timer per heartbeat interval, not one per chunk: when it fires early (a
+            # chunk went out since it was set) it sets itself again for the remainder.
+            self._timer = loop.call_at(self._last_sent + heartbeat.seconds, self._heartbeat_due)
+        self._timed_out = False
         self._waiting_for = pending
         try:
             while not pending.done() and not self._timed_out:
                 loop.run_forever()
         finally:
             self._waiting_for = None
-            if timer is not None:
-                timer.cancel()
+        if heartbeat is not None:
+            self._last_sent = loop.time()
         if not pending.done():
             return heartbeat.chunk  # type: ignore[union-attr]
         self._pending = None
@@ -143,15 +146,22 @@ class StreamBody:
         if pull is self._waiting_for:
             self._loop.stop()
 
-    def _time_out(self) -> None:
-        self._timed_out = True
-        self._loop.stop()
+    def _heartbeat_due(self) -> None:
+        self._timer = None
+        due = self._last_sent + self._heartbeat.seconds  # type: ignore[union-attr]
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._heartbeat_due)
+        elif self._waiting_for is not None:  # not while close() runs the loop
+            self._timed_out = True
+            self._loop.stop()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         loop = self._loop
+        if self._timer is not None:
+            self._timer.cancel()
         try:
             pending, self._pending = self._pending, None
             if pending is not None and not pending.done():

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Distinct argument sets whose latest result is kept for sharing.
 MAX_SHARED_RESULTS = 1024
+#: Subscribers woken at a time for one change (``ChangeWatcher``'s relay).
+RELAY_WIDTH = 4
 
 
 class Subscriber:
@@ -50,19 +52,36 @@ class Subscriber:
     ``asyncio.wait_for``: that costs a task and a timeout handle per wait, on every
     subscriber's loop for every push (a thousand streams, a thousand times per change)."""
 
-    __slots__ = ("_flag", "_waiter", "keys", "loop")
+    __slots__ = ("_flag", "_relay", "_waiter", "baton", "keys", "loop")
 
-    def __init__(self, keys: frozenset[str], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        keys: frozenset[str],
+        loop: asyncio.AbstractEventLoop,
+        relay: Callable[[Subscriber], None] | None = None,
+    ) -> None:
         self.keys = keys
         self.loop = loop
         self._flag = False
         self._waiter: asyncio.Future[bool] | None = None
+        self._relay = relay
+        #: Woken as part of the watcher's relay: wakes the next one when done (``hand_on``).
+        self.baton = False
 
-    def wake(self) -> bool:
+    def hand_on(self) -> None:
+        """This subscriber is done with its wake-up (its push is produced, or it waits
+        again): the next subscriber in the watcher's relay may run."""
+        if self.baton and self._relay is not None:
+            self._relay(self)
+
+    def wake(self, baton: bool = False) -> bool:
         """Called from the watcher's thread; False when the subscriber's loop is gone."""
+        if baton:  # before the wake: the woken loop may hand on before this returns
+            self.baton = True
         try:
             self.loop.call_soon_threadsafe(self._set)
         except RuntimeError:  # the loop was closed: the stream ended without unsubscribing yet
+            self.baton = False
             return False
         return True
 
@@ -74,6 +93,7 @@ class Subscriber:
 
     async def changed(self, timeout: float | None = None) -> bool:
         """Wait until woken (True) or ``timeout`` seconds pass (False)."""
+        self.hand_on()
         if not self._flag:
             waiter = self._waiter = self.loop.create_future()
             timer = None if timeout is None else self.loop.call_later(max(timeout, 0.0), _expire, waiter)
@@ -223,6 +243,11 @@ class ChangeWatcher:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._values = SharedResults(MAX_SHARED_RESULTS, covers)
+        # Subscribers to wake, a few at a time (see the class docstring).
+        self._relay: deque[Subscriber] = deque()
+        self._batons = 0  # subscribers woken from the relay that have not handed on yet
+        self._relayed = 0  # wake-ups handed on, ever: the relay's progress
+        self._relayed_at_poll = 0
         self.marker_reads = 0
         self.marker_read_errors = 0
         self.wakeups = 0
@@ -231,7 +256,7 @@ class ChangeWatcher:
 
     def subscribe(self, keys: Iterable[str], loop: asyncio.AbstractEventLoop | None = None) -> Subscriber:
         """Register for wake-ups on ``keys``; starts the polling thread if it is idle."""
-        subscriber = Subscriber(frozenset(keys), loop or asyncio.get_running_loop())
+        subscriber = Subscriber(frozenset(keys), loop or asyncio.get_running_loop(), self._hand_on)
         with self._lock:
             self._subscribers.add(subscriber)
             for key in subscriber.keys:
@@ -245,8 +270,12 @@ class ChangeWatcher:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._drop(subscriber)
+            self._wake_next()
 
     def _drop(self, subscriber: Subscriber) -> None:
+        if subscriber.baton:
+            subscriber.baton = False
+            self._batons -= 1
         self._subscribers.discard(subscriber)
         for key in subscriber.keys:
             waiting = self._by_key.get(key)
@@ -286,12 +315,43 @@ class ChangeWatcher:
             woken: set[Subscriber] = set()
             for key in changed:
                 woken.update(self._by_key.get(key, ()))
-            for subscriber in woken:
-                if subscriber.wake():
-                    self.wakeups += 1
-                else:
-                    self._drop(subscriber)
+            if self._relay and self._relayed == self._relayed_at_poll:
+                # No one handed on for a whole interval (its holders are stuck writing to
+                # slow clients): wake the rest at once, as if there were no relay.
+                woken.update(self._relay)
+                self._relay.clear()
+                for subscriber in woken:
+                    if subscriber.wake():
+                        self.wakeups += 1
+                    else:
+                        self._drop(subscriber)
+            else:
+                queued = set(self._relay)
+                self._relay.extend(subscriber for subscriber in woken if subscriber not in queued)
+                self._wake_next()
+            self._relayed_at_poll = self._relayed
         return changed
+
+    def _hand_on(self, subscriber: Subscriber) -> None:
+        """``subscriber`` (woken from the relay) is done: wake the next one in its place."""
+        with self._lock:
+            if subscriber.baton:
+                subscriber.baton = False
+                self._batons -= 1
+                self._relayed += 1
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        """Wake relayed subscribers until ``RELAY_WIDTH`` hold a baton. Under the lock."""
+        while self._relay and self._batons < RELAY_WIDTH:
+            subscriber = self._relay.popleft()
+            if subscriber not in self._subscribers:
+                continue
+            if subscriber.wake(baton=True):
+                self._batons += 1
+                self.wakeups += 1
+            else:
+                self._drop(subscriber)
 
     def _run(self) -> None:
         while True:

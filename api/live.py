@@ -42,7 +42,7 @@ T = TypeVar("T")
 #: Distinct argument sets whose latest result is kept for sharing.
 MAX_SHARED_RESULTS = 1024
 #: Subscribers woken at a time for one change (``ChangeWatcher``'s relay).
-RELAY_WIDTH = 4
+RELAY_WIDTH = 2
 
 
 class Subscriber:

@@ -230,7 +230,15 @@ class WatcherStats:
 
 
 class ChangeWatcher:
-    """Reads change markers for every subscriber of one view store in this process."""
+    """Reads change markers for every subscriber of one view store in this process.
+
+    The subscribers of a change are woken as a relay, ``RELAY_WIDTH`` at a time: each hands
+    on to the next once its push is produced or it waits again (``Subscriber.hand_on``).
+    Waking a thousand stream threads at once had them all queue for the GIL, and every
+    waiter's 5 ms timed wait woke it again and again: half a worker's CPU went to switching
+    threads. Serving them a couple at a time costs no latency on two cores (only one thread
+    runs Python at a time anyway). If no one hands on for a whole interval (holders stuck
+    writing to slow clients), the next poll wakes everyone left at once."""
 
     def __init__(self, read_markers: Callable[[], Mapping[str, int]], interval_seconds: float) -> None:
         self._read_markers = read_markers

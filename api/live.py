@@ -355,6 +355,12 @@ class ChangeWatcher:
             subscriber = self._relay.popleft()
             if subscriber not in self._subscribers:
                 continue
+            if subscriber.baton:
+                # Still busy with the last change and holding a baton (which it hands on
+                # once): a plain wake so it sees this change too, and no second lane.
+                if subscriber.wake():
+                    self.wakeups += 1
+                continue
             if subscriber.wake(baton=True):
                 self._batons += 1
                 self.wakeups += 1

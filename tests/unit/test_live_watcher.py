@@ -112,6 +112,27 @@ def test_a_change_wakes_its_subscribers_a_few_at_a_time_each_handing_on_to_the_n
     assert watcher.stats().wakeups == len(subscribers)
 
 
+def test_a_subscriber_still_holding_its_baton_when_the_next_change_comes_holds_one_lane(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    first = watcher.subscribe(["gauge:stock"], loops())
+    watcher.stop()
+    markers.current = {"gauge:stock": 1}
+    watcher.poll()
+    assert first.baton
+    markers.current = {"gauge:stock": 2}
+    watcher.poll()  # first has not handed on yet: still one lane taken, and it is woken again
+    assert woken(first)  # sees the change (and hands on)
+    others = [watcher.subscribe(["gauge:stock"], loops()) for _ in range(RELAY_WIDTH)]
+    watcher.stop()  # subscribing restarted the polling thread
+    markers.current = {"gauge:stock": 3}
+    watcher.poll()
+    # Every lane is free again: all of a new change's subscribers up to the width run at once.
+    assert sum(s.baton for s in [first, *others]) == RELAY_WIDTH
+
+
 def test_a_relay_stuck_for_an_interval_wakes_everyone_left_at_once(
     loops: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:

@@ -140,7 +140,6 @@ class LiveValue(Generic[T]):
                     value = self.current()
                     if not _same_shared(self._same, value, last):
                         last = value
-                        subscriber.hand_on()  # produced: the watcher may wake the next subscriber
                         yield value
                     continue
                 until = self._slot(now)[1]

@@ -69,8 +69,9 @@ class Subscriber:
         self.baton = False
 
     def hand_on(self) -> None:
-        """This subscriber is done with its wake-up (its push is produced, or it waits
-        again): the next subscriber in the watcher's relay may run."""
+        """This subscriber is done with its wake-up (it waits again: its push, if any, is
+        written, since the stream is pulled again only then): the next subscriber in the
+        watcher's relay may run."""
         if self.baton and self._relay is not None:
             self._relay(self)
 
@@ -233,7 +234,8 @@ class ChangeWatcher:
     """Reads change markers for every subscriber of one view store in this process.
 
     The subscribers of a change are woken as a relay, ``RELAY_WIDTH`` at a time: each hands
-    on to the next once its push is produced or it waits again (``Subscriber.hand_on``).
+    on to the next when it waits again, its push written (``Subscriber.hand_on``; handing on
+    as soon as the push was produced measured 0.45 ms of CPU per push against 0.40).
     Waking a thousand stream threads at once had them all queue for the GIL, and every
     waiter's 5 ms timed wait woke it again and again: half a worker's CPU went to switching
     threads. Serving them a couple at a time costs no latency on two cores (only one thread

@@ -31,6 +31,8 @@ field reading the request (per-caller data) must not be added to them.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -136,7 +138,7 @@ class LiveValue(Generic[T]):
                 # Also catches a change between the first value and subscribing.
                 if not covers(self._token, self._token_at(now)):
                     value = self.current()
-                    if not self._same(value, last):
+                    if not _same_shared(self._same, value, last):
                         last = value
                         yield value
                     continue
@@ -147,6 +149,39 @@ class LiveValue(Generic[T]):
         finally:
             self.watcher.unsubscribe(subscriber)
 
+
+class _Sameness:
+    """Whether two shared values are the same, decided once per pair for all subscribers.
+
+    Identical subscribers hold the very same value objects (``ChangeWatcher.shared``), so
+    after a recomputation each of them would compare the same new value with the same last
+    one (for a 60-point series, 60 dataclass comparisons per subscriber per change). The
+    pair's objects are kept with the answer, so an id cannot be reused while it is cached."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._answers: OrderedDict[tuple[int, int], tuple[object, object, bool]] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def __call__(self, same: Callable[[T, T], bool], value: T, last: T) -> bool:
+        if value is last:
+            return True
+        key = (id(value), id(last))
+        with self._lock:
+            cached = self._answers.get(key)
+        if cached is not None and cached[0] is value and cached[1] is last:
+            return cached[2]
+        answer = same(value, last)
+        with self._lock:
+            self._answers[key] = (value, last, answer)
+            if len(self._answers) > self._max_entries:
+                self._answers.popitem(last=False)
+        return answer
+
+
+# One ``same`` per kind of value (a series compares its points), and the objects of one
+# pair are always of one kind, so the pair alone is the key.
+_same_shared = _Sameness(max_entries=256)
 
 #: Rendered pushes, per operation text and variables: the latest value's result.
 _renders = SharedResults(max_entries=1024)
@@ -163,7 +198,19 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: object) -> SharedRenderExecutionContext:
         executor = super().build_per_event_executor(payload)
         executor._pushed = payload  # type: ignore[attr-defined]
+        # The operation and variables are the subscription's: its key is built once, not per push.
+        executor.__dict__["_render_key_value"] = self._render_key()
         return executor  # type: ignore[return-value]
+
+    def _render_key(self) -> tuple[str, str | None, str]:
+        key = self.__dict__.get("_render_key_value")
+        if key is None:
+            operation = self.operation
+            source = operation.loc.source.body if operation.loc is not None else print_ast(operation)
+            name = operation.name.value if operation.name is not None else None
+            variables = getattr(self.variable_values, "coerced", self.variable_values)
+            key = self.__dict__["_render_key_value"] = (source, name, repr(sorted(variables.items())))
+        return key
 
     def execute_operation(self, *args: object, **kwargs: object) -> object:
         payload = self.__dict__.get("_pushed", _renders)
@@ -181,13 +228,8 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 result = GraphQLExecutionResult(SharedData(result.data), result.errors, result.extensions)
             return result
 
-        operation = self.operation
-        source = operation.loc.source.body if operation.loc is not None else print_ast(operation)
-        name = operation.name.value if operation.name is not None else None
-        variables = getattr(self.variable_values, "coerced", self.variable_values)
-        key = (source, name, repr(sorted(variables.items())))
         try:
-            result, _ = _renders.get(key, id(payload), render, anchor=payload)
+            result, _ = _renders.get(self._render_key(), id(payload), render, anchor=payload)
         except _Unshareable:
             return produced[0]
         return result

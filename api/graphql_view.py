@@ -19,7 +19,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -29,13 +29,14 @@ from strawberry.flask.views import AsyncGraphQLView
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.http.streaming import HTTPStreamTransport, MultipartSubscriptionTransport, SSETransport
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from werkzeug.local import LocalProxy
 
 from api.context import current_pulse
 from api.graphiql import graphiql_html
 from api.live import SharedData
 from api.observability import stream_closed, stream_opened
+from api.stream_body import Heartbeat, StreamBody, shared_frame
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,28 @@ class PulseGraphQLView(AsyncGraphQLView):
         if holds_slot:
             self.stream_slots.release()
 
+    def _stream_result(
+        self, request: Request, result: SubscriptionExecutionResult, transport: HTTPStreamTransport
+    ) -> Callable[[], AsyncGenerator[str | bytes, None]]:
+        # strawberry's, minus its heartbeat tasks (StreamBody sends heartbeats) and with a
+        # shared push framed once for all its subscribers (api/stream_body.py).
+        async def stream() -> AsyncGenerator[str | bytes, None]:
+            all_pending: list[Any] = []
+            async for value in result:
+                frame = shared_frame(value, transport, self.encode_json_string)
+                if frame is None:
+                    response, all_pending = await self._process_stream_result(request, value, all_pending)
+                    frame = transport.encode_next(response, self.encode_json_string).encode()
+                yield frame
+            yield transport.encode_complete().encode()
+
+        stream.heartbeat = Heartbeat(  # type: ignore[attr-defined]
+            transport.heartbeat_message(self.encode_json_string).encode(),
+            transport.heartbeat_interval,
+            transport.send_initial_heartbeat,
+        )
+        return stream
+
     async def create_streaming_response(
         self,
         request: Request,
@@ -193,6 +216,7 @@ class PulseGraphQLView(AsyncGraphQLView):
             asyncio.get_running_loop(),
             on_close=self.stream_slots.release,
             peer_gone=_peer_gone_check(request.environ.get("gunicorn.socket")),
+            heartbeat=getattr(stream, "heartbeat", None),
         )
         response = Response(body, status=sub_response.status_code, headers={**dict(sub_response.headers), **headers})
         response.is_pulse_stream = True  # type: ignore[attr-defined]
@@ -264,59 +288,6 @@ def _parse_int(text: str) -> int | _TooManyDigits:
     if digits > sys.get_int_max_str_digits() > 0:
         return _TooManyDigits(digits)
     return int(text)
-
-
-class StreamBody:
-    """A WSGI body pulling chunks from an async generator on its own event loop.
-
-    A class rather than a generator so ``close()`` runs even if the server closes the
-    body before reading it; werkzeug passes gunicorn's ``close()`` on to it.
-
-    ``peer_gone`` is asked after each chunk (a heartbeat at the latest): a client that
-    closed its connection ends the stream then, without waiting for a write to fail
-    (the first write after a close usually still succeeds), so cleanup takes at most one
-    heartbeat.
-    """
-
-    def __init__(
-        self,
-        chunks: AsyncGenerator[str, None],
-        loop: asyncio.AbstractEventLoop,
-        on_close: Callable[[], None],
-        peer_gone: Callable[[], bool] | None = None,
-    ) -> None:
-        self._chunks = chunks
-        self._loop = loop
-        self._on_close = on_close
-        self._peer_gone = peer_gone
-        self._closed = False
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        if self._closed:
-            raise StopIteration
-        try:
-            chunk = self._loop.run_until_complete(self._chunks.__anext__())
-        except StopAsyncIteration:
-            self.close()
-            raise StopIteration from None
-        if self._peer_gone is not None and self._peer_gone():
-            self.close()
-            raise StopIteration
-        return chunk
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._loop.run_until_complete(self._chunks.aclose())
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-        finally:
-            self._loop.close()
-            self._on_close()
 
 
 def _peer_gone_check(sock: socket.socket | None) -> Callable[[], bool] | None:

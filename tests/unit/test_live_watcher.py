@@ -1,6 +1,7 @@
 """The change watcher on its own: diffing marker reads, waking only the subscribers of
-moved keys (each on its own event loop), sharing one computation among identical
-subscribers, and one polling thread that runs only while anyone subscribes."""
+moved keys (each on its own event loop), a few at a time as a relay that cannot be stalled
+for more than an interval, sharing one computation among identical subscribers, and one
+polling thread that runs only while anyone subscribes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from api.live import ChangeWatcher, Subscriber
+from api.live import RELAY_WIDTH, ChangeWatcher, Subscriber
 from domain.errors import StoreUnavailable
 
 
@@ -85,6 +86,69 @@ def test_only_the_subscribers_of_moved_keys_are_woken(loops: Callable[[], asynci
     stats = watcher.stats()
     assert stats.subscribers == 2
     assert (stats.marker_reads - base.marker_reads, stats.wakeups - base.wakeups) == (5, 3)
+
+
+def test_a_change_wakes_its_subscribers_a_few_at_a_time_each_handing_on_to_the_next(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    subscribers = [watcher.subscribe(["metric:type:sale"], loops()) for _ in range(RELAY_WIDTH * 3)]
+    watcher.stop()
+
+    markers.current = {"metric:type:sale": 1}
+    watcher.poll()
+    running = [s for s in subscribers if s.baton]
+    assert len(running) == RELAY_WIDTH  # not all at once: they would all wait for the GIL
+
+    served: list[Subscriber] = []
+    while running:
+        for subscriber in running:
+            assert woken(subscriber)  # waiting again hands on to the next one
+            served.append(subscriber)
+        running = [s for s in subscribers if s.baton]
+    assert sorted(map(id, served)) == sorted(map(id, subscribers))  # every one, once
+    assert not any(woken(s) for s in subscribers)
+    assert watcher.stats().wakeups == len(subscribers)
+
+
+def test_a_subscriber_still_holding_its_baton_when_the_next_change_comes_holds_one_lane(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    first = watcher.subscribe(["gauge:stock"], loops())
+    watcher.stop()
+    markers.current = {"gauge:stock": 1}
+    watcher.poll()
+    assert first.baton
+    markers.current = {"gauge:stock": 2}
+    watcher.poll()  # first has not handed on yet: still one lane taken, and it is woken again
+    assert woken(first)  # sees the change (and hands on)
+    others = [watcher.subscribe(["gauge:stock"], loops()) for _ in range(RELAY_WIDTH)]
+    watcher.stop()  # subscribing restarted the polling thread
+    markers.current = {"gauge:stock": 3}
+    watcher.poll()
+    # Every lane is free again: all of a new change's subscribers up to the width run at once.
+    assert sum(s.baton for s in [first, *others]) == RELAY_WIDTH
+
+
+def test_a_relay_stuck_for_an_interval_wakes_everyone_left_at_once(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    subscribers = [watcher.subscribe(["gauge:stock"], loops()) for _ in range(RELAY_WIDTH + 3)]
+    watcher.stop()
+    markers.current = {"gauge:stock": 1}
+    watcher.poll()
+    stuck = [s for s in subscribers if s.baton]  # e.g. writing to slow clients: never hand on
+    waiting = [s for s in subscribers if not s.baton]
+
+    watcher.poll()  # one interval later, no marker moved, and no one handed on
+
+    assert all(woken(s) for s in waiting)
+    assert all(woken(s) for s in stuck)
 
 
 def test_a_subscriber_whose_loop_closed_is_dropped(loops: Callable[[], asyncio.AbstractEventLoop]) -> None:

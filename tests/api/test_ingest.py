@@ -491,6 +491,20 @@ def test_store_unavailable_is_503_with_retry_after(
     assert int(response.headers["Retry-After"]) > 0
 
 
+def test_a_resend_of_stored_events_is_acknowledged_during_an_outage_of_writes(
+    client: FlaskClient, keys: Keys, settings: Settings
+) -> None:
+    """A client retrying a batch that was stored (its 202 lost on the way) learns so even when
+    nothing can be written: duplicates need no write."""
+    if settings.store == "dynamodb":
+        pytest.skip("not on dynamodb: its outage here is a dropped table, which holds no events to resend")
+    assert post(client, keys.ingest, {"events": [sale(0), sale(1)]}).status_code == 202
+    with store_outage(settings):
+        response = post(client, keys.ingest, {"events": [sale(0), sale(1)]})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.get_json()["duplicates"] == 2
+
+
 @http_layer_only
 def test_events_older_than_max_past_days_are_a_422_naming_the_field(client: FlaskClient, keys: Keys) -> None:
     # Default PULSE_MAX_PAST_DAYS: 3660 (about ten years).

@@ -1,31 +1,36 @@
 """The recent-events feed on the embedded store: blocks of facts in the views file.
 
 A batch adds ONE row per scope (an event type, or ``*`` for every type): a block holding
-the batch's newest facts of that scope, newest first, one JSON line per fact, with the
-block's newest and oldest ``occurredAt``. A row per fact (inserted, then trimmed a
-thousand facts later) cost two B-tree inserts and two deletes per fact, most of the
-projection worker's time under heavy ingest; a block costs one insert per batch.
+the batch's newest facts of that scope, newest first, as one JSON array (each fact an array
+whose properties are their stored JSON text, as a string), with the block's newest and
+oldest ``occurredAt``. A row per fact (inserted, then trimmed a thousand facts later) cost
+two B-tree inserts and two deletes per fact, most of the projection worker's time under
+heavy ingest; a block costs one insert and one orjson encoding per batch.
 
-Blocks that can no longer hold one of the newest ``keep`` (at least ``keep`` facts in
-newer blocks are all later than the block's newest) are deleted in the batch's
-transaction, and when more than ``MAX_BLOCKS`` remain (small batches, or late facts
-interleaving) they are merged into one block of the newest ``keep``. A read walks the
-scope's blocks newest first, decoding only the first ``limit`` lines of each, and stops
-once the next block cannot hold anything newer than what it has.
+Facts older (by ``occurredAt``, then id) than the oldest of a block of ``keep`` are never
+listed again, so a batch leaves them out. Blocks that can no longer hold one of the newest
+``keep`` (at least ``keep`` facts in newer blocks are all later than the block's newest)
+are deleted in the batch's transaction, and when more than ``MAX_BLOCKS`` remain (small
+batches, facts sharing an ``occurredAt``, late facts interleaving) they are merged into one
+block of the newest ``keep``, without decoding anyone's properties. A read walks the
+scope's blocks newest first and stops once the next block cannot hold anything newer than
+what it has.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
 
 import orjson
 
 from domain.errors import StoreUnavailable
 from domain.events import FACTS_STREAM, RecordedEvent
 from domain.ports import ALL_TYPES, PROJECTIONS_MARKER, RECENT_KEEP, RecentChanges, advanced, recent_marker
-from projections.recent import recency
 from storage.codec import dumps
 from storage.sqlite import write_transaction
 from storage.sqlite_views import SqliteViewStore, bump_markers, read_checkpoint, save_checkpoint
@@ -40,14 +45,18 @@ CREATE TABLE IF NOT EXISTS recent_blocks (
     seq     INTEGER NOT NULL,
     newest  INTEGER NOT NULL,
     oldest  INTEGER NOT NULL,
+    oldest_id TEXT  NOT NULL,
     size    INTEGER NOT NULL,
     facts   TEXT    NOT NULL,
     PRIMARY KEY (scope, seq)
 ) WITHOUT ROWID;
 """
 
-# A fact's line: [id, type, occurredAt µs, receivedAt µs, source, position, properties].
+# A fact in a block: [id, type, occurredAt µs, receivedAt µs, source, position, properties
+# (JSON text)]. Properties stay text inside the block, so orjson, which reads integers
+# beyond 64 bits as floats, never decodes them; ``json`` does, for the facts a read returns.
 _ID, _TYPE, _OCCURRED, _RECEIVED, _SOURCE, _POSITION, _PROPERTIES = range(7)
+_order = itemgetter(_OCCURRED, _ID)
 
 
 class SqliteRecentEvents:
@@ -71,24 +80,23 @@ class SqliteRecentEvents:
                 if current.position >= upto:
                     return False
                 touched = {PROJECTIONS_MARKER}
-                encoded: dict[int, bytes] = {}  # the same list in two scopes is encoded once
+                encoded: dict[int, list[list[Any]]] = {}  # the same list in two scopes is encoded once
                 for scope, events in changes.scopes.items():
                     if not events:
                         continue
-                    block = encoded.get(id(events))
-                    if block is None:
-                        block = encoded[id(events)] = b"\n".join(map(_line, events))
-                    conn.execute(
-                        "INSERT OR REPLACE INTO recent_blocks VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            scope,
-                            upto,
-                            events[0].occurred_micros,
-                            events[-1].occurred_micros,
-                            len(events),
-                            block.decode(),
-                        ),
-                    )
+                    facts = encoded.get(id(events))
+                    if facts is None:
+                        facts = encoded[id(events)] = [_fact(event) for event in events]
+                    floor = conn.execute(
+                        "SELECT oldest, oldest_id FROM recent_blocks WHERE scope = ? AND size >= ?"
+                        " ORDER BY oldest DESC, oldest_id DESC LIMIT 1",
+                        (scope, self.keep),
+                    ).fetchone()
+                    if floor is not None:  # a block of `keep` facts: nothing older is ever listed
+                        facts = [fact for fact in facts if _order(fact) > floor]
+                        if not facts:
+                            continue
+                    _write_block(conn, scope, upto, facts, replace=True)
                     self._trim(conn, scope)
                     touched.add(recent_marker(scope))
                 bump_markers(conn, touched)
@@ -114,7 +122,7 @@ class SqliteRecentEvents:
         if stale:
             conn.executemany("DELETE FROM recent_blocks WHERE scope = ? AND seq = ?", stale)
         if len(blocks) - len(stale) > MAX_BLOCKS:
-            kept = _newest(conn, scope, self.keep)
+            kept = _merged(conn, scope, self.keep)
             conn.execute("DELETE FROM recent_blocks WHERE scope = ?", (scope,))
             _write_block(conn, scope, max(seq for seq, *_ in blocks), kept)
 
@@ -125,85 +133,76 @@ class SqliteRecentEvents:
             raise StoreUnavailable(f"SQLite view store {self.views.path}: {exc}") from exc
 
 
-def _line(event: RecordedEvent) -> bytes:
+def _fact(event: RecordedEvent) -> list[Any]:
     text = event.properties_json if event.properties_json is not None else dumps(dict(event.properties))
-    return orjson.dumps(
-        [
-            event.id,
-            event.type,
-            event.occurred_micros,
-            event.received_micros,
-            event.source,
-            event.position,
-            orjson.Fragment(text),
-        ]
-    )
+    return [event.id, event.type, event.occurred_micros, event.received_micros, event.source, event.position, text]
 
 
-def _write_block(conn: sqlite3.Connection, scope: str, seq: int, newest_first: Sequence[_Line]) -> None:
+def _write_block(
+    conn: sqlite3.Connection, scope: str, seq: int, newest_first: Sequence[list[Any]], replace: bool = False
+) -> None:
     if newest_first:
         conn.execute(
-            "INSERT INTO recent_blocks VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT {'OR REPLACE ' if replace else ''}INTO recent_blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 scope,
                 seq,
-                newest_first[0][0].occurred_micros,
-                newest_first[-1][0].occurred_micros,
+                newest_first[0][_OCCURRED],
+                newest_first[-1][_OCCURRED],
+                newest_first[-1][_ID],
                 len(newest_first),
-                "\n".join(line for _, line in newest_first),
+                orjson.dumps(newest_first).decode(),
             ),
         )
 
 
-# A fact decoded, and its line as stored (a merge moves lines without encoding them again).
-_Line = tuple[RecordedEvent, str]
-
-
-def _newest(conn: sqlite3.Connection, scope: str, limit: int) -> list[_Line]:
-    """The scope's newest ``limit`` facts with their lines, newest first (a fact held by
-    two blocks once)."""
-    if limit <= 0:
-        return []
-    found: dict[str, _Line] = {}
-    newest_first: list[_Line] = []
-    for newest, size, facts in conn.execute(
-        "SELECT newest, size, facts FROM recent_blocks WHERE scope = ? ORDER BY newest DESC, seq DESC", (scope,)
-    ):
-        # Enough already, and all of it later than anything this block (or an older one) holds.
-        if len(newest_first) >= limit and newest_first[limit - 1][0].occurred_micros > newest:
-            break
-        lines = facts.split("\n", limit)[:limit] if size > limit else facts.split("\n")
-        for event, line in zip(_decode(lines), lines, strict=True):
-            found.setdefault(event.id, (event, line))
-        newest_first = sorted(found.values(), key=lambda pair: recency(pair[0]), reverse=True)
-    return newest_first[:limit]
+def _merged(conn: sqlite3.Connection, scope: str, keep: int) -> list[list[Any]]:
+    """The scope's newest ``keep`` facts across its blocks, newest first (a fact held by two
+    blocks once)."""
+    seen: set[str] = set()
+    facts: list[list[Any]] = []
+    for (block,) in conn.execute("SELECT facts FROM recent_blocks WHERE scope = ?", (scope,)):
+        for fact in orjson.loads(block)[:keep]:
+            if fact[_ID] not in seen:
+                seen.add(fact[_ID])
+                facts.append(fact)
+    return heapq.nlargest(keep, facts, key=_order)
 
 
 def _read(conn: sqlite3.Connection, scope: str, limit: int) -> list[RecordedEvent]:
-    return [event for event, _ in _newest(conn, scope, limit)]
+    """The scope's newest ``limit`` facts, newest first (a fact held by two blocks once)."""
+    if limit <= 0:
+        return []
+    found: dict[str, list[Any]] = {}
+    kth: list[Any] | None = None  # the limit-th newest so far
+    for newest, block in conn.execute(
+        "SELECT newest, facts FROM recent_blocks WHERE scope = ? ORDER BY newest DESC, seq DESC", (scope,)
+    ):
+        # Enough already, and all of it later than anything this block (or an older one) holds.
+        if kth is not None and kth[_OCCURRED] > newest:
+            break
+        for fact in orjson.loads(block)[:limit]:
+            found.setdefault(fact[_ID], fact)
+        if len(found) >= limit:
+            kth = heapq.nlargest(limit, found.values(), key=_order)[-1]
+    return [_event(fact) for fact in heapq.nlargest(limit, found.values(), key=_order)]
 
 
-def _decode(lines: Iterable[str]) -> list[RecordedEvent]:
+def _event(fact: list[Any]) -> RecordedEvent:
     # json, not orjson: properties keep integers beyond 64 bits exactly.
-    new, cls = tuple.__new__, RecordedEvent
-    return [
-        new(
-            cls,
-            (
-                fact[_ID],
-                fact[_TYPE],
-                fact[_OCCURRED],
-                fact[_PROPERTIES],
-                fact[_SOURCE],
-                FACTS_STREAM,
-                None,
-                fact[_POSITION],
-                fact[_RECEIVED],
-                None,
-            ),
-        )
-        for fact in json.loads("[" + ",".join(lines) + "]")
-    ]
+    text = fact[_PROPERTIES]
+    return RecordedEvent.at_micros(
+        fact[_ID],
+        fact[_TYPE],
+        fact[_OCCURRED],
+        json.loads(text),
+        fact[_SOURCE],
+        FACTS_STREAM,
+        None,
+        fact[_POSITION],
+        fact[_RECEIVED],
+        properties_json=text,
+    )
 
 
 def _migrate_rows(conn: sqlite3.Connection, keep: int) -> None:
@@ -215,15 +214,10 @@ def _migrate_rows(conn: sqlite3.Connection, keep: int) -> None:
         scopes = [scope for (scope,) in conn.execute("SELECT DISTINCT scope FROM recent_events")]
         for scope in scopes:
             rows = conn.execute(
-                "SELECT id, type, occurred_at, properties, source, position, received_at FROM recent_events"
+                "SELECT id, type, occurred_at, received_at, source, position, properties FROM recent_events"
                 " WHERE scope = ? ORDER BY occurred_at DESC, id DESC LIMIT ?",
                 (scope, keep),
             ).fetchall()
-            events = [
-                RecordedEvent.at_micros(i, t, o, {}, s, FACTS_STREAM, None, p, r, properties_json=text)
-                for i, t, o, text, s, p, r in rows
-            ]
             if not conn.execute("SELECT 1 FROM recent_blocks WHERE scope = ?", (scope,)).fetchone():
-                lines = [(event, _line(event).decode()) for event in events]
-                _write_block(conn, scope, max((e.position or 0) for e in events), lines)
+                _write_block(conn, scope, max(row[_POSITION] or 0 for row in rows), [list(row) for row in rows])
         conn.execute("DROP TABLE recent_events")

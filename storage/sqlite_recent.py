@@ -96,7 +96,7 @@ class SqliteRecentEvents:
                         facts = [fact for fact in facts if _order(fact) > floor]
                         if not facts:
                             continue
-                    _write_block(conn, scope, upto, facts, replace=True)
+                    _write_block(conn, scope, facts)
                     self._trim(conn, scope)
                     touched.add(recent_marker(scope))
                 bump_markers(conn, touched)
@@ -124,7 +124,7 @@ class SqliteRecentEvents:
         if len(blocks) - len(stale) > MAX_BLOCKS:
             kept = _merged(conn, scope, self.keep)
             conn.execute("DELETE FROM recent_blocks WHERE scope = ?", (scope,))
-            _write_block(conn, scope, max(seq for seq, *_ in blocks), kept)
+            _write_block(conn, scope, kept)
 
     def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
         try:
@@ -138,15 +138,15 @@ def _fact(event: RecordedEvent) -> list[Any]:
     return [event.id, event.type, event.occurred_micros, event.received_micros, event.source, event.position, text]
 
 
-def _write_block(
-    conn: sqlite3.Connection, scope: str, seq: int, newest_first: Sequence[list[Any]], replace: bool = False
-) -> None:
+def _write_block(conn: sqlite3.Connection, scope: str, newest_first: Sequence[list[Any]]) -> None:
+    """A new block of ``scope``, numbered after its others (not by log position: a parked
+    event's retry writes a block of its own, which must never take the place of another)."""
     if newest_first:
         conn.execute(
-            f"INSERT {'OR REPLACE ' if replace else ''}INTO recent_blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO recent_blocks VALUES"
+            " (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recent_blocks WHERE scope = ?1), ?2, ?3, ?4, ?5, ?6)",
             (
                 scope,
-                seq,
                 newest_first[0][_OCCURRED],
                 newest_first[-1][_OCCURRED],
                 newest_first[-1][_ID],
@@ -219,5 +219,5 @@ def _migrate_rows(conn: sqlite3.Connection, keep: int) -> None:
                 (scope, keep),
             ).fetchall()
             if not conn.execute("SELECT 1 FROM recent_blocks WHERE scope = ?", (scope,)).fetchone():
-                _write_block(conn, scope, max(row[_POSITION] or 0 for row in rows), [list(row) for row in rows])
+                _write_block(conn, scope, [list(row) for row in rows])
         conn.execute("DROP TABLE recent_events")

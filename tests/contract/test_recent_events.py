@@ -144,3 +144,15 @@ def test_a_views_file_with_one_row_per_fact_keeps_its_feed_when_opened(tmp_path)
     SqliteRecentEvents(views)  # a second open finds nothing left to move
     assert [e.id for e in feed.recent_events(None, 10)] == ["s4", "s3", "s2", "s1", "s0"]
     views.close()
+
+
+def test_batches_of_two_partitions_ending_at_the_same_position_both_stay_listed(pulse: Pulse) -> None:
+    """A parked event's retry is applied through its own partition, up to its own position,
+    which a batch of the live partition may also have ended at: neither replaces the other."""
+    store = pulse.backend.recent
+    handler = ReadModelHandler(RecentEventsProjection(), store)
+    pulse.store.ingest([sale(1, minutes_ago=3), sale(2, minutes_ago=2)])
+    first, second = sorted(all_facts(pulse.store), key=lambda f: f.id)
+    assert handler.handle(FeedBatch("", 5, 5, [first._replace(position=5)])) is True
+    assert handler.handle(FeedBatch("retry", 5, 5, [second._replace(position=5)])) is True
+    assert [e.id for e in store.recent_events("sale", 10)] == ["s002", "s001"]

@@ -255,14 +255,6 @@ def live_files(keys: Iterable[str]) -> list[str]:
     return sorted(live)
 
 
-def to_table(events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn] = ()) -> pa.Table:
-    """The facts as rows sorted by ``occurredAt`` then id."""
-    if not events:
-        return schema(columns).empty_table()
-    table, _, _ = _unsorted_table(events, columns)
-    return table.take(pc.sort_indices(table, sort_keys=[("occurred_at", "ascending"), ("id", "ascending")]))
-
-
 def _unsorted_table(
     events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn]
 ) -> tuple[pa.Table, Sequence[str], Sequence[int]]:
@@ -331,18 +323,10 @@ def retyped(rows: Rows, columns: Sequence[ArchiveColumn]) -> Rows:
     return Rows(table.append_column(_HOUR, rows.table.column(_HOUR)), rows.groups, tuple(columns))
 
 
-def files_of(
-    events: Sequence[RecordedEvent], partition: str, first: int, last: int, columns: Sequence[ArchiveColumn] = ()
-) -> dict[str, bytes]:
-    """The archive files of the facts of positions ``first..last`` of ``partition``: one
-    per Hive partition (relative key → Parquet bytes)."""
-    if not events:
-        return {}
-    return files_of_rows([rows_of(events, columns)], partition, first, last)
-
-
 def files_of_rows(parts: Sequence[Rows], partition: str, first: int, last: int) -> dict[str, bytes]:
-    """``files_of`` for facts buffered as ``Rows`` (built with the same typed columns).
+    """The archive files of the facts of positions ``first..last`` of ``partition``, buffered
+    as ``Rows`` built with the same typed columns: one per Hive partition (relative key →
+    Parquet bytes).
 
     One Arrow table of every fact, sorted once by (type, hour, ``occurredAt``, id); each
     Hive partition is then a slice of it, its rows in ``occurredAt``, id order."""

@@ -4,6 +4,10 @@ GraphQL with real keys, and the `series` answer a client sees."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,6 +21,8 @@ from domain import metrics as defs
 from domain.clock import Clock, now_utc
 from domain.events import Event
 from domain.keys import create_key
+from domain.settings import Settings
+from tests.e2e.harness import ROOT, wait_until
 
 REVENUE = defs.validate_metric("revenue", "sale", "sum", "amount", ["store"])
 STOCK = defs.validate_gauge("stock", "stock_level", "level", "product")
@@ -119,3 +125,28 @@ class SeriesLoop:
         self._thread.join(timeout=60)
         assert not self.errors, self.errors
         return self.answers
+
+
+def dynamodb_replay(settings: Settings, projection: str, batch_size: int) -> tuple[list[str], dict[str, str]]:
+    """The `pulse replay` command of ``projection`` against these DynamoDB tables, and its
+    environment (a 1 s lease, so that a killed run's lease soon runs out)."""
+    command = [sys.executable, "-m", "cli", "replay", projection, "--store", "dynamodb"]
+    command += ["--batch-size", str(batch_size), "--dynamodb-endpoint", settings.dynamodb_endpoint or ""]
+    command += ["--table-prefix", settings.table_prefix]
+    return command, {**os.environ, "PULSE_REPLAY_LEASE_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def kill_9_midway(pulse: Pulse, projection: str, command: list[str], env: dict[str, str]) -> None:
+    """Run ``command`` (a replay of ``projection``) and kill -9 it once 100 events are done."""
+    ledger = pulse.backend.replay_ledger()
+    replaying = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def midway() -> bool:
+            status = ledger.replays().get(projection)
+            return status is not None and status.state == "REPLAYING" and status.done >= 100
+
+        wait_until(midway, "the replay to be under way", timeout=120, poll=0.05)
+        os.kill(replaying.pid, signal.SIGKILL)
+    finally:
+        replaying.wait()

@@ -5,10 +5,7 @@ resumed after kill -9, refused while another runs; a poison event is parked, not
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +25,7 @@ from services.replay import ReplayProgress
 from storage.dynamodb_recent import encode, scope_pk, sort_key
 from tests.contract.test_poison_events import FormatsAmounts
 from tests.e2e.harness import ROOT, wait_until
-from tests.replay.support import SeriesLoop, client_of, facts
+from tests.replay.support import SeriesLoop, client_of, dynamodb_replay, facts, kill_9_midway
 from tests.support import all_facts
 from workers import dynamodb_recent_replay
 from workers.replays import ReplayRequestWatcher
@@ -173,22 +170,10 @@ def test_kill_9_mid_replay_leaves_the_serving_generation_and_the_next_run_resume
     client = client_of(pulse, clock)
     before = ids(client)
     settings = pulse.settings
-    command = [sys.executable, "-m", "cli", "replay", PROJECTION, "--store", "dynamodb", "--batch-size", "10"]
-    command += ["--dynamodb-endpoint", settings.dynamodb_endpoint or "", "--table-prefix", settings.table_prefix]
-    env = {**os.environ, "PULSE_REPLAY_LEASE_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+    command, env = dynamodb_replay(settings, PROJECTION, batch_size=10)
     ledger = pulse.backend.replay_ledger()
     generations = pulse.backend.recent.generations  # type: ignore[attr-defined]
-    replaying = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-
-        def midway() -> bool:
-            status = ledger.replays().get(PROJECTION)
-            return status is not None and status.state == "REPLAYING" and status.done >= 100
-
-        wait_until(midway, "the replay to be under way", timeout=120, poll=0.05)
-        os.kill(replaying.pid, signal.SIGKILL)
-    finally:
-        replaying.wait()
+    kill_9_midway(pulse, PROJECTION, command, env)
     left = generations.state().build
     assert left is not None and left.done >= 100 and left.cursor is not None  # left behind, with its place
     assert ids(client) == before  # the serving generation is untouched

@@ -4,10 +4,7 @@ generation of the views items while the current one answers, switched in one wri
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -23,7 +20,7 @@ from projections.counters import PROJECTION
 from services.replay import ReplayProgress
 from tests.e2e.harness import ROOT, wait_until
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts, expected_counters
-from tests.replay.support import REVENUE, STOCK, SeriesLoop, client_of, facts
+from tests.replay.support import REVENUE, STOCK, SeriesLoop, client_of, dynamodb_replay, facts, kill_9_midway
 from tests.support import all_facts
 from workers.replays import ReplayRequestWatcher
 from workers.stream_projector import RebuildTiming, run_pending_rebuild
@@ -198,21 +195,9 @@ def test_kill_9_mid_replay_leaves_the_serving_generation_and_the_next_run_starts
     client = client_of(pulse, clock)
     before = client.series()
     settings = pulse.settings
-    command = [sys.executable, "-m", "cli", "replay", PROJECTION, "--store", "dynamodb", "--batch-size", "20"]
-    command += ["--dynamodb-endpoint", settings.dynamodb_endpoint or "", "--table-prefix", settings.table_prefix]
-    env = {**os.environ, "PULSE_REPLAY_LEASE_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+    command, env = dynamodb_replay(settings, PROJECTION, batch_size=20)
     ledger = pulse.backend.replay_ledger()
-    replaying = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-
-        def midway() -> bool:
-            status = ledger.replays().get(PROJECTION)
-            return status is not None and status.state == "REPLAYING" and status.done >= 100
-
-        wait_until(midway, "the replay to be under way", timeout=120, poll=0.05)
-        os.kill(replaying.pid, signal.SIGKILL)
-    finally:
-        replaying.wait()
+    kill_9_midway(pulse, PROJECTION, command, env)
     assert pulse.views.definitions_state().build is not None  # type: ignore[attr-defined]  # left behind
     assert client.series() == before  # the serving generation is untouched
 

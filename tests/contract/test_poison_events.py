@@ -10,6 +10,7 @@ deployed (``broken = False``) and an operator retries the parked event.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -49,6 +50,25 @@ def sale(event_id: str, amount: object, minutes_ago: float) -> Event:
     return Event(
         id=event_id, type="sale", occurred_at=NOW - timedelta(minutes=minutes_ago), properties={"amount": amount}
     )
+
+
+@pytest.fixture(autouse=True)
+def handlers_closed(pulse: Pulse, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every handler a test builds is closed after it, as a worker closes its engine: an
+    alerts handler's delivery thread must not outlive the stores it reads (at exit it logged
+    "no such table" against a deleted test file)."""
+    built: list = []
+    make = pulse.backend.handlers
+
+    def handlers(options: WorkerOptions) -> list:
+        made = make(options)
+        built.extend(made)
+        return made
+
+    monkeypatch.setattr(pulse.backend, "handlers", handlers)
+    yield
+    for handler in built:
+        handler.close()
 
 
 def rigged(pulse: Pulse) -> tuple[FormatsAmounts, list, object]:

@@ -35,3 +35,15 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30.0, p
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(poll)
+
+
+def answers_health(url: str) -> bool:
+    """``GET /v1/health`` answered 200. A refused connection or a slow answer (a server still
+    starting, a busy machine, DynamoDB Local slow to answer the health check's ping) is not
+    yet, not a failure: the caller's ``wait_until`` gives up at its own deadline."""
+    import requests
+
+    try:
+        return requests.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False

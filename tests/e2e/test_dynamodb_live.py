@@ -17,7 +17,7 @@ import requests
 from bootstrap import bootstrap, create_tables, drop_tables
 from domain.settings import Settings
 from services import keys
-from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
+from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, wait_until
 from tests.e2e.test_live_subscriptions import PUSH_DEADLINE, Stream, event
 from tests.support import real_now
 from workers.processes import stop
@@ -83,10 +83,7 @@ def deployment(dynamodb_settings: Settings, tmp_path: Path) -> Iterator[Deployme
     def healthy() -> bool:
         assert processes[0].poll() is None, (tmp_path / "serve.log").read_text()
         assert processes[1].poll() is None, (tmp_path / "worker.log").read_text()
-        try:
-            return requests.get(f"{url}/v1/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+        return answers_health(url)
 
     try:
         wait_until(healthy, "pulse serve on DynamoDB Local")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse
+from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, run_pulse
 from tests.support import real_now
 
 pytestmark = pytest.mark.serves
@@ -38,11 +38,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
-                if requests.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
+            if answers_health(url):
+                break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"pulse serve did not start:\n{(tmp_path / 'serve.log').read_text()}")
             time.sleep(0.1)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.harness import PULSE, ROOT, free_port, run_pulse, wait_until
+from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, run_pulse, wait_until
 from tests.support import real_now
 
 pytestmark = pytest.mark.serves
@@ -77,10 +77,7 @@ class Server:
 
     def _healthy(self) -> bool:
         assert self.process.poll() is None, self.log.read_text()
-        try:
-            return requests.get(f"{self.url}/v1/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+        return answers_health(self.url)
 
     def key(self, name: str, *scopes: str) -> tuple[str, str]:
         """A new key's (id, secret), from the real CLI."""
@@ -482,8 +479,10 @@ def test_a_posted_sale_is_in_recent_events_and_its_open_stream_within_a_second(
     query = 'subscription { recentEventsUpdated(type: "feed_sale", limit: 3) { id type properties } }'
     server.post(event("feed_sale", 1, amount=4.5), event("feed_visit", 1))
     wait_until(
-        lambda: [e["id"] for e in server.graphql('{ recentEvents(type: "feed_sale") { id } }')["data"]["recentEvents"]]
-        == ["feed_sale-1"],
+        lambda: (
+            [e["id"] for e in server.graphql('{ recentEvents(type: "feed_sale") { id } }')["data"]["recentEvents"]]
+            == ["feed_sale-1"]
+        ),
         "the first sale in the feed",
     )
     stream = Stream(server, query)

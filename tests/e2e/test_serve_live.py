@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.harness import PULSE, ROOT, free_port, wait_until
+from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, wait_until
 from tests.support import real_now
 
 pytestmark = pytest.mark.serves
@@ -67,10 +67,7 @@ class Server:
 
     def _healthy(self) -> bool:
         assert self.process.poll() is None, self.log.read_text()
-        try:
-            return requests.get(f"{self.url}/v1/health", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+        return answers_health(self.url)
 
     def projection_worker(self) -> int:
         found = wait_until(

@@ -59,6 +59,7 @@ from api.graphql_metrics import (
     series_of,
 )
 from api.live import ChangeWatcher, SharedData, SharedResults, covers, watcher_for
+from api.stream_sink import current_sink
 from domain.clock import Clock
 from domain.ports import PROJECTIONS_MARKER, gauge_marker, metric_marker
 
@@ -129,7 +130,8 @@ class LiveValue(Generic[T]):
     async def stream(self, first: T) -> AsyncGenerator[T, None]:
         """``first``, then every change. Registers with the watcher only once iterated,
         so a stream closed before its first chunk leaves nothing behind."""
-        subscriber = self.watcher.subscribe(self.keys)
+        # A stream writing its own socket may share its pushes with identical streams.
+        subscriber = self.watcher.subscribe(self.keys, sink=current_sink(), arguments=self.arguments)
         try:
             last = first
             yield first
@@ -199,7 +201,10 @@ class SharedRenderExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor = super().build_per_event_executor(payload)
         executor._pushed = payload  # type: ignore[attr-defined]
         # The operation and variables are the subscription's: its key is built once, not per push.
-        executor.__dict__["_render_key_value"] = self._render_key()
+        key = executor.__dict__["_render_key_value"] = self._render_key()
+        sink = current_sink()
+        if sink is not None and sink.render_key is None:  # streams group by what they render
+            sink.render_key = key
         return executor  # type: ignore[return-value]
 
     def _render_key(self) -> tuple[str, str | None, str]:

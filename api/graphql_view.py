@@ -37,6 +37,7 @@ from api.graphiql import graphiql_html
 from api.live import SharedData
 from api.observability import stream_closed, stream_opened
 from api.stream_body import Heartbeat, StreamBody, shared_frame
+from api.stream_sink import StreamSink
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +212,14 @@ class PulseGraphQLView(AsyncGraphQLView):
         sub_response: Response,
         headers: Mapping[str, str],
     ) -> Response:
+        sock = request.environ.get("gunicorn.socket")
         body = StreamBody(
             stream(),
             asyncio.get_running_loop(),
             on_close=self.stream_slots.release,
-            peer_gone=_peer_gone_check(request.environ.get("gunicorn.socket")),
+            peer_gone=_peer_gone_check(sock),
             heartbeat=getattr(stream, "heartbeat", None),
+            sink=_sink_for(request, sock, headers),
         )
         response = Response(body, status=sub_response.status_code, headers={**dict(sub_response.headers), **headers})
         response.is_pulse_stream = True  # type: ignore[attr-defined]
@@ -288,6 +291,15 @@ def _parse_int(text: str) -> int | _TooManyDigits:
     if digits > sys.get_int_max_str_digits() > 0:
         return _TooManyDigits(digits)
     return int(text)
+
+
+def _sink_for(request: Request, sock: socket.socket | None, headers: Mapping[str, str]) -> StreamSink | None:
+    """The stream's own socket, once gunicorn sent the head (``api.stream_sink``), framed as
+    gunicorn frames a body: chunked for HTTP/1.1 and later. None on other servers."""
+    if sock is None or request.method == "HEAD":
+        return None
+    chunked = request.environ.get("SERVER_PROTOCOL", "HTTP/1.1") not in ("HTTP/1.0", "HTTP/0.9")
+    return StreamSink(sock, chunked, share_key=headers.get("Content-Type"))
 
 
 def _peer_gone_check(sock: socket.socket | None) -> Callable[[], bool] | None:

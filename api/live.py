@@ -19,6 +19,16 @@ the entry's lock; the others wait for its result, and a subscriber still at olde
 versions gets the newer result rather than recomputing the past. So N subscribers to one
 metric cost one marker read per interval and one series read per change, not N.
 
+Pushes are fanned out too: streams that write their own sockets (``api.stream_sink``) and
+would receive the very same bytes (same arguments, same operation and variables, same
+framing) form a group. Only its *leader* (the oldest member) is woken for a change; the
+push it renders is written by its thread to every member's socket before its own, so a
+crowd watching one chart costs one wake-up and one write per socket per push, not a
+thread switch per subscriber. The other members still wake on their own timers (key
+revalidation, heartbeats); a push they render that the leader already wrote is not
+written twice. When the leader leaves, the next member leads and is woken at once, so a
+change in flight is not lost.
+
 Pure Python and asyncio: no Flask here.
 """
 
@@ -33,6 +43,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from api.stream_sink import StreamSink, chunk_framed
 from bootstrap import Pulse
 from domain.errors import StoreUnavailable
 
@@ -52,16 +63,22 @@ class Subscriber:
     ``asyncio.wait_for``: that costs a task and a timeout handle per wait, on every
     subscriber's loop for every push (a thousand streams, a thousand times per change)."""
 
-    __slots__ = ("_flag", "_relay", "_waiter", "baton", "keys", "loop")
+    __slots__ = ("_flag", "_relay", "_waiter", "arguments", "baton", "group", "keys", "loop", "sink")
 
     def __init__(
         self,
         keys: frozenset[str],
         loop: asyncio.AbstractEventLoop,
         relay: Callable[[Subscriber], None] | None = None,
+        sink: StreamSink | None = None,
+        arguments: Hashable = None,
     ) -> None:
         self.keys = keys
         self.loop = loop
+        self.sink = sink
+        self.arguments = arguments
+        #: The fan-out group this stream joined with its first shared push (None: on its own).
+        self.group: FanoutGroup | None = None
         self._flag = False
         self._waiter: asyncio.Future[bool] | None = None
         self._relay = relay
@@ -204,6 +221,19 @@ def covers(cached: Hashable, wanted: Hashable) -> bool:
     return all(a >= b for a, b in zip(cached, wanted, strict=True))
 
 
+class FanoutGroup:
+    """Streams receiving the very same bytes; the first member leads (see the module docstring)."""
+
+    __slots__ = ("key", "members")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.members: dict[Subscriber, None] = {}  # in joining order
+
+    def leader(self) -> Subscriber | None:
+        return next(iter(self.members), None)
+
+
 @dataclass(frozen=True, slots=True)
 class WatcherStats:
     interval_seconds: float
@@ -215,6 +245,8 @@ class WatcherStats:
     wakeups: int
     recomputations: int
     shared_results: int
+    groups: int
+    fanned_out: int
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -227,6 +259,8 @@ class WatcherStats:
             "wakeups": self.wakeups,
             "recomputations": self.recomputations,
             "sharedResults": self.shared_results,
+            "groups": self.groups,
+            "fannedOut": self.fanned_out,
         }
 
 
@@ -261,12 +295,24 @@ class ChangeWatcher:
         self.marker_reads = 0
         self.marker_read_errors = 0
         self.wakeups = 0
+        self._groups: dict[Hashable, FanoutGroup] = {}
+        self.fanned_out = 0  # pushes a leader wrote to another member's socket
 
     # --- Subscribers -------------------------------------------------------------------
 
-    def subscribe(self, keys: Iterable[str], loop: asyncio.AbstractEventLoop | None = None) -> Subscriber:
-        """Register for wake-ups on ``keys``; starts the polling thread if it is idle."""
-        subscriber = Subscriber(frozenset(keys), loop or asyncio.get_running_loop(), self._hand_on)
+    def subscribe(
+        self,
+        keys: Iterable[str],
+        loop: asyncio.AbstractEventLoop | None = None,
+        sink: StreamSink | None = None,
+        arguments: Hashable = None,
+    ) -> Subscriber:
+        """Register for wake-ups on ``keys``; starts the polling thread if it is idle. With a
+        ``sink`` (the stream writes its own socket) and the value's ``arguments``, the
+        stream joins a fan-out group at its first shared push (``fan_out``)."""
+        subscriber = Subscriber(frozenset(keys), loop or asyncio.get_running_loop(), self._hand_on, sink, arguments)
+        if sink is not None and arguments is not None:
+            sink.fanout = lambda frame: self.fan_out(subscriber, frame)
         with self._lock:
             self._subscribers.add(subscriber)
             for key in subscriber.keys:
@@ -287,12 +333,52 @@ class ChangeWatcher:
             subscriber.baton = False
             self._batons -= 1
         self._subscribers.discard(subscriber)
+        if subscriber.sink is not None:
+            subscriber.sink.fanout = None
+        group, subscriber.group = subscriber.group, None
+        if group is not None:
+            leading = group.leader() is subscriber
+            group.members.pop(subscriber, None)
+            successor = group.leader()
+            if successor is None:
+                del self._groups[group.key]
+            elif leading and successor.wake():  # it may have missed a change the leader was woken for
+                self.wakeups += 1
         for key in subscriber.keys:
             waiting = self._by_key.get(key)
             if waiting is not None:
                 waiting.discard(subscriber)
                 if not waiting:
                     del self._by_key[key]
+
+    # --- Fan-out -----------------------------------------------------------------------
+
+    def fan_out(self, subscriber: Subscriber, frame: bytes) -> None:
+        """``subscriber``'s thread is about to write the shared push ``frame``: join its
+        group at the first, and when leading, write it to every other member first."""
+        sink = subscriber.sink
+        if sink is None:
+            return
+        with self._lock:
+            if subscriber not in self._subscribers:
+                return
+            group = subscriber.group
+            if group is None:
+                if sink.render_key is None:
+                    return  # not a rendering this layer shares: stays on its own
+                key = (subscriber.arguments, sink.render_key, sink.share_key, sink.chunked)
+                group = self._groups.get(key)
+                if group is None:
+                    group = self._groups[key] = FanoutGroup(key)
+                group.members[subscriber] = None
+                subscriber.group = group
+            if group.leader() is not subscriber or len(group.members) == 1:
+                return
+            others = [member for member in group.members if member is not subscriber]
+            self.fanned_out += len(others)
+        framed = chunk_framed(frame) if sink.chunked else frame
+        for member in others:
+            member.sink.offer(frame, framed)  # type: ignore[union-attr]
 
     # --- Polling -----------------------------------------------------------------------
 
@@ -324,7 +410,8 @@ class ChangeWatcher:
                 self._markers = {**previous, **{key: markers[key] for key in changed}}
             woken: set[Subscriber] = set()
             for key in changed:
-                woken.update(self._by_key.get(key, ()))
+                # A group's members get its leader's push: only the leader is woken.
+                woken.update(s for s in self._by_key.get(key, ()) if s.group is None or s.group.leader() is s)
             if self._relay and self._relayed == self._relayed_at_poll:
                 # No one handed on for a whole interval (its holders are stuck writing to
                 # slow clients): wake the rest at once, as if there were no relay.
@@ -415,6 +502,8 @@ class ChangeWatcher:
                 wakeups=self.wakeups,
                 recomputations=self._values.computed,
                 shared_results=self._values.shared,
+                groups=len(self._groups),
+                fanned_out=self.fanned_out,
             )
 
 

@@ -15,6 +15,11 @@ thousand such threads at once, so what one pull costs is multiplied by every sub
   transport's whole chunk (SSE ``event: next`` or the multipart part), as bytes, is built
   by the first subscriber and looked up by the rest; the WSGI layer writes bytes as they
   are. A push with errors or extensions (per subscriber) takes strawberry's own path.
+- **After its first chunk a stream writes its own socket** (``api.stream_sink``) when the
+  server hands it one (gunicorn): the body then stays in one ``__next__`` for the
+  stream's life, writing each chunk itself, and each shared push passes through the
+  sink's ``fanout`` first, where the leader of identical streams writes it to all of them
+  (``api.live.ChangeWatcher``). A member of such a group is not woken per push at all.
 
 Pure asyncio and strawberry's transport classes: no Flask here.
 """
@@ -22,12 +27,20 @@ Pure asyncio and strawberry's transport classes: no Flask here.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from strawberry.http.streaming import HTTPStreamTransport
 
 from api.live import SharedData
+from api.stream_sink import CURRENT_SINK, StreamSink
+
+
+class SharedFrame(bytes):
+    """The framed chunk of a shared push: the very same object for all its subscribers."""
+
+    __slots__ = ()
 
 
 def shared_frame(value: object, transport: HTTPStreamTransport, encode_json: Callable[[object], str]) -> bytes | None:
@@ -38,7 +51,7 @@ def shared_frame(value: object, transport: HTTPStreamTransport, encode_json: Cal
         return None
     return data.encoded(
         ("frame", transport.protocol),
-        lambda: transport.encode_next({"data": data}, encode_json).encode(),  # type: ignore[typeddict-item]
+        lambda: SharedFrame(transport.encode_next({"data": data}, encode_json).encode()),  # type: ignore[typeddict-item]
     )
 
 
@@ -64,6 +77,10 @@ class StreamBody:
     closed its connection ends the stream then, without waiting for a write to fail
     (the first write after a close usually still succeeds), so cleanup takes at most one
     heartbeat.
+
+    With a ``sink``, the first chunk goes back to the server (which sends the response
+    head with it) and every later one is written through the sink by this body, inside
+    one ``__next__`` that returns only when the stream ends.
     """
 
     def __init__(
@@ -73,6 +90,7 @@ class StreamBody:
         on_close: Callable[[], None],
         peer_gone: Callable[[], bool] | None = None,
         heartbeat: Heartbeat | None = None,
+        sink: StreamSink | None = None,
     ) -> None:
         self._chunks = chunks
         self._loop = loop
@@ -86,6 +104,13 @@ class StreamBody:
         self._timer: asyncio.TimerHandle | None = None
         self._last_sent = loop.time()
         self._closed = False
+        self._sink = sink
+        self._head_sent = False
+        self._sink_woken = False
+        # The stream's generator sees its sink (api.live groups streams by it).
+        self._context = contextvars.copy_context()
+        if sink is not None:
+            self._context.run(CURRENT_SINK.set, sink)
 
     def __iter__(self) -> Iterator[str | bytes]:
         return self
@@ -95,7 +120,11 @@ class StreamBody:
             raise StopIteration
         if self._initial_heartbeat:
             self._initial_heartbeat = False
+            self._head_sent = True
             return self._heartbeat.chunk  # type: ignore[union-attr]
+        if self._sink is not None and self._head_sent:
+            self._write_until_the_end(self._sink)
+            raise StopIteration
         try:
             chunk = self._next_chunk()
         except StopAsyncIteration:
@@ -107,15 +136,63 @@ class StreamBody:
         if self._peer_gone is not None and self._peer_gone():
             self.close()
             raise StopIteration
-        return chunk
+        sink = self._sink
+        if sink is not None and type(chunk) is SharedFrame:
+            # The first push: the stream joins its fan-out group now (a leader's writes wait
+            # in the sink until the server has sent this chunk with the response head).
+            sink.last_frame = chunk
+            if sink.fanout is not None:
+                sink.fanout(chunk)
+        self._head_sent = True
+        return chunk  # type: ignore[return-value]
 
-    def _next_chunk(self) -> str | bytes:
+    def _write_until_the_end(self, sink: StreamSink) -> None:
+        """Write every chunk through ``sink`` until the stream ends or its client goes."""
+        loop = self._loop
+        sink.on_wake(lambda: loop.call_soon_threadsafe(self._sink_woke))
+        sink.open = True
+        if not sink.flush():  # what a leader wrote while the head was still on its way
+            self.close()
+            return
+        heartbeat = self._heartbeat
+        try:
+            while True:
+                try:
+                    chunk = self._next_chunk()
+                except StopAsyncIteration:
+                    return
+                if chunk is None:  # woken by the sink: queued writes are flushed, or it is dead
+                    if sink.dead:
+                        return
+                    continue
+                shared = type(chunk) is SharedFrame
+                if shared and sink.fanout is not None:
+                    sink.fanout(chunk)
+                if not sink.write(chunk if isinstance(chunk, bytes) else chunk.encode(), shared):
+                    return
+                quiet = heartbeat is not None and chunk is heartbeat.chunk
+                if quiet and self._peer_gone is not None and self._peer_gone():
+                    return
+        finally:
+            self.close()
+
+    def _sink_woke(self) -> None:
+        # In the loop: a leader queued writes for this stream (its client is slow, or this
+        # thread was writing), or found the client gone.
+        sink = self._sink
+        if sink is not None and not sink.flush():
+            self._sink_woken = True
+            if self._waiting_for is not None:
+                self._loop.stop()
+
+    def _next_chunk(self) -> str | bytes | None:
         """The stream's next chunk, or the heartbeat if none comes within its interval (the
-        pending pull is kept for the next call). Raises StopAsyncIteration at the end."""
+        pending pull is kept for the next call), or None if the sink found its client gone.
+        Raises StopAsyncIteration at the end."""
         loop = self._loop
         pending = self._pending
         if pending is None:
-            pending = self._pending = asyncio.ensure_future(self._pull(), loop=loop)
+            pending = self._pending = loop.create_task(self._pull(), context=self._context)
             pending.add_done_callback(self._stop_loop)
         heartbeat = self._heartbeat
         if heartbeat is not None and self._timer is None and not pending.done():
@@ -125,10 +202,12 @@ class StreamBody:
         self._timed_out = False
         self._waiting_for = pending
         try:
-            while not pending.done() and not self._timed_out:
+            while not pending.done() and not self._timed_out and not self._sink_woken:
                 loop.run_forever()
         finally:
             self._waiting_for = None
+        if not pending.done() and self._sink_woken:
+            return None
         if heartbeat is not None:
             self._last_sent = loop.time()
         if not pending.done():
@@ -148,7 +227,10 @@ class StreamBody:
 
     def _heartbeat_due(self) -> None:
         self._timer = None
-        due = self._last_sent + self._heartbeat.seconds  # type: ignore[union-attr]
+        last_sent = self._last_sent
+        if self._sink is not None and self._sink.open:  # a leader's writes count as sent
+            last_sent = max(last_sent, self._sink.last_write)
+        due = last_sent + self._heartbeat.seconds  # type: ignore[union-attr]
         if self._loop.time() < due:
             self._timer = self._loop.call_at(due, self._heartbeat_due)
         elif self._waiting_for is not None:  # not while close() runs the loop

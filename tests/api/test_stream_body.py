@@ -118,3 +118,25 @@ def test_sameness_of_two_shared_values_is_decided_once_and_never_for_the_same_ob
     assert [sameness(same, new, old) for _ in range(100)] == [False] * 100
     assert sameness(same, equal, old) is True
     assert calls == [(new, old), (equal, old)]
+
+
+def test_after_its_first_chunk_a_stream_with_a_sink_writes_its_own_socket_until_the_end() -> None:
+    import socket
+
+    from api.stream_sink import StreamSink
+
+    server, client = socket.socketpair()
+    script, closed = Scripted(), []
+    loop = asyncio.new_event_loop()
+    sink = StreamSink(server, chunked=True, share_key="text/event-stream")
+    body = StreamBody(script.chunks(), loop, on_close=lambda: closed.append(1), sink=sink)
+
+    assert next(body) == b"a"  # the server writes it, with the response head
+    assert not sink.open
+    script.release.set()
+    assert list(body) == []  # one call: 'b' went straight to the socket, then the stream ended
+    assert sink.open and script.cleaned == 1 and closed == [1]
+    client.settimeout(5)
+    assert client.recv(100) == b"1\r\nb\r\n"  # framed as gunicorn frames a chunked body
+    server.close()
+    client.close()

@@ -384,7 +384,6 @@ def test_fifty_subscribers_cost_one_marker_read_per_interval_and_one_recomputati
     server.post(event("fifty_sale", 2))
     assert all(total(stream.until(lambda p: total(p) == 2, timeout=SLOW)) == 2 for stream in streams)
     after = server.live()["watcher"]
-    print(after, end)
     assert after["recomputations"] - end["recomputations"] <= 3  # one per change, shared by 50
     # The 50 identical streams are one fan-out group: its leader alone is woken, and writes
     # the push to the 49 others' sockets (members waking on their own timers meanwhile
@@ -392,6 +391,27 @@ def test_fifty_subscribers_cost_one_marker_read_per_interval_and_one_recomputati
     assert after["groups"] == 1
     assert after["fannedOut"] - end["fannedOut"] >= 49
     assert after["wakeups"] - end["wakeups"] <= 5
+
+
+def test_when_the_stream_that_writes_for_its_group_leaves_the_others_still_get_every_push(
+    server: Server, streams: list[Stream]
+) -> None:
+    server.post(event("crowd_sale", 1))
+    projected(server, "crowd_sale", 1)
+    settled(server)
+    for _ in range(3):  # one after the other: the first to push leads its group
+        streams.append(Stream(server, series_query("crowd_sale")))
+        assert total(streams[-1].next()) == 1
+    assert server.live()["watcher"]["groups"] == 1
+
+    streams[0].close()
+    wait_until(lambda: server.live()["watcher"]["subscribers"] == 2, "the leader's stream to be released")
+    before = server.live()["watcher"]["fannedOut"]
+    server.post(event("crowd_sale", 2))
+    assert [total(stream.until(lambda p: total(p) == 2, timeout=SLOW)) for stream in streams[1:]] == [2, 2]
+    server.post(event("crowd_sale", 3))
+    assert [total(stream.until(lambda p: total(p) == 3, timeout=SLOW)) for stream in streams[1:]] == [3, 3]
+    assert server.live()["watcher"]["fannedOut"] - before >= 2  # the new leader wrote both for the other
 
 
 def test_a_client_that_goes_away_gives_its_thread_back(server: Server, streams: list[Stream]) -> None:

@@ -300,3 +300,91 @@ def test_a_failed_computation_is_not_shared() -> None:
     with pytest.raises(StoreUnavailable):
         watcher.shared("args", (1,), broken)
     assert watcher.shared("args", (1,), lambda: 7) == (7, (1,))  # recomputed, not the cached failure
+
+
+class FakeSink:
+    """A stream's sink as the watcher sees it: what it renders, how it is framed, and the
+    pushes a leader offered it."""
+
+    def __init__(self, render_key: object = "{ seriesUpdated { points } }", chunked: bool = True) -> None:
+        self.render_key = render_key
+        self.share_key = "text/event-stream"
+        self.chunked = chunked
+        self.fanout: Callable[[bytes], None] | None = None
+        self.offered: list[tuple[bytes, bytes]] = []
+
+    def offer(self, frame: bytes, framed: bytes) -> None:
+        self.offered.append((frame, framed))
+
+
+def test_identical_streams_form_one_group_whose_leader_alone_is_woken_and_writes_for_all(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    sinks = [FakeSink() for _ in range(4)]
+    other = FakeSink(render_key="{ seriesUpdated { total } }")  # same value, another selection
+    streams = [watcher.subscribe(["metric:type:sale"], loops(), sink, ("series", "sale")) for sink in sinks]
+    different = watcher.subscribe(["metric:type:sale"], loops(), other, ("series", "sale"))
+    watcher.stop()
+    for sink in (*sinks, other):  # each writes its first push: it joins its group
+        assert sink.fanout is not None
+        sink.fanout(b"first")
+    assert watcher.stats().groups == 2
+
+    markers.current = {"metric:type:sale": 1}
+    watcher.poll()
+    while any(woken(s) for s in streams if s.baton):  # let the relay run
+        pass
+    assert [woken(s) for s in streams] == [False] * 4  # nobody is still due a wake-up
+    assert watcher.stats().wakeups == 2  # the two leaders, not the five streams
+
+    sinks[0].fanout(b"push")  # the leader writes the push to the three others first
+    assert [sink.offered for sink in sinks] == [[], *[[(b"push", b"4\r\npush\r\n")]] * 3]
+    sinks[1].fanout(b"push")  # a member writing the same push (its own timer woke it): no one else gets it again
+    assert [len(sink.offered) for sink in sinks] == [0, 1, 1, 1]
+    assert other.offered == [] and watcher.stats().fanned_out == 3
+    watcher.unsubscribe(different)
+
+
+def test_when_the_leader_leaves_the_next_member_leads_and_is_woken_at_once(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    watcher = ChangeWatcher(Markers(), interval_seconds=60)
+    sinks = [FakeSink(chunked=False) for _ in range(3)]
+    streams = [watcher.subscribe(["gauge:stock"], loops(), sink, ("gauge", "stock")) for sink in sinks]
+    watcher.stop()
+    for sink in sinks:
+        sink.fanout(b"first")  # type: ignore[misc]
+
+    watcher.unsubscribe(streams[0])
+    # It may have been woken for a change it will never push: the successor re-checks now.
+    assert woken(streams[1]) and not woken(streams[2])
+    assert sinks[0].fanout is None
+    sinks[1].fanout(b"next")  # type: ignore[misc]
+    assert (sinks[0].offered, sinks[1].offered, sinks[2].offered) == ([], [], [(b"next", b"next")])
+
+    watcher.unsubscribe(streams[1])
+    watcher.unsubscribe(streams[2])
+    assert watcher.stats().groups == 0
+
+
+def test_a_stream_whose_pushes_are_not_shared_renderings_stays_on_its_own(
+    loops: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    markers = Markers()
+    watcher = ChangeWatcher(markers, interval_seconds=60)
+    sinks = [FakeSink(render_key=None) for _ in range(2)]  # no shared rendering (e.g. an async field)
+    streams = [watcher.subscribe(["metric:type:sale"], loops(), sink, ("series", "sale")) for sink in sinks]
+    plain = watcher.subscribe(["metric:type:sale"], loops())  # no sink: the server writes for it
+    watcher.stop()
+    for sink in sinks:
+        sink.fanout(b"first")  # type: ignore[misc]
+    assert watcher.stats().groups == 0
+
+    markers.current = {"metric:type:sale": 1}
+    watcher.poll()
+    woke: set[Subscriber] = set()
+    for _ in range(5):  # the relay: each hands on when it waits again
+        woke.update(s for s in (*streams, plain) if woken(s))
+    assert woke == {*streams, plain}

@@ -9,10 +9,11 @@ sink: its own thread writes to it, and so may the *leader* of its fan-out group
 while the other members' threads sleep.
 
 Writes by another thread never block: ``send(..., MSG_DONTWAIT)``; whatever does not fit
-(a slow reader, or the owner writing at that moment) is queued in order and the owner's
-thread is woken to finish it with ordinary blocking writes, as it would have written
-everything before. A failed write marks the sink dead and wakes the owner, which ends
-the stream.
+(a slow reader, or the owner writing at that moment) is queued and the owner's thread is
+woken to finish it with ordinary blocking writes, as it would have written everything
+before. A push is a whole value, so a queued push not yet started is replaced by a newer
+one: a reader that stopped reading costs one queued push, never a growing backlog. A
+failed write marks the sink dead and wakes the owner, which ends the stream.
 
 Pure Python sockets: no Flask, no asyncio here (the owner's wake-up is a callback).
 """
@@ -50,6 +51,7 @@ class StreamSink:
 
     __slots__ = (
         "_lock",
+        "_partial",
         "_pending",
         "_sock",
         "_wake_owner",
@@ -69,6 +71,7 @@ class StreamSink:
         self.share_key = share_key
         self._lock = threading.Lock()
         self._pending: deque[bytes] = deque()
+        self._partial: bytes | None = None  # the unwritten end of a push a leader started
         self._wake_owner: Callable[[], None] | None = None
         #: The subscription's operation and variables (set when its first push renders).
         self.render_key: object = None
@@ -122,10 +125,16 @@ class StreamSink:
             return True
 
     def _flush_locked(self) -> None:
+        partial, self._partial = self._partial, None
+        if partial is not None:
+            self._sock.sendall(partial)
         pending = self._pending
-        while pending:
-            self._sock.sendall(pending[0])
-            pending.popleft()
+        while True:
+            try:
+                data = pending.popleft()  # taken before it is written: an offer may clear the rest
+            except IndexError:
+                break
+            self._sock.sendall(data)
             self.last_write = time.monotonic()
 
     # --- Any other thread (a fan-out leader) ---------------------------------------------
@@ -135,41 +144,48 @@ class StreamSink:
         ``frame`` as this sink's framing wants it (the caller frames once per push)."""
         if self.dead or frame is self.last_frame:
             return
-        if not self.open:  # the server has not sent the response head yet: the owner flushes
-            with self._lock:
-                if not self.open:
-                    self.last_frame = frame
-                    self._pending.append(framed)
-                    return
-        wake = False
         if not self._lock.acquire(blocking=False):
-            # The owner is writing: queue in order, and it flushes when woken.
-            self.last_frame = frame
-            self._pending.append(framed)
+            # The owner is writing: queue, and it flushes when woken.
+            self._queue(frame, framed)
             wake = True
         else:
             try:
                 if frame is self.last_frame or self.dead:
                     return
-                self.last_frame = frame
-                if self._pending:
-                    self._pending.append(framed)
-                    wake = True
-                else:
-                    try:
-                        sent = self._sock.send(framed, socket.MSG_DONTWAIT)
-                    except (BlockingIOError, InterruptedError):
-                        sent = 0
-                    except OSError:
-                        self.dead = True
-                        sent = len(framed)
-                        wake = True
-                    if sent < len(framed):
-                        self._pending.append(framed[sent:] if sent else framed)
-                        wake = True
-                    else:
-                        self.last_write = time.monotonic()
+                if not self.open:  # the response head is not on the wire yet: the owner flushes
+                    self._queue(frame, framed)
+                    return
+                wake = self._send_or_queue(frame, framed)
             finally:
                 self._lock.release()
         if wake and self._wake_owner is not None:
             self._wake_owner()
+
+    def _queue(self, frame: bytes, framed: bytes) -> None:
+        # A push is a whole value, so only the latest not yet started is worth writing: a
+        # reader that stopped reading holds one queued push, not every push since.
+        self.last_frame = frame
+        self._pending.clear()
+        self._pending.append(framed)
+
+    def _send_or_queue(self, frame: bytes, framed: bytes) -> bool:
+        """Under the lock: write what fits now, queue the rest; True if the owner must flush."""
+        if self._partial is not None or self._pending:
+            self._queue(frame, framed)
+            return True
+        self.last_frame = frame
+        try:
+            sent = self._sock.send(framed, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.dead = True
+            return True
+        if sent == len(framed):
+            self.last_write = time.monotonic()
+            return False
+        if sent:  # the rest of a push that started must follow it, whatever comes later
+            self._partial = framed[sent:]
+        else:
+            self._pending.append(framed)
+        return True

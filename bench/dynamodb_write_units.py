@@ -49,7 +49,8 @@ from storage.dynamodb import DynamoEventStore, create_tables, drop_tables  # noq
 from storage.dynamodb_feed import ChangeFeed, ChangeRecord  # noqa: E402
 from storage.dynamodb_views import DynamoViewStore  # noqa: E402
 from workers.dynamodb_poller import feed_batch  # noqa: E402
-from workers.stream_projector import RebuildTiming, StreamProjector, run_pending_rebuild  # noqa: E402
+from workers.dynamodb_rebuild import RebuildTiming, run_pending_rebuild  # noqa: E402
+from workers.stream_projector import StreamProjector  # noqa: E402
 
 REVENUE = defs.validate_metric("revenue", "sale", "sum", "amount", ["category", "store"])
 KB = 1024

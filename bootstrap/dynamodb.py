@@ -3,7 +3,7 @@ DynamoDB or DynamoDB Local; the Streams poller (``pulse worker``) or the Lambda 
 feeds the projection engine.
 
 Its own rules: counters are exact per shard by item guards and rebuilt into generations
-behind a fence (``workers.stream_projector``), retention is the items' TTL, and the
+behind a fence (``workers.dynamodb_rebuild``), retention is the items' TTL, and the
 definitions state records the day time zone (``DynamoViewStore.ensure_state``).
 """
 
@@ -32,9 +32,10 @@ from storage.dynamodb_recent import DynamoRecentEvents
 from storage.dynamodb_replays import DynamoReplayLedger
 from storage.dynamodb_views import DynamoViewStore
 from workers.dynamodb_poller import DynamoPoller
+from workers.dynamodb_rebuild import REBUILD_PAGE, RebuildTiming, rebuild_task
 from workers.dynamodb_recent_replay import DynamoRecentReplayer, DynamoReplayers
 from workers.dynamodb_replay import DynamoReplayer
-from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, rebuild_task
+from workers.stream_projector import StreamProjector
 
 
 @dataclass

@@ -7,7 +7,7 @@ conditional write of the state item (pk ``STATE``). A generation has a fence F (
 receipt time, epoch µs): the rebuild counts the facts received before F from a full
 read of the event store; live batches count the facts received at or after F — while
 the rebuild runs (they write both generations) and for ever after. So every fact counts
-once per metric. See ``workers/stream_projector.py`` for the timing assumptions.
+once per metric. See ``workers/dynamodb_rebuild.py`` for the timing assumptions.
 
 The state item also holds the definitions version the views reflect, the day time zone
 they were computed in, the next generation number and the rebuild in progress (with
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 BUILTIN_GENERATION = 0
 #: The pseudo-shard whose guard protects a rebuild's pages from a resent request.
 REBUILD_PARTITION = "rebuild"
-#: Seconds between the registration of a rebuild and its fence (see stream_projector).
+#: Seconds between the registration of a rebuild and its fence (see workers/dynamodb_rebuild.py).
 FENCE_SECONDS = 30.0
 LEASE_SECONDS = 60.0  # renewed at every page; a dead rebuilder delays the next by at most this
 STATE_CACHE_SECONDS = 1.0

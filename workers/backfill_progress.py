@@ -1,5 +1,5 @@
 """A backfill on DynamoDB (a metric defined or changed after events exist, rebuilt by
-``workers.stream_projector.run_pending_rebuild``) shown in the replay ledger as a replay
+``workers.dynamodb_rebuild.run_pending_rebuild``) shown in the replay ledger as a replay
 of the counters with its progress, so ``projections`` says REPLAYING instead of the
 metric reading a silent zero for minutes."""
 

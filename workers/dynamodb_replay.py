@@ -2,7 +2,7 @@
 rebuilt into a new generation of the views items while the current one serves, then
 switched by one conditional write of the definitions state.
 
-It is the backfill of ``workers.stream_projector`` applied to every name at the version
+It is the backfill of ``workers.dynamodb_rebuild`` applied to every name at the version
 the views reflect (``begin_build(..., replay=True)``): a fence F, a wait until F plus the
 settle time, a scan of the event store counting the facts received before F into the new
 generation, while live batches count those received at or after F into both. The build's
@@ -37,7 +37,8 @@ from services.replay import ReplayProgress, ReplayResult, ReplayUnsupported, rep
 from services.replay_parking import ReplayParking, scan_partition
 from storage.dynamodb_generations import GenerationWriter
 from storage.dynamodb_view_items import TYPES_NAME
-from workers.stream_projector import REBUILD_PAGE, RebuildTiming, StreamProjector, counts_only
+from workers.dynamodb_rebuild import REBUILD_PAGE, RebuildTiming
+from workers.stream_projector import StreamProjector, counts_only
 
 log = logging.getLogger(__name__)
 

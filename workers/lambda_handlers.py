@@ -51,7 +51,7 @@ from services.alert_evaluation import AlertsHandler
 from services.engine import ProjectionEngine
 from storage.dynamodb_feed import ChangeRecord, Shard, decode_record, list_shards, sequence_number
 from workers.dynamodb_poller import feed_batch
-from workers.stream_projector import RebuildInterrupted, run_pending_rebuild
+from workers.dynamodb_rebuild import RebuildInterrupted, run_pending_rebuild
 
 log = logging.getLogger(__name__)
 log.setLevel(logging.INFO)

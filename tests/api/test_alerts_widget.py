@@ -27,7 +27,7 @@ from domain.settings import Settings
 from domain.widgets import parse_widget
 from services.dashboards import ANONYMOUS, CURRENT
 from tests.api.conftest import Keys, bearer
-from workers.stream_projector import RebuildTiming, run_pending_rebuild
+from workers.dynamodb_rebuild import RebuildTiming, run_pending_rebuild
 
 ALERT_FIELDS = "alerts { rule instance state severity value threshold since message }"
 QUERY = f'{{ dashboard(slug: "shop") {{ widgets {{ id data {{ {ALERT_FIELDS} error {{ code }} }} }} }} }}'

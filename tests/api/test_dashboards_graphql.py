@@ -17,7 +17,7 @@ from domain.clock import FrozenClock, now_utc
 from domain.keys import create_key
 from domain.settings import Settings
 from tests.api.conftest import Keys, bearer
-from workers.stream_projector import RebuildTiming, run_pending_rebuild
+from workers.dynamodb_rebuild import RebuildTiming, run_pending_rebuild
 
 WIDGETS = """
   id kind title

@@ -19,7 +19,8 @@ from storage.dynamodb_feed import ChangeFeed, ChangeRecord
 from storage.dynamodb_recent import DynamoRecentEvents
 from storage.dynamodb_views import DynamoViewStore
 from workers.dynamodb_poller import DynamoPoller, feed_batch
-from workers.stream_projector import Applied, RebuildTiming, StreamProjector, run_pending_rebuild
+from workers.dynamodb_rebuild import RebuildTiming, run_pending_rebuild
+from workers.stream_projector import Applied, StreamProjector
 
 KEEP_ALL = Retention(minute_days=None, hour_days=None, day_days=None)
 #: Rebuilds in tests: one process, one clock, sequential ingest; no need to wait long.

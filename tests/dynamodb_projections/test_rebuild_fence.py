@@ -21,7 +21,7 @@ from tests.dynamodb_projections.conftest import QUICK, DynamoRig
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts
 from tests.projections.test_exactly_once import ITEMS, REVENUE, STOCK, shop_events
 from tests.support import real_now
-from workers.stream_projector import RebuildInterrupted, RebuildTiming, run_pending_rebuild
+from workers.dynamodb_rebuild import RebuildInterrupted, RebuildTiming, run_pending_rebuild
 
 
 def rebuild_in_background(rig: DynamoRig, timing: RebuildTiming) -> tuple[threading.Thread, list[Rebuilt | None]]:

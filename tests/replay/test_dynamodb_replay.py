@@ -22,8 +22,8 @@ from tests.e2e.harness import ROOT, wait_until
 from tests.projections.oracle import EVERYTHING, assert_views_match_facts, expected_counters
 from tests.replay.support import REVENUE, STOCK, SeriesLoop, client_of, dynamodb_replay, facts, kill_9_midway
 from tests.support import all_facts
+from workers.dynamodb_rebuild import RebuildTiming, run_pending_rebuild
 from workers.replays import ReplayRequestWatcher
-from workers.stream_projector import RebuildTiming, run_pending_rebuild
 
 QUICK = RebuildTiming(fence_seconds=0.05, settle_seconds=0.05)
 

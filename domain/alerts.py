@@ -315,6 +315,14 @@ def rule_names(store: EventStore) -> list[str]:
     return sorted({e.properties["name"] for e in store.read_stream(INDEX_STREAM)})
 
 
+def indexed_names(store: EventStore, after_version: int | None = None) -> tuple[list[str], int]:
+    """The names the index stream mentions after ``after_version`` (each once, in order), and
+    the index's version."""
+    events = store.read_stream(INDEX_STREAM, after_version=after_version)
+    names = list(dict.fromkeys(e.properties["name"] for e in events))
+    return names, (events[-1].version or (after_version or 0) + len(events)) if events else (after_version or 0)
+
+
 def _event(kind: str, props: dict[str, Any]) -> Event:
     return Event(type=kind, occurred_at=utc_now(), properties=props)
 

@@ -2,8 +2,8 @@
 from rule states kept caught up cheaply.
 
 ``RuleStates`` keeps every rule's fold per process and catches it up (one read of the index
-stream and one of each rule's stream, past the versions already folded) at most every
-``refresh_seconds``: a live dashboard asks for ``version()`` every half second, so reading
+stream and one of each rule's stream, past the versions already folded: ``StreamFolds``) at
+most every ``refresh_seconds``: a live dashboard asks for ``version()`` every half second, so reading
 every rule's whole history each time would not do. ``version()`` grows whenever a rule's
 stream does (a transition recorded by any process, or an edit): the token a dashboard's
 live value joins to push an alert's change of state.
@@ -14,7 +14,6 @@ alerting, Grafana's "firing" side), never the rule's targets (webhook URLs, secr
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -23,9 +22,8 @@ from domain import alerts as rules
 from domain.alert_states import ALERTING
 from domain.alerts import RuleState
 from domain.ports import EventStore
+from services.stream_folds import REFRESH_SECONDS, StreamFolds
 
-#: How stale another process's transitions may look.
-REFRESH_SECONDS = 0.5
 _SEVERITY_ORDER = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
 
 
@@ -45,50 +43,25 @@ class AlertingInstance:
     message: str
 
 
-class RuleStates:
+class RuleStates(StreamFolds[RuleState]):
     """Every rule's fold, caught up from its stream at most every ``refresh_seconds``."""
 
     def __init__(
         self, store: EventStore, refresh_seconds: float = REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._store = store
-        self._refresh = refresh_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._states: dict[str, RuleState] = {}
-        self._index_version = 0
-        self._checked: float | None = None
-
-    def _catch_up(self) -> None:
-        now = self._clock()
-        if self._checked is not None and now - self._checked < self._refresh:
-            return
-        changed = self._store.read_stream(rules.INDEX_STREAM, after_version=self._index_version)
-        if changed:
-            self._index_version = changed[-1].version or self._index_version + len(changed)
-            for event in changed:
-                name = event.properties["name"]
-                self._states.setdefault(name, RuleState(name))
-        for name, state in self._states.items():
-            events = self._store.read_stream(rules.rule_stream(name), after_version=state.version)
-            if events:
-                state.apply(events)
-        self._checked = now
-
-    def all(self) -> list[RuleState]:
-        """The rules that exist: snapshots, which a later catch-up (another thread's) leaves alone."""
-        with self._lock:
-            self._catch_up()
-            return [_snapshot(s) for s in self._states.values() if s.exists]
-
-    def version(self) -> int:
-        """Grows whenever any rule's stream (or the index) does."""
-        with self._lock:
-            self._catch_up()
-            return self._index_version + sum(s.version for s in self._states.values())
+        super().__init__(
+            store,
+            new=RuleState,
+            copy=_copy,
+            name_of=lambda state: state.name,
+            stream_of=rules.rule_stream,
+            directory=rules.indexed_names,
+            refresh_seconds=refresh_seconds,
+            clock=clock,
+        )
 
 
-def _snapshot(state: RuleState) -> RuleState:
+def _copy(state: RuleState) -> RuleState:
     return replace(state, instances=dict(state.instances), history=list(state.history))
 
 

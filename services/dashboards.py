@@ -23,7 +23,6 @@ other widgets still resolve.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,10 +53,9 @@ from projections import series as shaping
 from services.alerts import AlertsService
 from services.datasets import DatasetsService
 from services.metrics import MetricsService
+from services.stream_folds import REFRESH_SECONDS, StreamFolds
 from services.widget_data import WidgetData, kpi_of, select_columns, table_of
 
-#: How stale another process's edits may look.
-REFRESH_SECONDS = 0.5
 #: Anyone without a key: sees PUBLIC published dashboards only.
 ANONYMOUS = Principal(key_id=None, name="anonymous", scopes=frozenset())
 #: Whom a visible dashboard's widgets read their data as.
@@ -65,60 +63,22 @@ VIEWER = Principal(key_id=None, name="dashboard viewer", scopes=frozenset({"read
 CURRENT, DRAFT = "current", "draft"
 
 
-class DashboardCache:
+class DashboardCache(StreamFolds[Dashboard]):
     """Every dashboard's fold, caught up from its stream at most every ``refresh_seconds``."""
 
     def __init__(
         self, store: EventStore, refresh_seconds: float = REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._store = store
-        self._refresh = refresh_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._dashboards: dict[str, Dashboard] = {}
-        self._checked: dict[str, float] = {}
-        self._slugs: list[str] = []
-        self._directory_version = 0
-        self._directory_checked: float | None = None
-
-    def _stale(self, checked: float | None, now: float) -> bool:
-        return checked is None or now - checked >= self._refresh
-
-    def get(self, slug: str) -> Dashboard | None:
-        """The dashboard (a snapshot: never mutated afterwards), or None."""
-        now = self._clock()
-        with self._lock:
-            if self._stale(self._checked.get(slug), now):
-                known = self._dashboards.get(slug) or Dashboard(slug)
-                events = self._store.read_stream(agg.stream_of(slug), after_version=known.version)
-                if events:
-                    known = _copy(known)
-                    known.apply(events)
-                if not known.exists:
-                    return None  # not cached: probing random slugs must not grow the cache
-                self._dashboards[slug] = known
-                self._checked[slug] = now
-            found = self._dashboards[slug]
-        return found
-
-    def put(self, dashboard: Dashboard) -> None:
-        """A command's result: newer than anything cached."""
-        with self._lock:
-            if dashboard.version >= self._dashboards.get(dashboard.slug, Dashboard(dashboard.slug)).version:
-                self._dashboards[dashboard.slug] = dashboard
-                self._checked[dashboard.slug] = self._clock()
-            if dashboard.slug not in self._slugs:
-                self._slugs.append(dashboard.slug)
-
-    def all(self) -> list[Dashboard]:
-        now = self._clock()
-        with self._lock:
-            if self._stale(self._directory_checked, now):
-                slugs, self._directory_version = agg.listed_slugs(self._store, self._directory_version)
-                self._slugs.extend(s for s in slugs if s not in self._slugs)
-                self._directory_checked = now
-            slugs = list(self._slugs)
-        return [d for d in map(self.get, slugs) if d is not None]
+        super().__init__(
+            store,
+            new=Dashboard,
+            copy=_copy,
+            name_of=lambda dashboard: dashboard.slug,
+            stream_of=agg.stream_of,
+            directory=agg.listed_slugs,
+            refresh_seconds=refresh_seconds,
+            clock=clock,
+        )
 
 
 def _copy(dashboard: Dashboard) -> Dashboard:

@@ -91,3 +91,18 @@ def test_a_snapshot_is_not_changed_by_a_later_catch_up() -> None:
     record(store, "low-stock", "mug", "FIRING", AT)
     board.all()
     assert before[0].instances == {}
+
+
+def test_a_deleted_rule_leaves_the_board_and_moves_the_version_once() -> None:
+    store = MemoryEventStore()
+    board = RuleStates(store, refresh_seconds=0)
+    define(store, "low-stock", "WARNING")
+    record(store, "low-stock", "mug", "FIRING", AT)
+    assert [a.instance for a in alerting(board.all())] == ["mug"]
+    before = board.version()
+
+    rules.delete_rule(store, "low-stock")
+    deleted = board.version()
+    assert deleted > before and board.all() == [] and alerting(board.all()) == []
+    assert board.version() == deleted  # nothing new since: the same token
+    assert board.get("low-stock") is None and board.get("never-defined") is None

@@ -42,4 +42,4 @@ def test_probing_unknown_slugs_caches_nothing() -> None:
     cache = DashboardCache(MemoryEventStore())
     for i in range(100):
         assert cache.get(f"nope-{i}") is None
-    assert not cache._dashboards
+    assert not cache._folds

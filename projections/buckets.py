@@ -12,11 +12,15 @@ caches that per minute, which makes the hot path one dict lookup per fact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.metrics import DAY, HOUR, MINUTE, RESOLUTIONS, SKIPPED
+
+K = TypeVar("K", bound=tuple[Any, ...])
 
 #: Seconds per bucket of the fixed-length resolutions.
 FIXED_SECONDS = {MINUTE: 60, HOUR: 3600}
@@ -150,6 +154,15 @@ class Retention:
         write no cell whose bucket starts before it (pruning would delete it)."""
         found = {resolution: self.horizon(resolution, now) for resolution in RESOLUTIONS}
         return {resolution: horizon for resolution, horizon in found.items() if horizon is not None}
+
+    def expired(self, keys: Iterable[K], now: float, resolution_at: int) -> list[K]:
+        """Of counter cell ``keys`` (tuples holding the resolution at ``resolution_at`` and the
+        bucket right after it), those whose bucket starts before their resolution's horizon
+        at epoch second ``now``: what every adapter leaves out of a write (pruning would
+        delete them)."""
+        horizons = self.horizons(now)
+        bucket_at = resolution_at + 1
+        return [key for key in keys if key[bucket_at] < horizons.get(key[resolution_at], key[bucket_at])]
 
 
 __all__ = ["FIXED_SECONDS", "RESOLUTIONS", "Bucketing", "Retention", "zone"]

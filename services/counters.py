@@ -109,8 +109,7 @@ class ProjectionRunner:
         retention horizon now (one pass over the batch's cells, not its facts)."""
         if self.retention is None or self.clock is None or not changes.counters:
             return changes
-        horizons = self.retention.horizons(self.clock.now())
-        old = [key for key in changes.counters if key[2] < horizons.get(key[1], key[2])]
+        old = self.retention.expired(changes.counters, self.clock.now(), resolution_at=1)
         if not old:
             return changes
         kept = dict(changes.counters)

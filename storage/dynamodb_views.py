@@ -281,8 +281,7 @@ class DynamoViewStore:
         """
         guard = Guard.of(partition, first, last)
         counters, types, gauges = cells(parts)
-        horizons = self.retention.horizons(self.clock.now())
-        for ident in [ident for ident in counters if ident[3] < horizons.get(ident[2], ident[3])]:
+        for ident in self.retention.expired(counters, self.clock.now(), resolution_at=2):
             del counters[ident]  # older than its retention: pruning (TTL) would delete it
         redone: dict[int, tuple[dict, dict, dict]] = {}
         redone_lock = threading.Lock()

@@ -27,6 +27,7 @@ Pure asyncio and strawberry's transport classes: no Flask here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -148,8 +149,7 @@ class StreamBody:
 
     def _write_until_the_end(self, sink: StreamSink) -> None:
         """Write every chunk through ``sink`` until the stream ends or its client goes."""
-        loop = self._loop
-        sink.on_wake(lambda: loop.call_soon_threadsafe(self._sink_woke))
+        sink.on_wake(self._wake_from_another_thread)
         sink.open = True
         if not sink.flush():  # what a leader wrote while the head was still on its way
             self.close()
@@ -175,6 +175,11 @@ class StreamBody:
                     return
         finally:
             self.close()
+
+    def _wake_from_another_thread(self) -> None:
+        # RuntimeError: the stream just ended and closed its loop, so there is nothing to finish.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._sink_woke)
 
     def _sink_woke(self) -> None:
         # In the loop: a leader queued writes for this stream (its client is slow, or this

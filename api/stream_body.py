@@ -142,8 +142,9 @@ class StreamBody:
             # The first push: the stream joins its fan-out group now (a leader's writes wait
             # in the sink until the server has sent this chunk with the response head).
             sink.last_frame = chunk
-            if sink.fanout is not None:
-                sink.fanout(chunk)
+            fanout = sink.fanout
+            if fanout is not None:
+                fanout(chunk)
         self._head_sent = True
         return chunk  # type: ignore[return-value]
 
@@ -166,8 +167,9 @@ class StreamBody:
                         return
                     continue
                 shared = type(chunk) is SharedFrame
-                if shared and sink.fanout is not None:
-                    sink.fanout(chunk)
+                fanout = sink.fanout  # read once: the watcher may drop it on another thread
+                if shared and fanout is not None:
+                    fanout(chunk)
                 if not sink.write(chunk if isinstance(chunk, bytes) else chunk.encode(), shared):
                     return
                 quiet = heartbeat is not None and chunk is heartbeat.chunk

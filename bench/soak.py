@@ -36,15 +36,17 @@ import selectors
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 from pathlib import Path
+from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import process_tree, stop_server
+from ingest import cpu_seconds, process_tree, stop_server, summarize_self_time
 from paced_ingest import PacedResult, paced_ingest
 from subscriptions import METRIC, QUERY, Server
 
@@ -188,6 +190,56 @@ class QueryLoop:
         self.thread.join(timeout=30)
 
 
+# Without --idle: py-spy samples only threads on a CPU, so shares are of CPU time.
+SPY_OPTIONS = ["--format", "raw", "--rate", "100", "--nonblocking", "--output"]
+
+
+def spy_on(server_pid: int, seconds: float, out_dir: Path) -> list[Path]:
+    """py-spy on the gunicorn workers and the projection worker for ``seconds``."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    outputs, spies = [], []
+    for pid, role in process_tree(server_pid).items():
+        if role != "gunicorn master":
+            outputs.append(out_dir / f"{role.replace(' ', '-')}-{pid}.txt")
+            command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), *SPY_OPTIONS]
+            spies.append(subprocess.Popen([*command, str(outputs[-1])], stdout=DEVNULL, stderr=DEVNULL))
+    for spy in spies:
+        spy.wait()
+    return outputs
+
+
+def _where(stack: str) -> str:
+    """What a sampled gunicorn-worker stack (py-spy raw, on a CPU) was serving."""
+    if "(api/live.py" in stack or "(api/stream_body.py" in stack or "(api/graphql_live.py" in stack:
+        return "live subscription streams"
+    if "(api/ingest.py" in stack:
+        return "ingest (POST /v1/events)"
+    if "(api/graphql_view.py" in stack:
+        return "GraphQL queries (the query loop)"
+    return "other (gunicorn's loop, accept, WSGI, logging)"
+
+
+def profile_report(raws: list[Path], seconds: float) -> list[str]:
+    """Where the gunicorn workers' CPU went, by what they served; the busiest functions of
+    the workers and of the projection worker (self time)."""
+    kinds: dict[str, int] = {}
+    workers = [r for r in raws if r.name.startswith("gunicorn") and r.exists()]
+    for raw in workers:
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if stack:
+                kinds[_where(stack)] = kinds.get(_where(stack), 0) + int(count)
+    busy = sum(kinds.values()) or 1
+    lines = [f"profile: gunicorn workers on a CPU for {busy / 100 / seconds:.2f} cores (py-spy, {seconds:g} s):"]
+    lines += [f"  {100 * n / busy:5.1f}%  {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    merged = raws[0].parent / "gunicorn-workers.txt"
+    merged.write_text("".join(r.read_text() for r in workers))
+    lines += ["         gunicorn workers, self time:", summarize_self_time(merged)]
+    for raw in (r for r in raws if r.name.startswith("projection")):
+        lines += ["         projection worker, self time:", summarize_self_time(raw)]
+    return lines
+
+
 def rate_report(rate: float, seconds: float, outcomes: list[PacedResult]) -> list[str]:
     """The rate asked against the rate acknowledged, over the run and second by second."""
     accepted = sum(o.accepted for o in outcomes)
@@ -228,6 +280,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200, help="events per POST [200]")
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between memory/lag samples [10]")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server's processes for 20 s from the middle of the run"
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()[0]
@@ -279,6 +334,15 @@ def main() -> None:
             time.sleep(max(0.0, start - time.time()))
             pushes_before = list(subscribers.pushes)
             subscribers.reset_gaps()
+            roles = process_tree(server.process.pid)
+            cpu_before = {pid: cpu_seconds(pid) for pid in roles}
+            spy: list[list[Path]] = []
+            spying = threading.Timer(
+                max(0.0, seconds / 2 - 10),
+                lambda: spy.append(spy_on(server.process.pid, min(20.0, seconds), Path(tmp))),
+            )
+            if args.profile:
+                spying.start()
             while time.time() < stop_at:
                 time.sleep(min(args.sample, max(0.0, stop_at - time.time())))
                 at = time.time() - start
@@ -291,7 +355,17 @@ def main() -> None:
                     + (f"; lag {queries.lag[-1][1]:.0f} events" if queries.lag else ""),
                     flush=True,
                 )
+            server_cpu = {
+                f"{role} {pid}" if role != "gunicorn master" else role: (cpu_seconds(pid) - before) / seconds
+                for pid, before in cpu_before.items()
+                for role in [roles[pid]]
+            }
             outcomes: list[PacedResult] = [results.get(timeout=120) for _ in clients]
+            if args.profile:
+                spying.join(timeout=60)
+            profile_lines = (
+                profile_report(spy[0], min(20.0, seconds)) if spy else ["profile: py-spy gave nothing"] * args.profile
+            )
             for process in clients:
                 process.join()
             gaps = list(subscribers.longest_gap)
@@ -350,11 +424,19 @@ def main() -> None:
         print(f"         first: {first}")
     check = "ok" if stored == accepted else "MISMATCH"
     print(f"stored:  {stored:,} facts; clients were told {accepted:,} accepted: {check}")
+    print(
+        "server CPU (cores busy on average): "
+        + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(server_cpu.items()))
+        + f"; all {sum(server_cpu.values()):.2f} of {os.cpu_count()}"
+    )
     client_cpu = sum(o.cpu_seconds for o in outcomes)
     print(
         f"load's own CPU (cores, on the server's machine): ingest clients {client_cpu / seconds:.2f},"
         f" stream readers and query loop {readers_cpu / seconds:.2f}"
     )
+
+    for line in profile_lines:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import cpu_seconds, process_tree, stop_server, summarize_self_time
+from ingest import cpu_seconds, process_tree, stop_server
 from paced_ingest import PacedResult, paced_ingest
 from subscriptions import METRIC, QUERY, Server
 
@@ -190,8 +190,29 @@ class QueryLoop:
         self.thread.join(timeout=30)
 
 
-# Without --idle: py-spy samples only threads on a CPU, so shares are of CPU time.
+# py-spy's idle detection is not reliable here (threads blocked in epoll or on a queue are
+# sampled too), so waiting stacks are recognised by their innermost frame and left out.
 SPY_OPTIONS = ["--format", "raw", "--rate", "100", "--nonblocking", "--output"]
+WAITING = ("thread.py", "selectors.py", "Condition.wait", "Event.wait", "sleep", "queue.py")
+
+
+def _busy_stacks(raw: Path) -> list[tuple[str, int]]:
+    """(stack, samples) of ``raw`` whose innermost frame is not a wait."""
+    stacks = []
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        if stack and not any(w in stack.rsplit(";", 1)[-1] for w in WAITING):
+            stacks.append((stack, int(count)))
+    return stacks
+
+
+def _self_time(stacks: list[tuple[str, int]], top: int = 12) -> list[str]:
+    own: dict[str, int] = {}
+    for stack, count in stacks:
+        leaf = stack.rsplit(";", 1)[-1].rsplit(":", 1)[0] + ")"
+        own[leaf] = own.get(leaf, 0) + count
+    total = sum(own.values()) or 1
+    return [f"  {100 * n / total:5.1f}%  {leaf}" for leaf, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
 
 
 def spy_on(server_pid: int, seconds: float, out_dir: Path) -> list[Path]:
@@ -220,23 +241,18 @@ def _where(stack: str) -> str:
 
 
 def profile_report(raws: list[Path], seconds: float) -> list[str]:
-    """Where the gunicorn workers' CPU went, by what they served; the busiest functions of
-    the workers and of the projection worker (self time)."""
+    """Where the gunicorn workers' busy samples went, by what they served; the busiest
+    functions of the workers and of the projection worker (self time, waits left out)."""
+    workers = [stack for raw in raws if raw.name.startswith("gunicorn") for stack in _busy_stacks(raw)]
     kinds: dict[str, int] = {}
-    workers = [r for r in raws if r.name.startswith("gunicorn") and r.exists()]
-    for raw in workers:
-        for line in raw.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if stack:
-                kinds[_where(stack)] = kinds.get(_where(stack), 0) + int(count)
+    for stack, count in workers:
+        kinds[_where(stack)] = kinds.get(_where(stack), 0) + count
     busy = sum(kinds.values()) or 1
-    lines = [f"profile: gunicorn workers on a CPU for {busy / 100 / seconds:.2f} cores (py-spy, {seconds:g} s):"]
+    lines = [f"profile: gunicorn workers' busy samples (py-spy, {seconds:g} s from the middle of the run), by what:"]
     lines += [f"  {100 * n / busy:5.1f}%  {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
-    merged = raws[0].parent / "gunicorn-workers.txt"
-    merged.write_text("".join(r.read_text() for r in workers))
-    lines += ["         gunicorn workers, self time:", summarize_self_time(merged)]
+    lines += ["         gunicorn workers, self time:", *_self_time(workers)]
     for raw in (r for r in raws if r.name.startswith("projection")):
-        lines += ["         projection worker, self time:", summarize_self_time(raw)]
+        lines += ["         projection worker, self time:", *_self_time(_busy_stacks(raw))]
     return lines
 
 

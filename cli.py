@@ -140,6 +140,7 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
+    from api.keepalive import cap_requests_per_connection
     from api.logs import configure_logging
     from bootstrap import bootstrap
 
@@ -164,6 +165,9 @@ def serve(
             self.cfg.set("access_log_format", self.cfg.access_log_format + " rid=%({x-request-id}o)s")
             self.cfg.set("child_exit", _mark_worker_dead)
             self.cfg.set("when_ready", when_ready)
+            # Connection: close after PULSE_KEEPALIVE_REQUESTS requests, so connections respread
+            # over the workers (api/keepalive.py).
+            self.cfg.set("pre_request", cap_requests_per_connection(settings.keepalive_requests))
             if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
                 self.cfg.set("control_socket", control_socket_path(host, port))
 

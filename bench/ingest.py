@@ -333,7 +333,8 @@ def run_load(
 def start_thin_baseline(db: Path, port: int, workers: int, threads: int, log: Path) -> subprocess.Popen:
     """The bare Flask app of bench/thin_ingest_app.py under the same gunicorn settings."""
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--threads", str(threads), "--worker-class", "gthread", "bench.thin_ingest_app:app"]
+    command += ["--threads", str(threads), "--worker-class", "gthread", "-c", "python:bench.thin_gunicorn_conf"]
+    command += ["bench.thin_ingest_app:app"]
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -462,6 +463,10 @@ def main() -> None:
             f" {latency_line(baseline.latencies)}, gunicorn workers"
             f" {1e6 * gunicorn_cpu / max(1, baseline.accepted_in_window):.1f} µs CPU per event;"
             f" stored {stored:,} of {baseline.accepted_total:,} acknowledged"
+        )
+        print(
+            "         its gunicorn workers: "
+            + " + ".join(f"{used / args.duration:.2f}" for used in baseline.worker_cpu)
         )
         print(f"ratio:   Pulse / thin baseline = {pulse.rate / max(baseline.rate, 1):.2f}")
         for path in workdir.glob("thin.db*"):

@@ -3,44 +3,55 @@
 Starts `pulse serve` (2 gunicorn workers and its projection worker) on a fresh SQLite file,
 then for --minutes runs at the same time:
 
-- ingest at --rate events/s (default: half of what bench/ingest.py measured), from
-  client processes posting batches of --batch on a fixed schedule;
-- --subscribers SSE streams of `seriesUpdated` on the ingested metric (bench/subscriptions.py's
-  reader), each checked to keep receiving pushes;
+- ingest at --rate events/s (default 25,000: half of bench/ingest.py's 50,000 target), from
+  --clients processes (bench/paced_ingest.py) that send batches of --batch on a fixed
+  schedule over a pool of keep-alive connections, bodies pre-encoded with unique ids;
+- --subscribers SSE streams of `seriesUpdated` on the ingested metric, read by one selectors
+  loop that counts pushes (`event: next`) without decoding them, each checked to keep
+  receiving pushes;
 - a query loop: `series` and `projections` over HTTP, one after the other, all the time.
 
 Every --sample seconds it records the resident memory of the server's processes (gunicorn
 master, workers, projection worker, from /proc) and the projection lag (`projections`).
-At the end it prints: the memory slope of each role (least squares, MB per 10 minutes,
-after the first minute of warm-up), the lag at the start and end of the run and its slope,
-errors of any kind (non-2xx answers, GraphQL errors, streams that stopped), and stored
-facts against the events the clients were told were accepted.
+At the end it prints: the rate asked and the rate acknowledged, per second too (how many
+seconds fell short, by how much); the query loop's latency; the memory slope of each role
+(least squares, MB per 10 minutes, after the first minute of warm-up), the lag at the start
+and end of the run and its slope, errors of any kind (non-2xx answers, GraphQL errors,
+streams that stopped), stored facts against the events the clients were told were
+accepted, and the CPU the load itself took (clients and stream readers).
 
-    .venv/bin/python bench/soak.py                         # 10 minutes at 12,000 events/s
-    .venv/bin/python bench/soak.py --minutes 2 --rate 5000 --subscribers 20
+    .venv/bin/python bench/soak.py                         # 10 minutes at 25,000 events/s
+    .venv/bin/python bench/soak.py --minutes 2 --rate 25000 --subscribers 50
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import multiprocessing
 import os
 import platform
+import resource
+import selectors
+import socket
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+import urllib.parse
 from pathlib import Path
+from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import batch_body, process_tree, stop_server
-from subscriptions import METRIC, Server, Subscribers
+from ingest import cpu_seconds, process_tree, stop_server
+from paced_ingest import PacedResult, paced_ingest
+from subscriptions import METRIC, QUERY, Server
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+PUSH = b"event: next"
 
 
 def rss_mb(pid: int) -> float:
@@ -61,67 +72,115 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
-def ingest_loop(client: int, port: int, key: str, size: int, rate: float, stop_at: float, results) -> None:
-    """Posts batches of ``size`` on a fixed schedule so this client adds ``rate`` events/s."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-    interval = size / rate
-    accepted = errors = number = late = 0
-    next_at = time.time()
-    # Stops at the end of the run even when behind schedule (the server slower than --rate):
-    # the average acknowledged rate then shows how far short it fell.
-    while next_at < stop_at and time.time() < stop_at:
-        pause = next_at - time.time()
-        if pause > 0:
-            time.sleep(pause)
-        elif pause < -interval:
-            late += 1  # the server could not keep up with the schedule
-        body = batch_body(client, number, size).replace(b'"type":"sale"', f'"type":"{METRIC}"'.encode())
-        body = body.replace(b'"occurredAt":"2026-11-23T12:00:00.123Z"', b'"occurredAt":"%s"' % _now_iso().encode())
-        number += 1
-        next_at += interval
-        try:
-            conn.request("POST", "/v1/events", body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            if response.status == 202:
-                accepted += json.loads(payload)["accepted"]
-            else:
-                errors += 1
-        except OSError:
-            errors += 1
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    results.put((accepted, errors, late))
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class StreamCounter:
+    """N SSE streams of the soak's chart, read by one selectors loop in a thread. It counts
+    pushes (``event: next``) and the longest gap between two of a stream's pushes, without
+    decoding them: whether each stream keeps receiving is what the soak checks, and JSON
+    decoding 500 pushes a second would take the server's CPU."""
+
+    def __init__(self, port: int, key: str, count: int) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.pushes = [0] * count
+        self.last_push = [0.0] * count
+        self.longest_gap = [0.0] * count
+        self.tails = [b""] * count
+        self.refused = 0
+        self.sockets: list[socket.socket] = []
+        path = "/graphql?" + urllib.parse.urlencode({"query": QUERY})
+        request = (
+            f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            f"Authorization: Bearer {key}\r\n\r\n"
+        ).encode()
+        for index in range(count):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(request)
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ, index)
+            self.sockets.append(sock)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        keep = len(PUSH) - 1  # a marker split over two reads is counted once, in the second
+        while not self._stop.is_set():
+            for key, _ in self.selector.select(timeout=0.1):
+                index = key.data
+                try:
+                    data = key.fileobj.recv(262144)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.selector.unregister(key.fileobj)
+                    continue
+                if not self.pushes[index] and data.startswith(b"HTTP/1.") and b" 200 " not in data[:16]:
+                    self.refused += 1
+                window = self.tails[index] + data
+                found = window.count(PUSH)
+                self.tails[index] = window[-keep:]
+                if found:
+                    now = time.monotonic()
+                    if self.pushes[index]:
+                        self.longest_gap[index] = max(self.longest_gap[index], now - self.last_push[index])
+                    self.pushes[index] += found
+                    self.last_push[index] = now
+
+    def wait_all(self, timeout: float) -> bool:
+        """Every stream got its first push."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if min(self.pushes) >= 1:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def reset_gaps(self) -> None:
+        self.longest_gap = [0.0] * len(self.longest_gap)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+        self.selector.close()
 
 
 class QueryLoop:
-    """`series` and `projections` over HTTP, back to back, until stopped; keeps the lag."""
+    """`series` and `projections` over HTTP, back to back, until stopped; keeps the lag and
+    each query's latency."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.queries = 0
         self.errors: list[str] = []
         self.lag: list[tuple[float, float]] = []  # (seconds since start, lag in events)
+        self.latencies: dict[str, list[float]] = {"series": [], "projections": []}
         self._stop = threading.Event()
         self.started = time.monotonic()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _query(self, query: str) -> dict:
+    def _query(self, name: str, query: str) -> dict:
+        sent = time.perf_counter()
         status, body = self.server.request("POST", "/graphql", {"query": query})
+        self.latencies[name].append(time.perf_counter() - sent)
         self.queries += 1
         if status != 200 or "errors" in body:
             self.errors.append(f"{status}: {json.dumps(body)[:200]}")
         return body.get("data") or {}
 
     def _run(self) -> None:
+        series = f'{{ series(metric: "{METRIC}", resolution: MINUTE, last: 60) {{ points {{ count }} }} }}'
         while not self._stop.is_set():
-            self._query(f'{{ series(metric: "{METRIC}", resolution: MINUTE, last: 60) {{ points {{ count }} }} }}')
-            data = self._query("{ projections { name lagEvents } }")
+            self._query("series", series)
+            data = self._query("projections", "{ projections { name lagEvents } }")
             lags = [p["lagEvents"] or 0 for p in data.get("projections", [])]
             if lags:
                 self.lag.append((time.monotonic() - self.started, float(max(lags))))
@@ -131,14 +190,120 @@ class QueryLoop:
         self.thread.join(timeout=30)
 
 
+# py-spy's idle detection is not reliable here (threads blocked in epoll or on a queue are
+# sampled too), so waiting stacks are recognised by their innermost frame and left out.
+SPY_OPTIONS = ["--format", "raw", "--rate", "100", "--nonblocking", "--output"]
+WAITING = ("thread.py", "selectors.py", "Condition.wait", "Event.wait", "sleep", "queue.py")
+
+
+def _busy_stacks(raw: Path) -> list[tuple[str, int]]:
+    """(stack, samples) of ``raw`` whose innermost frame is not a wait."""
+    stacks = []
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        if stack and not any(w in stack.rsplit(";", 1)[-1] for w in WAITING):
+            stacks.append((stack, int(count)))
+    return stacks
+
+
+def _self_time(stacks: list[tuple[str, int]], top: int = 12) -> list[str]:
+    own: dict[str, int] = {}
+    for stack, count in stacks:
+        leaf = stack.rsplit(";", 1)[-1].rsplit(":", 1)[0] + ")"
+        own[leaf] = own.get(leaf, 0) + count
+    total = sum(own.values()) or 1
+    return [f"  {100 * n / total:5.1f}%  {leaf}" for leaf, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+
+
+def spy_on(server_pid: int, seconds: float, out_dir: Path) -> list[Path]:
+    """py-spy on the gunicorn workers and the projection worker for ``seconds``."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    outputs, spies = [], []
+    for pid, role in process_tree(server_pid).items():
+        if role != "gunicorn master":
+            outputs.append(out_dir / f"{role.replace(' ', '-')}-{pid}.txt")
+            command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), *SPY_OPTIONS]
+            spies.append(subprocess.Popen([*command, str(outputs[-1])], stdout=DEVNULL, stderr=DEVNULL))
+    for spy in spies:
+        spy.wait()
+    return outputs
+
+
+def _where(stack: str) -> str:
+    """What a sampled gunicorn-worker stack (py-spy raw, on a CPU) was serving."""
+    if "(api/live.py" in stack or "(api/stream_body.py" in stack or "(api/graphql_live.py" in stack:
+        return "live subscription streams"
+    if "(api/ingest.py" in stack:
+        return "ingest (POST /v1/events)"
+    if "(api/graphql_view.py" in stack:
+        return "GraphQL queries (the query loop)"
+    return "other (gunicorn's loop, accept, WSGI, logging)"
+
+
+def profile_report(raws: list[Path], seconds: float) -> list[str]:
+    """Where the gunicorn workers' busy samples went, by what they served; the busiest
+    functions of the workers and of the projection worker (self time, waits left out)."""
+    workers = [stack for raw in raws if raw.name.startswith("gunicorn") for stack in _busy_stacks(raw)]
+    kinds: dict[str, int] = {}
+    for stack, count in workers:
+        kinds[_where(stack)] = kinds.get(_where(stack), 0) + count
+    busy = sum(kinds.values()) or 1
+    lines = [f"profile: gunicorn workers' busy samples (py-spy, {seconds:g} s from the middle of the run), by what:"]
+    lines += [f"  {100 * n / busy:5.1f}%  {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    lines += ["         gunicorn workers, self time:", *_self_time(workers)]
+    for raw in (r for r in raws if r.name.startswith("projection")):
+        lines += ["         projection worker, self time:", *_self_time(_busy_stacks(raw))]
+    return lines
+
+
+def rate_report(rate: float, seconds: float, outcomes: list[PacedResult]) -> list[str]:
+    """The rate asked against the rate acknowledged, over the run and second by second."""
+    accepted = sum(o.accepted for o in outcomes)
+    whole = int(seconds)
+    per_second = [sum(o.acked[s] for o in outcomes) for s in range(whole)]
+    short = [(s, rate - acked) for s, acked in enumerate(per_second) if acked < 0.95 * rate]
+    asked = rate * seconds
+    lines = [
+        f"rate:    asked {rate:,.0f} events/s; acknowledged {accepted / seconds:,.0f} events/s on average"
+        f" ({100 * accepted / asked:.1f} % of the {asked:,.0f} asked: {max(0.0, asked - accepted):,.0f} short)",
+        f"         per second acknowledged: min {min(per_second, default=0):,}, p1 {percentile(per_second, 0.01):,.0f},"
+        f" median {percentile(per_second, 0.5):,.0f}, max {max(per_second, default=0):,}",
+        f"         seconds under 95 % of the rate asked: {len(short)} of {whole}"
+        + (
+            f"; their shortfall: mean {statistics.mean(gap for _, gap in short):,.0f},"
+            f" worst {max(gap for _, gap in short):,.0f} events/s (second {max(short, key=lambda x: x[1])[0]})"
+            if short
+            else ""
+        ),
+    ]
+    late = sum(o.late for o in outcomes)
+    unsent = sum(o.unsent for o in outcomes)
+    sent = sum(o.sent for o in outcomes)
+    latencies = [x for o in outcomes for x in o.latencies]
+    lines.append(
+        f"         batches: {sent:,} sent, {late:,} more than one interval late, {unsent:,} of the schedule never sent;"
+        f" POST latency p50 {1000 * percentile(latencies, 0.5):.0f} ms, p99 {1000 * percentile(latencies, 0.99):.0f} ms"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=12_000, help="events/s to hold [12,000]")
-    parser.add_argument("--clients", type=int, default=2, help="ingest client processes [2]")
+    parser.add_argument("--rate", type=float, default=25_000, help="events/s to hold [25,000]")
+    parser.add_argument("--clients", type=int, default=1, help="ingest client processes [1]")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=32,
+        help="keep-alive connections per client, enough that the pool is not what limits the rate [32]",
+    )
     parser.add_argument("--batch", type=int, default=200, help="events per POST [200]")
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between memory/lag samples [10]")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server's processes for 20 s from the middle of the run"
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()[0]
@@ -159,23 +324,46 @@ def main() -> None:
                 if "errors" not in server.request("POST", "/graphql", {"query": query})[1]:
                     break
                 time.sleep(0.1)
-            subscribers = Subscribers(server.port, server.key, args.subscribers)
-            if not subscribers.wait_all(1, timeout=60):
-                raise SystemExit("the subscribers did not get their first value")
+            subscribers = StreamCounter(server.port, server.key, args.subscribers)
+            if not subscribers.wait_all(timeout=60):
+                raise SystemExit(f"the subscribers did not get their first value ({subscribers.refused} refused)")
             queries = QueryLoop(server)
             results: multiprocessing.Queue = multiprocessing.Queue()
-            start = time.time()
+            own_cpu = resource.getrusage(resource.RUSAGE_SELF)
+            start = time.time() + 0.5  # the clients' first batches are due once they have started
             stop_at = start + seconds
             clients = [
                 multiprocessing.Process(
-                    target=ingest_loop,
-                    args=(n, server.port, server.key, args.batch, args.rate / args.clients, stop_at, results),
+                    target=paced_ingest,
+                    args=(
+                        n,
+                        server.port,
+                        server.key,
+                        METRIC,
+                        args.batch,
+                        args.rate / args.clients,
+                        args.connections,
+                        start,
+                        stop_at,
+                        results,
+                    ),
                 )
                 for n in range(args.clients)
             ]
             for process in clients:
                 process.start()
-            pushes_before = [len(a) for a in subscribers.arrivals]
+            time.sleep(max(0.0, start - time.time()))
+            pushes_before = list(subscribers.pushes)
+            subscribers.reset_gaps()
+            roles = process_tree(server.process.pid)
+            cpu_before = {pid: cpu_seconds(pid) for pid in roles}
+            spy: list[list[Path]] = []
+            spying = threading.Timer(
+                max(0.0, seconds / 2 - 10),
+                lambda: spy.append(spy_on(server.process.pid, min(20.0, seconds), Path(tmp))),
+            )
+            if args.profile:
+                spying.start()
             while time.time() < stop_at:
                 time.sleep(min(args.sample, max(0.0, stop_at - time.time())))
                 at = time.time() - start
@@ -188,15 +376,27 @@ def main() -> None:
                     + (f"; lag {queries.lag[-1][1]:.0f} events" if queries.lag else ""),
                     flush=True,
                 )
-            outcomes = [results.get(timeout=120) for _ in clients]
+            server_cpu = {
+                f"{role} {pid}" if role != "gunicorn master" else role: (cpu_seconds(pid) - before) / seconds
+                for pid, before in cpu_before.items()
+                for role in [roles[pid]]
+            }
+            outcomes: list[PacedResult] = [results.get(timeout=120) for _ in clients]
+            if args.profile:
+                spying.join(timeout=60)
+            profile_lines = ["profile: py-spy gave nothing"] * args.profile
+            try:
+                profile_lines = profile_report(spy[0], min(20.0, seconds)) if spy else profile_lines
+            except (OSError, ValueError) as error:  # the run's own figures still print
+                profile_lines = [f"profile: could not be read ({error})"]
             for process in clients:
                 process.join()
+            gaps = list(subscribers.longest_gap)
             time.sleep(3)  # the last pushes and the worker's last batches
-            silent = sum(
-                1
-                for before, arrivals in zip(pushes_before, subscribers.arrivals, strict=True)
-                if len(arrivals) <= before
-            )
+            silent = sum(1 for before, after in zip(pushes_before, subscribers.pushes, strict=True) if after <= before)
+            pushes = sum(subscribers.pushes) - sum(pushes_before)
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            readers_cpu = used.ru_utime + used.ru_stime - own_cpu.ru_utime - own_cpu.ru_stime
         finally:
             if queries is not None:
                 queries.stop()
@@ -206,13 +406,25 @@ def main() -> None:
         with sqlite3.connect(server.db) as conn:
             stored = conn.execute(f"SELECT COUNT(*) FROM events WHERE type = '{METRIC}'").fetchone()[0]
 
-    accepted = sum(o[0] for o in outcomes) + 1  # + the first sale
-    post_errors = sum(o[1] for o in outcomes)
-    late = sum(o[2] for o in outcomes)
+    accepted = sum(o.accepted for o in outcomes) + 1  # + the first sale
+    post_errors = sum(o.errors for o in outcomes)
     print()
     print(
-        f"held:    {args.rate:,.0f} events/s for {args.minutes:g} min ({args.clients} clients, {args.batch}/POST);"
-        f" {accepted / seconds:,.0f} events/s acknowledged on average; {late} batches sent late"
+        f"load:    {args.minutes:g} min; {args.clients} client process(es), up to {args.connections} connections each,"
+        f" {args.batch}/POST on a fixed schedule; {args.subscribers} streams; the query loop"
+    )
+    for line in rate_report(args.rate, seconds, outcomes):
+        print(line)
+    series, projections = queries.latencies["series"], queries.latencies["projections"]
+    print(
+        f"queries: {queries.queries:,} ({queries.queries / seconds:.1f}/s), back to back;"
+        f" series p50 {1000 * percentile(series, 0.5):.0f} ms, p99 {1000 * percentile(series, 0.99):.0f} ms;"
+        f" projections p50 {1000 * percentile(projections, 0.5):.0f} ms,"
+        f" p99 {1000 * percentile(projections, 0.99):.0f} ms"
+    )
+    print(
+        f"streams: {pushes:,} pushes to {args.subscribers} streams ({pushes / seconds / max(1, args.subscribers):.1f}"
+        f" per stream per s); longest gap between two pushes of one stream {max(gaps, default=0):.1f} s"
     )
     print("memory:  slope after the first minute, MB per 10 minutes (flat is about 0):")
     for name, points in sorted(memory.items()):
@@ -230,10 +442,24 @@ def main() -> None:
         f"errors:  {post_errors} failed POSTs, {len(queries.errors)} failed queries of {queries.queries},"
         f" {silent} of {args.subscribers} streams silent"
     )
-    if queries.errors:
-        print(f"         first: {queries.errors[0]}")
+    first = next((o.first_error for o in outcomes if o.first_error), "") or (queries.errors or [""])[0]
+    if first:
+        print(f"         first: {first}")
     check = "ok" if stored == accepted else "MISMATCH"
     print(f"stored:  {stored:,} facts; clients were told {accepted:,} accepted: {check}")
+    print(
+        "server CPU (cores busy on average): "
+        + ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(server_cpu.items()))
+        + f"; all {sum(server_cpu.values()):.2f} of {os.cpu_count()}"
+    )
+    client_cpu = sum(o.cpu_seconds for o in outcomes)
+    print(
+        f"load's own CPU (cores, on the server's machine): ingest clients {client_cpu / seconds:.2f},"
+        f" stream readers and query loop {readers_cpu / seconds:.2f}"
+    )
+
+    for line in profile_lines:
+        print(line)
 
 
 if __name__ == "__main__":

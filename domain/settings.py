@@ -96,6 +96,11 @@ class Settings:
     metrics_access: str = "local"
     # "json": one JSON object per log line, with the request id (README "Operating Pulse").
     log_format: str = "text"
+    # Requests one keep-alive connection may carry before the server answers
+    # "Connection: close" (nginx's keepalive_requests); the client reconnects and whichever
+    # gunicorn worker is free accepts, so a few long-lived connections cannot all stay on one
+    # worker (one GIL). 0: no cap. See api/keepalive.py.
+    keepalive_requests: int = 100
 
     def __post_init__(self) -> None:
         if self.store not in STORES + TEST_STORES:
@@ -134,6 +139,8 @@ class Settings:
             raise ValueError(f"PULSE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.max_streams < 0:
             raise ValueError(f"PULSE_MAX_STREAMS must be 0 or more, got {self.max_streams}")
+        if self.keepalive_requests < 0:
+            raise ValueError(f"PULSE_KEEPALIVE_REQUESTS must be 0 (no cap) or more, got {self.keepalive_requests}")
 
     @property
     def events_table(self) -> str:

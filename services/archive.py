@@ -201,7 +201,6 @@ class ArchiveHandler:
         log.debug("archive %s: wrote %d facts of %d..%d", partition or "log", part.facts, first, last)
         part.rows, part.facts, part.bytes, part.since = [], 0, 0, None
 
-
     def _put_files(self, files: Iterable[tuple[str, bytes]]) -> None:
         """Store the files ``PUT_THREADS`` at a time while the next ones are encoded: a
         put waits on the disk (an fsync each) or the network (S3), not on the CPU, and a

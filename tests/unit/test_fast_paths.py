@@ -63,7 +63,7 @@ def test_a_page_decodes_as_json_decodes_it(pages: list[dict[str, Any]]) -> None:
     ],
 )
 def test_what_orjson_reads_otherwise_goes_through_json(text: str) -> None:
-    assert typed(loads_all([text, '{"amount":1.5}'])) == typed(json.loads(f"[{text},{{\"amount\":1.5}}]"))
+    assert typed(loads_all([text, '{"amount":1.5}'])) == typed(json.loads(f'[{text},{{"amount":1.5}}]'))
 
 
 COLUMNS = (ArchiveColumn("amount", "double"), ArchiveColumn("category", "string"), ArchiveColumn("n", "int64"))

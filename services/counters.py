@@ -45,7 +45,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, countOf, itemgetter
+from operator import attrgetter, countOf
 
 from domain.clock import Clock
 from domain.events import FACTS_STREAM, RecordedEvent
@@ -58,7 +58,6 @@ from services.engine import FeedBatch, RateMeter
 
 log = logging.getLogger(__name__)
 _STREAM_ID = attrgetter("stream_id")
-_BUCKET = itemgetter(2)  # of a counter key
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +110,6 @@ class ProjectionRunner:
         if self.retention is None or self.clock is None or not changes.counters:
             return changes
         horizons = self.retention.horizons(self.clock.now())
-        if not horizons or min(map(_BUCKET, changes.counters)) >= max(horizons.values()):
-            return changes  # no cell older than any horizon (the usual batch), found in C
         old = [key for key in changes.counters if key[2] < horizons.get(key[1], key[2])]
         if not old:
             return changes

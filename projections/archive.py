@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -279,9 +279,16 @@ def _unsorted_table(
     return pa.Table.from_arrays(arrays, schema=arrow), types, occurred
 
 
+#: Columns whose values are (nearly) all distinct: a dictionary page of them is as big as
+#: the data, and building it costs a third of a file's encoding. The other columns (type,
+#: source, dimensions, a batch's shared times) repeat and keep their dictionaries.
+UNIQUE_COLUMNS = frozenset(("id", "properties"))
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=COMPRESSION, write_statistics=True)
+    dictionary = [name for name in table.column_names if name not in UNIQUE_COLUMNS]
+    pq.write_table(table, sink, compression=COMPRESSION, write_statistics=True, use_dictionary=dictionary)
     return sink.getvalue()
 
 
@@ -289,7 +296,9 @@ def read_table(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
-#: The buffered rows' (type, hour) key column; not written to files.
+#: The buffered rows' hour column: not written to files (nor used to sort them: the hour
+#: is the ``occurredAt``'s), it keeps ``Rows.table.nbytes``, what ``PULSE_ARCHIVE_MAX_BYTES``
+#: bounds, as it was measured.
 _HOUR = "__hour"
 
 
@@ -308,7 +317,11 @@ def rows_of(events: Sequence[RecordedEvent], columns: Sequence[ArchiveColumn] = 
     table, types, occurred = _unsorted_table(events, columns)
     hours = [micros // HOUR_MICROS for micros in occurred]
     table = table.append_column(_HOUR, pa.array(hours, pa.int64()))
-    return Rows(table, Counter(zip(types, hours, strict=True)), tuple(columns))
+    if types.count(types[0]) == len(types):  # a page of one type (counted in C): no pair per fact
+        groups = Counter({(types[0], hour): n for hour, n in Counter(hours).items()})
+    else:
+        groups = Counter(zip(types, hours, strict=True))
+    return Rows(table, groups, tuple(columns))
 
 
 def retyped(rows: Rows, columns: Sequence[ArchiveColumn]) -> Rows:
@@ -326,30 +339,53 @@ def retyped(rows: Rows, columns: Sequence[ArchiveColumn]) -> Rows:
 def files_of_rows(parts: Sequence[Rows], partition: str, first: int, last: int) -> dict[str, bytes]:
     """The archive files of the facts of positions ``first..last`` of ``partition``, buffered
     as ``Rows`` built with the same typed columns: one per Hive partition (relative key →
-    Parquet bytes).
+    Parquet bytes); see ``iter_files_of_rows``."""
+    return dict(iter_files_of_rows(parts, partition, first, last))
 
-    One Arrow table of every fact, sorted once by (type, hour, ``occurredAt``, id); each
-    Hive partition is then a slice of it, its rows in ``occurredAt``, id order."""
+
+def iter_files_of_rows(parts: Sequence[Rows], partition: str, first: int, last: int) -> Iterator[tuple[str, bytes]]:
+    """``files_of_rows`` one file at a time, in key order (a writer can store one file
+    while the next is encoded).
+
+    One Arrow table of every fact, in (type, ``occurredAt``, id) order (which is also
+    (type, hour) order: the hour is the ``occurredAt``'s), sorted only when it is not in
+    that order already (catch-up reads most facts in time order); each Hive partition is
+    then a slice of it, its rows in ``occurredAt``, id order."""
     if not parts:
-        return {}
+        return
     table = parts[0].table if len(parts) == 1 else pa.concat_tables([part.table for part in parts])
-    order = pc.sort_indices(
-        table,
-        sort_keys=[("type", "ascending"), (_HOUR, "ascending"), ("occurred_at", "ascending"), ("id", "ascending")],
-    )
-    ordered = table.take(order).drop_columns([_HOUR])
+    table = table.drop_columns([_HOUR])
+    if not _in_order(table):
+        table = table.take(pc.sort_indices(table, sort_keys=_ORDER))
     groups: Counter[tuple[str, int]] = Counter()
     for part in parts:
         groups.update(part.groups)
     # Arrow sorts strings by their UTF-8 bytes, which is Python's code point order, so the
     # sorted group keys give the slices' order.
     name = file_name(partition, first, last)
-    files: dict[str, bytes] = {}
     offset = 0
     for (event_type, hour), size in sorted(groups.items()):
-        files[f"{hour_key(event_type, hour).folder}/{name}"] = parquet_bytes(ordered.slice(offset, size))
+        yield f"{hour_key(event_type, hour).folder}/{name}", parquet_bytes(table.slice(offset, size))
         offset += size
-    return files
+
+
+_ORDER = [("type", "ascending"), ("occurred_at", "ascending"), ("id", "ascending")]
+
+
+def _in_order(table: pa.Table) -> bool:
+    """Whether the rows are in ``_ORDER`` already: each row's (type, occurredAt, id) is
+    at most the next one's, compared column by column in C (as ``sort_indices`` compares)."""
+    n = table.num_rows
+    if n < 2:
+        return True
+    keys = [table.column(name) for name, _ in _ORDER]
+    here = [key.slice(0, n - 1) for key in keys]
+    after = [key.slice(1) for key in keys]
+    # Lexicographic, from the last key up: (a, rest) <= (b, rest') iff a < b or a == b and rest <= rest'.
+    ordered = pc.less_equal(here[-1], after[-1])
+    for a, b in zip(reversed(here[:-1]), reversed(after[:-1]), strict=True):
+        ordered = pc.or_(pc.less(a, b), pc.and_(pc.equal(a, b), ordered))
+    return bool(pc.all(ordered).as_py())
 
 
 def state_key(prefix: str, projection: str, partition: str) -> str:

@@ -174,12 +174,18 @@ class MetricsProjection:
         # and attribute. Times are integer epoch µs: no datetime is built.
         _, etypes, occurred, properties, *_ = zip(*events, strict=True)
         minutes = [micros // 60_000_000 * 60 for micros in occurred]
-        if self.builtins:
+        one_type = etypes.count(etypes[0]) == len(etypes)
+        if self.builtins and one_type:  # the usual page: count minutes, no (type, minute) pair per fact
+            etype = etypes[0]
+            builtin = builtin_key(etype)
+            for minute, n in Counter(minutes).items():
+                counts[(builtin, minute, ())] = n
+            types[etype] = len(etypes)
+        elif self.builtins:
             for (etype, minute), n in Counter(zip(etypes, minutes, strict=True)).items():
                 key = (builtin_key(etype), minute, ())
                 counts[key] = counts.get(key, 0) + n
                 types[etype] = types.get(etype, 0) + n
-        one_type = etypes.count(etypes[0]) == len(etypes)
         for etype, compiled in self._by_type.items():
             if one_type:
                 if etype != etypes[0]:

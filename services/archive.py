@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from domain.blobs import BlobNotFound, BlobStore
@@ -37,7 +38,7 @@ from projections.archive import (
     ArchiveState,
     Rows,
     definition_columns,
-    files_of_rows,
+    iter_files_of_rows,
     join,
     live_files,
     parquet_bytes,
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 2**20
 MAX_AGE_SECONDS = 300.0
+#: Files a flush stores at once (``ArchiveHandler._put_files``).
+PUT_THREADS = 8
 
 
 @dataclass
@@ -192,12 +195,23 @@ class ArchiveHandler:
                 self._save(partition, ArchiveState(durable.position, (first, last), durable.events_total))
             # Typed columns as the definitions stand now, for facts buffered before a change too.
             rows = [r if r.columns == self.columns else retyped(r, self.columns) for r in part.rows]
-            for key, data in files_of_rows(rows, partition, first, last).items():
-                self.blobs.put(join(self.prefix, key), data)
+            self._put_files(iter_files_of_rows(rows, partition, first, last))
         part.durable = ArchiveState(last, None, durable.events_total + part.facts)
         self._save(partition, part.durable)
         log.debug("archive %s: wrote %d facts of %d..%d", partition or "log", part.facts, first, last)
         part.rows, part.facts, part.bytes, part.since = [], 0, 0, None
+
+    def _put_files(self, files: Iterable[tuple[str, bytes]]) -> None:
+        """Store the files ``PUT_THREADS`` at a time while the next ones are encoded: a
+        put waits on the disk (an fsync each) or the network (S3), not on the CPU, and a
+        sparse flush writes a file per type and hour (168 for a week of one type). Returns
+        once every put is done; raises the first that failed (the flush's range stays
+        pending, so it is written again whole)."""
+        put = self.blobs.put
+        with ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="archive-put") as pool:
+            puts = [pool.submit(put, join(self.prefix, key), data) for key, data in files]
+        for done in puts:
+            done.result()
 
 
 # --- compaction ----------------------------------------------------------------------

@@ -41,6 +41,7 @@ from domain.errors import FieldError, PulseError, ValidationError
 from domain.ports import Checkpoint, PositionedLog
 from domain.replay import LEASE_SECONDS, ReplayLedger, ReplayStatus
 from services.engine import FeedBatch, ProjectionHandler, RateMeter
+from services.gc_pause import collection_paused
 from services.replay_parking import ReplayParking
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,10 @@ class PositionedReplayer:
     def _step(self, handler: ProjectionHandler, upto: int | None) -> tuple[int, bool]:
         """Feed ``handler`` one page of the log past its checkpoint (to ``upto`` at most):
         how many facts it read, and whether its checkpoint moved."""
+        with collection_paused():  # services/gc_pause.py
+            return self._feed(handler, upto)
+
+    def _feed(self, handler: ProjectionHandler, upto: int | None) -> tuple[int, bool]:
         handler.prepare()
         position = handler.position("")
         head = self.events.last_position() if upto is None else upto

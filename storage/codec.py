@@ -40,10 +40,31 @@ def loads(text: str) -> Any:
 
 
 def loads_all(texts: Sequence[str]) -> list[Any]:
-    """The JSON texts decoded in one parse: a call's overhead is most of the cost of
-    decoding a small object. (orjson reads a page about twice as fast, but turns integers
-    beyond 64 bits into floats; checking a page for them costs most of what it saves.)"""
-    return json.loads("[" + ",".join(texts) + "]")
+    """The JSON texts decoded in one parse (a call's overhead is most of the cost of
+    decoding a small object), by orjson when it decodes the page exactly as ``json`` does:
+    about twice as fast, 0.4 µs a fact of the projection worker's 10. orjson turns
+    integers beyond 64 bits into floats, so a page with a run of 19 digits anywhere (such
+    an integer, or a long fraction or string of digits: rare) goes to ``json``, as does
+    one orjson refuses (an unpaired surrogate, a number beyond any double, nesting deeper
+    than it reads). The run is found in C: the page's bytes with every digit mapped to 0
+    and anything else to a space."""
+    text = "[" + ",".join(texts) + "]"
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        return json.loads(text)
+    if _DIGIT_RUN not in data.translate(_DIGITS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+#: Bytes to ``0`` for an ASCII digit, to a space otherwise (``loads_all``).
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+#: The shortest run of digits that may be an integer beyond 64 bits (2**63 has 19).
+_DIGIT_RUN = b"0" * 19
 
 
 def event_columns(

@@ -162,17 +162,18 @@ def bump_markers(conn: sqlite3.Connection, keys: set[str]) -> None:
 
 
 def _counter_rows(changes: ViewChanges) -> list[tuple]:
-    rows = []
-    append = rows.append
-    for (metric, resolution, bucket, dims), (count, total, low, high) in changes.counters.items():
-        n = len(dims)
-        if n == 2:  # the common shapes first, without building padded tuples
-            append((metric, resolution, bucket, dims[0], dims[1], "", count, total, low, high))
-        elif n == 0:
-            append((metric, resolution, bucket, "", "", "", count, total, low, high))
-        else:
-            d1, d2, d3 = (*dims, *_PAD)[:3]
-            append((metric, resolution, bucket, d1, d2, d3, count, total, low, high))
+    cells = changes.counters.items()
+    # The common shape first (two dimensions), in one comprehension without padded tuples;
+    # then the others (the built-in counts have none), when there are any.
+    rows = [
+        (m, r, b, d[0], d[1], "", n, total, low, high) for (m, r, b, d), (n, total, low, high) in cells if len(d) == 2
+    ]
+    if len(rows) < len(cells):
+        rows += [
+            (m, r, b, *(d + _PAD)[:3], n, total, low, high)
+            for (m, r, b, d), (n, total, low, high) in cells
+            if len(d) != 2
+        ]
     # In key order the upserts walk the primary key's B-tree once, page after page, instead
     # of jumping around it: a third less time for a batch of sparse cells. Keys are unique,
     # so the sort never compares the values.

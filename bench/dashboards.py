@@ -29,12 +29,10 @@ import os
 import platform
 import random
 import selectors
-import socket
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -226,15 +224,11 @@ class Viewers:
         self.values = [-1.0] * count
         self.arrivals: list[list[tuple[float, float]]] = [[] for _ in range(count)]
         self.buffers = [b""] * count
-        self.sockets = []
-        path = "/graphql?" + urllib.parse.urlencode({"query": SUBSCRIPTION})
-        request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
-        for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(request)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ, index)
-            self.sockets.append(sock)
+        # Imported here: bench/subscriptions.py puts bench/ first on sys.path again, where
+        # projections.py would shadow the projections package.
+        from subscriptions import open_sse_streams
+
+        self.sockets = open_sse_streams(self.selector, port, SUBSCRIPTION, count)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()

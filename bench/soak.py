@@ -33,7 +33,6 @@ import os
 import platform
 import resource
 import selectors
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,14 +40,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from subprocess import DEVNULL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import cpu_seconds, process_tree, stop_server
 from paced_ingest import PacedResult, paced_ingest
-from subscriptions import METRIC, QUERY, Server
+from subscriptions import METRIC, QUERY, Server, open_sse_streams
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PUSH = b"event: next"
@@ -90,18 +88,7 @@ class StreamCounter:
         self.longest_gap = [0.0] * count
         self.tails = [b""] * count
         self.refused = 0
-        self.sockets: list[socket.socket] = []
-        path = "/graphql?" + urllib.parse.urlencode({"query": QUERY})
-        request = (
-            f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-            f"Authorization: Bearer {key}\r\n\r\n"
-        ).encode()
-        for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(request)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ, index)
-            self.sockets.append(sock)
+        self.sockets = open_sse_streams(self.selector, port, QUERY, count, key)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()

@@ -136,6 +136,24 @@ class Server:
         return found
 
 
+def open_sse_streams(
+    selector: selectors.BaseSelector, port: int, query: str, count: int, key: str | None = None
+) -> list[socket.socket]:
+    """``count`` SSE streams of the subscription ``query`` (GET, HTTP/1.0 so the body is plain
+    SSE), registered for reading in ``selector`` with their index as data."""
+    path = "/graphql?" + urllib.parse.urlencode({"query": query})
+    authorization = f"Authorization: Bearer {key}\r\n" if key else ""
+    request = (f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{authorization}\r\n").encode()
+    sockets = []
+    for index in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(request)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, index)
+        sockets.append(sock)
+    return sockets
+
+
 class Subscribers:
     """N SSE streams read by one selectors loop; records when each one's total count grows."""
 
@@ -145,18 +163,7 @@ class Subscribers:
         self.arrivals: list[list[tuple[float, int]]] = [[] for _ in range(count)]
         self.buffers = [b""] * count
         self.refused = 0
-        self.sockets: list[socket.socket] = []
-        path = "/graphql?" + urllib.parse.urlencode({"query": QUERY})
-        request = (
-            f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-            f"Authorization: Bearer {key}\r\n\r\n"
-        ).encode()
-        for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(request)
-            sock.setblocking(False)
-            self.selector.register(sock, selectors.EVENT_READ, index)
-            self.sockets.append(sock)
+        self.sockets = open_sse_streams(self.selector, port, QUERY, count, key)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()

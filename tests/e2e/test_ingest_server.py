@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, run_pulse
+from tests.e2e.harness import pulse_serve, run_pulse
 from tests.support import real_now
 
 pytestmark = pytest.mark.serves
@@ -24,34 +21,8 @@ pytestmark = pytest.mark.serves
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     db = tmp_path / "pulse.db"
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [*PULSE, "serve", "--port", str(port), "--db", str(db), "--workers", "1", "--threads", "4"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: gunicorn's workers and the projection worker
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if answers_health(url):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"pulse serve did not start:\n{(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.1)
+    with pulse_serve(tmp_path, "--db", str(db), "--workers", "1", "--threads", "4") as url:
         yield url, db
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def test_events_posted_to_a_running_server_with_a_cli_key(server: tuple[str, Path], tmp_path: Path) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.harness import PULSE, ROOT, answers_health, free_port, run_pulse
+from tests.e2e.harness import pulse_serve, run_pulse
 from tests.support import real_now
 
 pytestmark = pytest.mark.serves
@@ -27,32 +24,9 @@ CAP = 3
 @pytest.fixture
 def capped_server(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     db = tmp_path / "pulse.db"
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [*PULSE, "serve", "--port", str(port), "--db", str(db), "--workers", "2", "--threads", "4", "--no-worker"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "PULSE_KEEPALIVE_REQUESTS": str(CAP)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not answers_health(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"pulse serve did not start:\n{(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.1)
-        yield url, port, db
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    args = ("--db", str(db), "--workers", "2", "--threads", "4", "--no-worker")
+    with pulse_serve(tmp_path, *args, env={"PULSE_KEEPALIVE_REQUESTS": str(CAP)}) as url:
+        yield url, int(url.rsplit(":", 1)[1]), db
 
 
 def _read_response(sock: socket.socket, buffered: bytes) -> tuple[bytes, bytes]:

@@ -224,8 +224,8 @@ class Viewers:
         self.values = [-1.0] * count
         self.arrivals: list[list[tuple[float, float]]] = [[] for _ in range(count)]
         self.buffers = [b""] * count
-        # Imported here: bench/subscriptions.py puts bench/ first on sys.path again, where
-        # projections.py would shadow the projections package.
+        # Imported here, not at the top: bench/subscriptions.py puts bench/ first on sys.path
+        # again, where projections.py would shadow the projections package.
         from subscriptions import open_sse_streams
 
         self.sockets = open_sse_streams(self.selector, port, SUBSCRIPTION, count)
@@ -234,19 +234,11 @@ class Viewers:
         self.thread.start()
 
     def _loop(self) -> None:
+        from subscriptions import readable  # see __init__
+
         while not self._stop.is_set():
-            for key, _ in self.selector.select(timeout=0.1):
-                index = key.data
-                try:
-                    data = key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
+            for index, data in readable(self.selector, 1 << 20):
                 received = time.perf_counter()
-                if not data:
-                    self.selector.unregister(key.fileobj)
-                    continue
                 *events, self.buffers[index] = (self.buffers[index] + data).split(b"\r\n\r\n")
                 for event in events:
                     if event.startswith(b"event: next"):

@@ -46,7 +46,7 @@ from subprocess import DEVNULL
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import cpu_seconds, process_tree, stop_server
 from paced_ingest import PacedResult, paced_ingest
-from subscriptions import METRIC, QUERY, Server, open_sse_streams
+from subscriptions import METRIC, QUERY, Server, open_sse_streams, readable
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PUSH = b"event: next"
@@ -96,17 +96,7 @@ class StreamCounter:
     def _loop(self) -> None:
         keep = len(PUSH) - 1  # a marker split over two reads is counted once, in the second
         while not self._stop.is_set():
-            for key, _ in self.selector.select(timeout=0.1):
-                index = key.data
-                try:
-                    data = key.fileobj.recv(262144)  # type: ignore[union-attr]
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    self.selector.unregister(key.fileobj)
-                    continue
+            for index, data in readable(self.selector, 262144):
                 if not self.pushes[index] and data.startswith(b"HTTP/1.") and b" 200 " not in data[:16]:
                     self.refused += 1
                 window = self.tails[index] + data

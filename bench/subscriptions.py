@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,6 +155,22 @@ def open_sse_streams(
     return sockets
 
 
+def readable(selector: selectors.BaseSelector, size: int) -> Iterator[tuple[int, bytes]]:
+    """What arrived on the streams of ``selector`` within 0.1 s, as (index, bytes); a stream
+    that ended is unregistered."""
+    for key, _ in selector.select(timeout=0.1):
+        try:
+            data = key.fileobj.recv(size)  # type: ignore[union-attr]
+        except BlockingIOError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            selector.unregister(key.fileobj)
+            continue
+        yield key.data, data
+
+
 class Subscribers:
     """N SSE streams read by one selectors loop; records when each one's total count grows."""
 
@@ -170,18 +187,8 @@ class Subscribers:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self.selector.select(timeout=0.1):
-                index = key.data
-                try:
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
+            for index, data in readable(self.selector, 65536):
                 received = time.perf_counter()
-                if not data:
-                    self.selector.unregister(key.fileobj)
-                    continue
                 buffer = self.buffers[index] + data
                 if self.totals[index] == -1 and buffer.startswith(b"HTTP/1.") and b" 200 " not in buffer[:16]:
                     self.refused += 1

@@ -28,10 +28,8 @@ import json
 import os
 import platform
 import random
-import selectors
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import PULSE, free_port, machine_busy_seconds, pulse_env, stop_server  # noqa: E402
+from subscriptions import StreamReaders  # noqa: E402
 
 from bootstrap import bootstrap  # noqa: E402
 from domain import metrics as defs  # noqa: E402
@@ -216,37 +215,26 @@ def orders_today(dashboard: dict) -> float:
     return next(w["data"]["kpi"]["value"] for w in dashboard["widgets"] if w["id"] == "orders-today") or 0.0
 
 
-class Viewers:
+class Viewers(StreamReaders):
     """N anonymous SSE streams read by one selectors loop; when each one's orders KPI grows."""
 
+    read_size = 1 << 20
+
     def __init__(self, port: int, count: int) -> None:
-        self.selector = selectors.DefaultSelector()
         self.values = [-1.0] * count
         self.arrivals: list[list[tuple[float, float]]] = [[] for _ in range(count)]
         self.buffers = [b""] * count
-        # Imported here, not at the top: bench/subscriptions.py puts bench/ first on sys.path
-        # again, where projections.py would shadow the projections package.
-        from subscriptions import open_sse_streams
+        super().__init__(port, SUBSCRIPTION, count)
 
-        self.sockets = open_sse_streams(self.selector, port, SUBSCRIPTION, count)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        from subscriptions import readable  # see __init__
-
-        while not self._stop.is_set():
-            for index, data in readable(self.selector, 1 << 20):
-                received = time.perf_counter()
-                *events, self.buffers[index] = (self.buffers[index] + data).split(b"\r\n\r\n")
-                for event in events:
-                    if event.startswith(b"event: next"):
-                        payload = json.loads(event.split(b"data: ", 1)[1])
-                        value = orders_today(payload["data"]["dashboardUpdated"])
-                        if value != self.values[index]:
-                            self.values[index] = value
-                            self.arrivals[index].append((received, value))
+    def received(self, index: int, data: bytes, at: float) -> None:
+        *events, self.buffers[index] = (self.buffers[index] + data).split(b"\r\n\r\n")
+        for event in events:
+            if event.startswith(b"event: next"):
+                payload = json.loads(event.split(b"data: ", 1)[1])
+                value = orders_today(payload["data"]["dashboardUpdated"])
+                if value != self.values[index]:
+                    self.values[index] = value
+                    self.arrivals[index].append((at, value))
 
     def wait_all(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -266,12 +254,6 @@ class Viewers:
                 else:
                     found.append((when - sent) * 1000)
         return found, missing
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        for sock in self.sockets:
-            sock.close()
 
 
 def push_latency(server: Serve, viewers: int, posts: int, spacing: float) -> tuple[list[float], int]:

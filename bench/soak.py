@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import selectors
 import sqlite3
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ from subprocess import DEVNULL
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import cpu_seconds, process_tree, stop_server
 from paced_ingest import PacedResult, paced_ingest
-from subscriptions import METRIC, QUERY, Server, open_sse_streams, readable
+from subscriptions import METRIC, QUERY, Server, StreamReaders
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PUSH = b"event: next"
@@ -75,39 +74,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-class StreamCounter:
+class StreamCounter(StreamReaders):
     """N SSE streams of the soak's chart, read by one selectors loop in a thread. It counts
     pushes (``event: next``) and the longest gap between two of a stream's pushes, without
     decoding them: whether each stream keeps receiving is what the soak checks, and JSON
     decoding 500 pushes a second would take the server's CPU."""
 
+    read_size = 262144
+
     def __init__(self, port: int, key: str, count: int) -> None:
-        self.selector = selectors.DefaultSelector()
         self.pushes = [0] * count
         self.last_push = [0.0] * count
         self.longest_gap = [0.0] * count
         self.tails = [b""] * count
-        self.refused = 0
-        self.sockets = open_sse_streams(self.selector, port, QUERY, count, key)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        super().__init__(port, QUERY, count, key)
 
-    def _loop(self) -> None:
-        keep = len(PUSH) - 1  # a marker split over two reads is counted once, in the second
-        while not self._stop.is_set():
-            for index, data in readable(self.selector, 262144):
-                if not self.pushes[index] and data.startswith(b"HTTP/1.") and b" 200 " not in data[:16]:
-                    self.refused += 1
-                window = self.tails[index] + data
-                found = window.count(PUSH)
-                self.tails[index] = window[-keep:]
-                if found:
-                    now = time.monotonic()
-                    if self.pushes[index]:
-                        self.longest_gap[index] = max(self.longest_gap[index], now - self.last_push[index])
-                    self.pushes[index] += found
-                    self.last_push[index] = now
+    def received(self, index: int, data: bytes, at: float) -> None:
+        if not self.pushes[index] and data.startswith(b"HTTP/1.") and b" 200 " not in data[:16]:
+            self.refused += 1
+        window = self.tails[index] + data
+        found = window.count(PUSH)
+        self.tails[index] = window[-(len(PUSH) - 1) :]  # a marker split over two reads counts once
+        if found:
+            if self.pushes[index]:
+                self.longest_gap[index] = max(self.longest_gap[index], at - self.last_push[index])
+            self.pushes[index] += found
+            self.last_push[index] = at
 
     def wait_all(self, timeout: float) -> bool:
         """Every stream got its first push."""
@@ -120,13 +112,6 @@ class StreamCounter:
 
     def reset_gaps(self) -> None:
         self.longest_gap = [0.0] * len(self.longest_gap)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        for sock in self.sockets:
-            sock.close()
-        self.selector.close()
 
 
 class QueryLoop:

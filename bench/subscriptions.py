@@ -39,7 +39,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # a bench importing this one set it already
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import PULSE, cpu_seconds, free_port, machine_busy_seconds, process_tree, pulse_env, stop_server
 
 TARGET_P99_MS = 500.0
@@ -171,37 +172,60 @@ def readable(selector: selectors.BaseSelector, size: int) -> Iterator[tuple[int,
         yield key.data, data
 
 
-class Subscribers:
-    """N SSE streams read by one selectors loop; records when each one's total count grows."""
+class StreamReaders:
+    """``count`` SSE streams of the subscription ``query``, read by one selectors loop on a
+    thread; a subclass sets its own state, then calls this ``__init__``, and handles what
+    arrives (``received``)."""
 
-    def __init__(self, port: int, key: str, count: int) -> None:
+    read_size = 65536
+
+    def __init__(self, port: int, query: str, count: int, key: str | None = None) -> None:
         self.selector = selectors.DefaultSelector()
-        self.totals = [-1] * count
-        self.arrivals: list[list[tuple[float, int]]] = [[] for _ in range(count)]
-        self.buffers = [b""] * count
         self.refused = 0
-        self.sockets = open_sse_streams(self.selector, port, QUERY, count, key)
+        self.sockets = open_sse_streams(self.selector, port, query, count, key)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for index, data in readable(self.selector, 65536):
-                received = time.perf_counter()
-                buffer = self.buffers[index] + data
-                if self.totals[index] == -1 and buffer.startswith(b"HTTP/1.") and b" 200 " not in buffer[:16]:
-                    self.refused += 1
-                *events, self.buffers[index] = buffer.split(b"\r\n\r\n")
-                for event in events:
-                    if not event.startswith(b"event: next"):
-                        continue  # headers, heartbeats, complete
-                    payload = json.loads(event.split(b"data: ", 1)[1])
-                    points = payload["data"]["seriesUpdated"]["points"]
-                    total = sum(point["count"] for point in points)
-                    if total != self.totals[index]:
-                        self.totals[index] = total
-                        self.arrivals[index].append((received, total))
+            for index, data in readable(self.selector, self.read_size):
+                self.received(index, data, time.perf_counter())
+
+    def received(self, index: int, data: bytes, at: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+        self.selector.close()
+
+
+class Subscribers(StreamReaders):
+    """N SSE streams read by one selectors loop; records when each one's total count grows."""
+
+    def __init__(self, port: int, key: str, count: int) -> None:
+        self.totals = [-1] * count
+        self.arrivals: list[list[tuple[float, int]]] = [[] for _ in range(count)]
+        self.buffers = [b""] * count
+        super().__init__(port, QUERY, count, key)
+
+    def received(self, index: int, data: bytes, at: float) -> None:
+        buffer = self.buffers[index] + data
+        if self.totals[index] == -1 and buffer.startswith(b"HTTP/1.") and b" 200 " not in buffer[:16]:
+            self.refused += 1
+        *events, self.buffers[index] = buffer.split(b"\r\n\r\n")
+        for event in events:
+            if not event.startswith(b"event: next"):
+                continue  # headers, heartbeats, complete
+            payload = json.loads(event.split(b"data: ", 1)[1])
+            points = payload["data"]["seriesUpdated"]["points"]
+            total = sum(point["count"] for point in points)
+            if total != self.totals[index]:
+                self.totals[index] = total
+                self.arrivals[index].append((at, total))
 
     def wait_all(self, at_least: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -223,13 +247,6 @@ class Subscribers:
                 else:
                     found.append(when - sent)
         return found, missing
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=5)
-        for sock in self.sockets:
-            sock.close()
-        self.selector.close()
 
 
 def run_level(server: Server, count: int, args: argparse.Namespace, base_total: int, numbering: list[int]) -> dict:

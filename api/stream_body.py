@@ -107,7 +107,7 @@ class StreamBody:
         self._closed = False
         self._sink = sink
         self._head_sent = False
-        self._sink_woken = False
+        self._sink_gone = False
         # The stream's generator sees its sink (api.live groups streams by it).
         self._context = contextvars.copy_context()
         if sink is not None:
@@ -162,10 +162,8 @@ class StreamBody:
                     chunk = self._next_chunk()
                 except StopAsyncIteration:
                     return
-                if chunk is None:  # woken by the sink: queued writes are flushed, or it is dead
-                    if sink.dead:
-                        return
-                    continue
+                if chunk is None:  # the sink found the client gone
+                    return
                 shared = type(chunk) is SharedFrame
                 fanout = sink.fanout  # read once: the watcher may drop it on another thread
                 if shared and fanout is not None:
@@ -185,10 +183,10 @@ class StreamBody:
 
     def _sink_woke(self) -> None:
         # In the loop: a leader queued writes for this stream (its client is slow, or this
-        # thread was writing), or found the client gone.
+        # thread was writing), or found the client gone; finishing them may find it gone too.
         sink = self._sink
         if sink is not None and not sink.flush():
-            self._sink_woken = True
+            self._sink_gone = True
             if self._waiting_for is not None:
                 self._loop.stop()
 
@@ -209,11 +207,11 @@ class StreamBody:
         self._timed_out = False
         self._waiting_for = pending
         try:
-            while not pending.done() and not self._timed_out and not self._sink_woken:
+            while not pending.done() and not self._timed_out and not self._sink_gone:
                 loop.run_forever()
         finally:
             self._waiting_for = None
-        if not pending.done() and self._sink_woken:
+        if not pending.done() and self._sink_gone:
             return None
         if heartbeat is not None:
             self._last_sent = loop.time()

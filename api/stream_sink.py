@@ -44,9 +44,9 @@ def chunk_framed(data: bytes) -> bytes:
 class StreamSink:
     """The socket of one stream after its response head was sent.
 
-    ``share_key``: what must be equal for two streams to receive the very same bytes
-    (the transport's framing, chunked or not); the live layer adds the subscription's
-    arguments and its operation (``render_key``) before grouping streams.
+    ``share_key``: the transport (its content type), which with ``chunked`` says how a
+    push is framed; the live layer adds the subscription's arguments and its operation
+    (``render_key``) before grouping streams that receive the very same bytes.
     """
 
     __slots__ = (
@@ -128,6 +128,7 @@ class StreamSink:
         partial, self._partial = self._partial, None
         if partial is not None:
             self._sock.sendall(partial)
+            self.last_write = time.monotonic()
         pending = self._pending
         while True:
             try:

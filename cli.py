@@ -142,6 +142,7 @@ def serve(
     from api.app import create_app
     from api.keepalive import cap_requests_per_connection
     from api.logs import configure_logging
+    from api.worker_memory import post_worker_init
     from bootstrap import bootstrap
 
     # Opening the backend once here creates the embedded store's files before the workers fork.
@@ -168,6 +169,9 @@ def serve(
             # Connection: close after PULSE_KEEPALIVE_REQUESTS requests, so connections respread
             # over the workers (api/keepalive.py).
             self.cfg.set("pre_request", cap_requests_per_connection(settings.keepalive_requests))
+            # Every request thread started at boot, freed memory given back: a worker's
+            # memory steps up at start and then stays flat (api/worker_memory.py).
+            self.cfg.set("post_worker_init", post_worker_init)
             if "control_socket" in self.cfg.settings:  # gunicorn 24+: one per server, not one per host
                 self.cfg.set("control_socket", control_socket_path(host, port))
 

@@ -15,8 +15,8 @@ Every --sample seconds it records the resident memory of the server's processes 
 master, workers, projection worker, from /proc) and the projection lag (`projections`).
 At the end it prints: the rate asked and the rate acknowledged, per second too (how many
 seconds fell short, by how much); the query loop's latency; the memory slope of each role
-(least squares, MB per 10 minutes, after the first minute of warm-up), the lag at the start
-and end of the run and its slope, errors of any kind (non-2xx answers, GraphQL errors,
+(least squares, MB per 10 minutes, after the first minute of warm-up, and in each half of
+that), the lag at the start and end of the run and its slope, errors of any kind (non-2xx answers, GraphQL errors,
 streams that stopped), stored facts against the events the clients were told were
 accepted, and the CPU the load itself took (clients and stream readers).
 
@@ -388,10 +388,18 @@ def main() -> None:
         f"streams: {pushes:,} pushes to {args.subscribers} streams ({pushes / seconds / max(1, args.subscribers):.1f}"
         f" per stream per s); longest gap between two pushes of one stream {max(gaps, default=0):.1f} s"
     )
-    print("memory:  slope after the first minute, MB per 10 minutes (flat is about 0):")
+    print(
+        "memory:  slope after the first minute, MB per 10 minutes (flat is about 0), and in each half of that"
+        " (growth that is settling falls in the second half; a leak does not)"
+    )
     for name, points in sorted(memory.items()):
         steady = [(x, y) for x, y in points if x >= 60] or points
-        print(f"  {name:28} {steady[0][1]:7.0f} -> {steady[-1][1]:7.0f} MB, slope {600 * slope(steady):+6.1f}")
+        middle = (steady[0][0] + steady[-1][0]) / 2
+        halves = [[(x, y) for x, y in steady if x <= middle], [(x, y) for x, y in steady if x >= middle]]
+        print(
+            f"  {name:28} {steady[0][1]:7.0f} -> {steady[-1][1]:7.0f} MB, slope {600 * slope(steady):+6.1f}"
+            f" (halves {600 * slope(halves[0]):+6.1f}, {600 * slope(halves[1]):+6.1f})"
+        )
     lag = queries.lag
     steady_lag = [(x, y) for x, y in lag if x >= 60] or lag
     if lag:

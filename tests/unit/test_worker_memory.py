@@ -75,3 +75,40 @@ def test_trimming_gives_freed_memory_back_to_the_kernel() -> None:
     out = subprocess.run([sys.executable, "-c", _FRAGMENTED], cwd=ROOT, capture_output=True, text=True, check=True)
     released = float(out.stdout)
     assert released > 100, f"only {released:.0f} MB of the 170 MB freed was given back"
+
+
+# Each new thread's first allocation opens a heap of its own until glibc's limit; malloc_stats
+# prints one "Arena N:" block per heap.
+_THREADS_ALLOCATING = textwrap.dedent(
+    """
+    import ctypes, sys, threading
+    from api.worker_memory import limit_arenas
+
+    if sys.argv[1] == "limited":
+        assert limit_arenas(2)
+    everyone = threading.Barrier(8)
+
+    def allocate():
+        block = bytearray(100_000)  # from a heap, under the mmap threshold
+        everyone.wait()
+
+    threads = [threading.Thread(target=allocate) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ctypes.CDLL(None).malloc_stats()
+    """
+)
+
+
+@pytest.mark.skipif(malloc_trim() is None, reason="no mallopt in this C library (not glibc)")
+def test_request_threads_share_a_few_heaps() -> None:
+    def heaps(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", _THREADS_ALLOCATING, mode], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return run.stderr.count("Arena ")
+
+    assert heaps("limited") <= 2
+    assert heaps("unlimited") > 2  # the test can tell

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,7 @@ def start_every_thread(pool: ThreadPoolExecutor, threads: int) -> None:
     hold()
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     """The C library if it is glibc (it has ``malloc_trim`` and ``mallopt``); None elsewhere
     (musl, macOS), where these tunings are left out."""

@@ -14,7 +14,7 @@ from domain.ports import CounterDelta, ViewChanges
 from storage.memory import MemoryViewStore
 from storage.sqlite_views import SqliteViewStore
 
-MINUTE = 60_000_000
+MINUTE = 60  # buckets start in epoch seconds (domain.ports.CounterKey)
 
 # A small key space, so later batches meet cells of earlier ones; one, two and three dimensions.
 KEYS = [

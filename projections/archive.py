@@ -279,17 +279,17 @@ def _unsorted_table(
     return pa.Table.from_arrays(arrays, schema=arrow), types, occurred
 
 
-#: Columns whose values are (nearly) all distinct: a dictionary page of them is as big as
-#: the data, and building it costs a third of a file's encoding. The other columns (type,
-#: source, dimensions, a batch's shared times) repeat and keep their dictionaries.
-UNIQUE_COLUMNS = frozenset(("id", "properties"))
-
-
 def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    dictionary = [name for name in table.column_names if name not in UNIQUE_COLUMNS]
-    pq.write_table(table, sink, compression=COMPRESSION, write_statistics=True, use_dictionary=dictionary)
-    return sink.getvalue()
+    """The table as a Parquet file: zstd, column statistics, plain encoding. No column gets
+    a dictionary page: zstd alone packs the repeated values (type, source, dimensions) as
+    well, so files of an hour of 1,200 and of 8,300 sales came out a sixth smaller than
+    with dictionaries and encoded a fifth faster (``docs/benchmarks.md``)."""
+    # One chunk per column: the writer cuts pages where a chunk ends, so a file's bytes
+    # would otherwise depend on the batches its rows were buffered in, not on the rows.
+    table = table.combine_chunks()
+    sink = pa.BufferOutputStream()  # an Arrow buffer, not a Python file: no GIL per write
+    pq.write_table(table, sink, compression=COMPRESSION, write_statistics=True, use_dictionary=False)
+    return sink.getvalue().to_pybytes()
 
 
 def read_table(data: bytes) -> pa.Table:

@@ -1,81 +1,119 @@
-"""The SQLite view store's counter upserts on their own: one row per statement (the baseline,
-``executemany`` of the one-row upsert) against the store's blocks of rows per statement
-(``storage.sqlite_views._upsert_counters``), on pages shaped like a sparse week's (nearly
-every row a new minute cell, sorted as the store sorts them).
+"""The SQLite view store's counter writes on their own (rows built from a batch's cells, then
+upserted), on the cells of a sparse week's catch-up pages (200,000 sales over 7 days in
+pages of 20,000: nearly every sale a new minute cell), alternating:
 
-    .venv/bin/python bench/counter_upserts.py            # 10 pages of 21,000 rows, 3 rounds
+- baseline: each cell bound as its ten columns, one row per statement (``executemany``);
+- blocks of 90 such rows per statement (the store until 2026-11-30);
+- the store's statements (``storage/sqlite_counter_writes.py``): metric and resolution bound
+  once per statement, and only the values a cell's delta needs.
+
+    .venv/bin/python bench/counter_upserts.py            # 3 rounds
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import importlib.util
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from itertools import chain
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from storage.sqlite_views import (  # noqa: E402
-    _COUNTER_ROWS_PER_STATEMENT,
-    _UPSERT_COUNTER,
-    SCHEMA,
-    _upsert_counters,
-)
+from domain.ports import CounterDelta, CounterKey  # noqa: E402
+from projections.buckets import Bucketing  # noqa: E402
+from projections.counters import MetricsProjection  # noqa: E402
+from storage.sqlite_counter_writes import upsert_counters  # noqa: E402
+from storage.sqlite_views import SCHEMA  # noqa: E402
+
+Cells = Mapping[CounterKey, CounterDelta]
+PAGE = 20_000
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = """
+INSERT INTO counters (metric, resolution, bucket, d1, d2, d3, count, total, low, high)
+VALUES {rows}
+ON CONFLICT DO UPDATE SET
+    count = count + excluded.count,
+    total = total + excluded.total,
+    low = min(coalesce(low, excluded.low), coalesce(excluded.low, low)),
+    high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))
+"""
+_PAD = ("", "", "")
 
 
-def pages(count: int, rows: int, seed: int = 1) -> list[list[tuple]]:
-    """``count`` pages of about ``rows`` distinct cells, ten a minute over (category, store)."""
-    rng = random.Random(seed)
-    out = []
-    for page in range(count):
-        first = page * rows // 10
-        cells = {
-            ("revenue", "minute", (first + i // 10) * 60, f"c{rng.randrange(10)}", f"s{rng.randrange(5)}", "")
-            for i in range(rows)
-        }
-        out.append(sorted((*key, 1, 12.5, 12.5, 12.5) for key in cells))
-    return out
+def _projection_bench() -> ModuleType:
+    """``bench/projections.py``, loaded by its path: its name is the ``projections`` package's."""
+    spec = importlib.util.spec_from_file_location("projection_bench", Path(__file__).with_name("projections.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def one_per_statement(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-    conn.executemany(_UPSERT_COUNTER, rows)
+def ten_columns(cells: Cells) -> list[tuple]:
+    rows = [(m, r, b, *(d + _PAD)[:3], n, total, low, high) for (m, r, b, d), (n, total, low, high) in cells.items()]
+    rows.sort()
+    return rows
 
 
-def per_row_us(write: Callable[[sqlite3.Connection, list[tuple]], None], data: list[list[tuple]]) -> float:
+def one_per_statement(conn: sqlite3.Connection, cells: Cells) -> None:
+    conn.executemany(_UPSERT.format(rows=_ROW), ten_columns(cells))
+
+
+def ninety_per_statement(conn: sqlite3.Connection, cells: Cells) -> None:
+    rows = ten_columns(cells)
+    whole = len(rows) - len(rows) % 90
+    flat = list(chain.from_iterable(rows[:whole]))
+    conn.executemany(_UPSERT.format(rows=", ".join([_ROW] * 90)), [flat[i : i + 900] for i in range(0, len(flat), 900)])
+    conn.executemany(_UPSERT.format(rows=_ROW), rows[whole:])
+
+
+def week_pages(events: int) -> list[Cells]:
+    """The counter cells of each catch-up page of ``events`` sales over a week, as
+    ``bench/projections.py`` makes them."""
+    workload = _projection_bench()
+    facts = workload.sparse_facts(events)
+    projection = MetricsProjection([workload.REVENUE], [], Bucketing("UTC"))
+    return [projection.project(facts[i : i + PAGE]).counters for i in range(0, len(facts), PAGE)]
+
+
+def per_cell_us(write: Callable[[sqlite3.Connection, Cells], None], pages: list[Cells]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / "views.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # as the view store
         conn.executescript(SCHEMA)
         started = time.perf_counter()
-        for rows in data:
+        for cells in pages:
             conn.execute("BEGIN IMMEDIATE")
-            write(conn, rows)
+            write(conn, cells)
             conn.execute("COMMIT")
         elapsed = time.perf_counter() - started
         conn.close()
-    return elapsed / sum(map(len, data)) * 1e6
+    return elapsed / sum(map(len, pages)) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=21_000)
+    parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    data = pages(args.pages, args.rows)
-    print(f"SQLite {sqlite3.sqlite_version}; {sum(map(len, data)):,} rows in {args.pages} pages, alternating")
+    pages = week_pages(args.events)
+    cells = sum(map(len, pages))
+    print(f"SQLite {sqlite3.sqlite_version}; {cells:,} cells of {args.events:,} sales in {len(pages)} pages")
     for n in range(1, args.rounds + 1):
-        baseline = per_row_us(one_per_statement, data)
-        blocks = per_row_us(_upsert_counters, data)
+        baseline = per_cell_us(one_per_statement, pages)
+        ninety = per_cell_us(ninety_per_statement, pages)
+        store = per_cell_us(upsert_counters, pages)
         print(
-            f"round {n}: one row per statement {baseline:.2f} µs per row;"
-            f" {_COUNTER_ROWS_PER_STATEMENT} rows per statement (the store) {blocks:.2f} µs per row"
+            f"round {n}: µs per cell (rows built, then upserted): one row per statement {baseline:.2f};"
+            f" 90 rows per statement {ninety:.2f}; the store's statements {store:.2f}"
         )
 
 

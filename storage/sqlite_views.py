@@ -22,7 +22,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import chain
 from pathlib import Path
 
 from domain.errors import StoreUnavailable
@@ -40,6 +39,7 @@ from domain.ports import (
     rebuilt,
 )
 from storage.sqlite import ThreadConnections, connect, write_transaction
+from storage.sqlite_counter_writes import upsert_counters
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -88,23 +88,6 @@ CREATE TABLE IF NOT EXISTS change_markers (
 ) WITHOUT ROWID;
 """
 
-_COUNTER_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_UPSERT_COUNTERS = """
-INSERT INTO counters (metric, resolution, bucket, d1, d2, d3, count, total, low, high)
-VALUES {rows}
-ON CONFLICT DO UPDATE SET
-    count = count + excluded.count,
-    total = total + excluded.total,
-    low = min(coalesce(low, excluded.low), coalesce(excluded.low, low)),
-    high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))
-"""
-_UPSERT_COUNTER = _UPSERT_COUNTERS.format(rows=_COUNTER_ROW)
-#: Rows per statement: one statement step per row (and a GIL hand-off with it) was most of a
-#: row's cost on a sparse week, where nearly every fact is a new minute cell; 90 rows bind
-#: 900 parameters, under the 999 of SQLite builds older than 3.32.
-_COUNTER_ROWS_PER_STATEMENT = 90
-_UPSERT_COUNTER_BLOCK = _UPSERT_COUNTERS.format(rows=", ".join([_COUNTER_ROW] * _COUNTER_ROWS_PER_STATEMENT))
-
 _UPSERT_GAUGE = """
 INSERT INTO gauges (name, key, value, occurred_at, event_id) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET value = excluded.value, occurred_at = excluded.occurred_at, event_id = excluded.event_id
@@ -128,8 +111,6 @@ _CHECKPOINT_COLUMNS = (
 
 #: The columns of a checkpoint row, in ``Checkpoint``'s order (for readers of another file).
 CHECKPOINT_COLUMNS = _CHECKPOINT_COLUMNS
-
-_PAD = ("", "", "")
 
 
 def views_path(db: str) -> str:
@@ -167,38 +148,6 @@ def save_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
 def bump_markers(conn: sqlite3.Connection, keys: set[str]) -> None:
     """Move the change markers of ``keys``; inside the caller's write transaction."""
     conn.executemany(_BUMP_MARKER, ((key,) for key in sorted(keys)))
-
-
-def _counter_rows(changes: ViewChanges) -> list[tuple]:
-    cells = changes.counters.items()
-    # The common shape first (two dimensions), in one comprehension without padded tuples;
-    # then the others (the built-in counts have none), when there are any.
-    rows = [
-        (m, r, b, d[0], d[1], "", n, total, low, high) for (m, r, b, d), (n, total, low, high) in cells if len(d) == 2
-    ]
-    if len(rows) < len(cells):
-        rows += [
-            (m, r, b, *(d + _PAD)[:3], n, total, low, high)
-            for (m, r, b, d), (n, total, low, high) in cells
-            if len(d) != 2
-        ]
-    # In key order the upserts walk the primary key's B-tree once, page after page, instead
-    # of jumping around it: a third less time for a batch of sparse cells. Keys are unique,
-    # so the sort never compares the values.
-    rows.sort()
-    return rows
-
-
-def _upsert_counters(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Upsert ``rows`` (unique keys) ``_COUNTER_ROWS_PER_STATEMENT`` at a time, the rest one by one."""
-    per = _COUNTER_ROWS_PER_STATEMENT
-    whole = len(rows) - len(rows) % per
-    if whole:
-        flat = list(chain.from_iterable(rows[:whole]))
-        width = per * len(rows[0])
-        conn.executemany(_UPSERT_COUNTER_BLOCK, [flat[i : i + width] for i in range(0, len(flat), width)])
-    if whole < len(rows):
-        conn.executemany(_UPSERT_COUNTER, rows[whole:])
 
 
 class SqliteViewStore:
@@ -243,7 +192,7 @@ class SqliteViewStore:
     @staticmethod
     def _write(conn: sqlite3.Connection, changes: ViewChanges) -> None:
         if changes.counters:
-            _upsert_counters(conn, _counter_rows(changes))
+            upsert_counters(conn, changes.counters)
         if changes.gauges:
             conn.executemany(
                 _UPSERT_GAUGE,

@@ -282,6 +282,11 @@ def _stop_projection_worker(process) -> None:
     type=click.FloatRange(0),
     help="DynamoDB: bound on ingest write latency for backfills [PULSE_REBUILD_SETTLE_SECONDS, 120].",
 )
+@click.option(
+    "--one-process",
+    is_flag=True,
+    help="Run the archive on the same engine as the other read models, not in a process of its own.",
+)
 @store_options
 def worker(
     settings: Settings,
@@ -292,8 +297,10 @@ def worker(
     parent_pid: int | None,
     rebuild_fence_seconds: float | None = None,
     rebuild_settle_seconds: float | None = None,
+    one_process: bool = False,
 ) -> None:
-    """Run one projection worker: every read model (counters, gauges, recent events), live."""
+    """Run one projection worker: every read model (counters, gauges, recent events), live.
+    On SQLite the archive runs in a second process beside it (workers/lanes.py)."""
     import signal
     import threading
 
@@ -311,6 +318,8 @@ def worker(
         batch_size=batch_size,
         rebuild_fence_seconds=rebuild_fence_seconds,
         rebuild_settle_seconds=rebuild_settle_seconds,
+        archive_process=not one_process,
+        child_setup=functools.partial(configure_logging, settings.log_format, "pulse-archive"),
     )
     try:
         pulse = bootstrap(settings)

@@ -52,7 +52,6 @@ from domain.settings import Settings  # noqa: E402
 from projections.buckets import Bucketing  # noqa: E402
 from projections.counters import PROJECTION, MetricsProjection  # noqa: E402
 from projections.recent import PROJECTION as RECENT  # noqa: E402
-from services.engine import ProjectionEngine  # noqa: E402
 from storage.sqlite import SqliteEventStore  # noqa: E402
 from storage.sqlite_views import SqliteViewStore  # noqa: E402
 
@@ -126,16 +125,20 @@ def read_rate(store: SqliteEventStore) -> float:
     return n / (time.perf_counter() - started)
 
 
-def catch_up_worker(db: Path, n: int, only: set[str] | None = None) -> float:
+def catch_up_worker(db: Path, n: int, only: set[str] | None = None, archive_process: bool = True) -> float:
     """`pulse worker` as bootstrap builds it, on a fresh copy of the event db: every read
-    model on one engine, or ``only`` the named projections (the drivers and engine alike)."""
-    copy = db.with_name(f"{db.stem}-{'-'.join(sorted(only or {'all'}))}.db")
+    model (the archive in a process of its own, as `pulse worker` runs it, or with
+    ``archive_process`` False on the one engine), or ``only`` the named projections."""
+    copy = db.with_name(f"{db.stem}-{'-'.join(sorted(only or {'all'}))}-{int(archive_process)}.db")
     with sqlite3.connect(db) as source:
         source.execute("VACUUM INTO ?", (str(copy),))
     pulse = bootstrap(Settings(db=str(copy)))
-    options = WorkerOptions(batch_size=BATCH)
-    handlers = [h for h in pulse.backend.handlers(options) if only is None or h.name in only]
-    worker = pulse.backend.worker(ProjectionEngine(handlers), options, pulse.clock)
+    options = WorkerOptions(batch_size=BATCH, archive_process=archive_process)
+    if only is None:
+        worker = pulse.worker(options)
+    else:
+        handlers = [h for h in pulse.backend.handlers(options) if h.name in only]
+        worker = pulse.backend.worker(pulse.engine(options, handlers), options, pulse.clock)
     worker.engine.prepare()  # the metric's (empty) rebuild
     started = time.perf_counter()
     done = worker.catch_up()  # every fact, the archive's final flush included
@@ -338,6 +341,8 @@ def main() -> None:
             f"   every read model (+ the archive):   {every_rate:,.0f} events/s (`pulse worker` as it runs)"
             f"  (target >= {TARGET_CATCH_UP:,}: {verdict(every_rate, TARGET_CATCH_UP)})"
         )
+        one_process = catch_up_worker(db, len(facts), archive_process=False)
+        print(f"   the same on one engine, one process: {one_process:,.0f} events/s (the archive beside the counters)")
         sparse_db = directory / "sparse.db"
         sparse_store = SqliteEventStore(sparse_db)
         week = sales(len(facts), datetime.now(UTC).replace(microsecond=0), days=7, seed=8)
@@ -350,6 +355,8 @@ def main() -> None:
             f"   the same over a week (sparser):     {sparse_every:,.0f} events/s (every read model)"
             f"  (target >= {TARGET_CATCH_UP:,}: {verdict(sparse_every, TARGET_CATCH_UP)})"
         )
+        sparse_one = catch_up_worker(sparse_db, len(facts), archive_process=False)
+        print(f"   the same on one engine, one process: {sparse_one:,.0f} events/s")
         print(f"   of which read_facts alone reads:   {read_rate(store):,.0f} events/s (storage/sqlite.py)")
 
         es = eventsourcing_rate(events[: args.es_events], directory)

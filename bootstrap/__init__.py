@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bootstrap.alerts import alerts_service
+from bootstrap.archive import archive_enabled, archive_handler
 from domain.clock import SYSTEM_CLOCK, Clock
 from domain.parked import ParkedEvents
 from domain.ports import EventStore, RecentEventsReader, ViewStore
@@ -60,6 +61,12 @@ class WorkerOptions:
     rebuild_settle_seconds: float | None = None
     #: What "now" is for time-based projections (alert evaluation); None: the Pulse's clock.
     clock: Clock | None = None
+    #: Run the archive in a child process of its own where the backend can (``pulse worker``
+    #: does; ``workers.lanes``), and what that child runs first (its logging).
+    archive_process: bool = False
+    child_setup: Callable[[], None] | None = None
+    #: Read models this worker leaves to another (the archive, to its own process).
+    skip: tuple[str, ...] = ()
 
 
 class Backend(Protocol):
@@ -72,6 +79,9 @@ class Backend(Protocol):
     recent: RecentEventsReader
     #: Whether `pulse serve` runs a projection worker beside the web server by default.
     worker_beside_server: bool
+    #: Whether the archive can run in a process of its own (``workers.lanes``): its stores
+    #: are files or services another process opens too, and its feed is the log's one order.
+    archive_apart: bool
 
     def handlers(self, options: WorkerOptions) -> list[ProjectionHandler]:
         """Every read model of this backend, as the engine drives them."""
@@ -221,13 +231,17 @@ class Pulse:
         The engines it builds are this Pulse's to close: they live as long as the backend."""
         return Pulse(settings=settings, backend=self.backend, clock=clock or self.clock, _engines=self._engines)
 
-    def engine(self, options: WorkerOptions | None = None) -> ProjectionEngine:
-        """Every read model of the backend, on one engine."""
+    def engine(
+        self, options: WorkerOptions | None = None, handlers: list[ProjectionHandler] | None = None
+    ) -> ProjectionEngine:
+        """Every read model of the backend (but ``options.skip``), or ``handlers``, on one engine."""
         options = options or WorkerOptions()
         if options.clock is None:
             options = replace(options, clock=self.clock)
+        if handlers is None:
+            handlers = [h for h in self.backend.handlers(options) if h.name not in options.skip]
         engine = ProjectionEngine(
-            self.backend.handlers(options),
+            handlers,
             retry_seconds=self.settings.projection_retry_seconds,
             parked=self.parked,
             retries=self.settings.projection_retries,
@@ -236,9 +250,23 @@ class Pulse:
         return engine
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
-        """The backend's feed driver running every read model."""
+        """The backend's feed driver running every read model; with ``archive_process``,
+        the archive's in a child process beside it where the backend allows."""
         options = options or WorkerOptions()
-        return self.backend.worker(self.engine(options), options, self.clock)
+        if not (options.archive_process and self.backend.archive_apart and archive_enabled(self.settings)):
+            return self.backend.worker(self.engine(options), options, self.clock)
+        from workers.lanes import ARCHIVE, ArchiveLane, LanedWorker
+
+        main = self.engine(replace(options, skip=(*options.skip, ARCHIVE)))
+        return LanedWorker(self.backend.worker(main, options, self.clock), ArchiveLane(self.settings, options))
+
+    def archive_worker(self, options: WorkerOptions | None = None) -> Worker:
+        """The backend's feed driver running the archive alone (``workers.lanes``' child)."""
+        options = options or WorkerOptions()
+        archive = archive_handler(self.settings, definitions=self.store)
+        if archive is None:
+            raise ValueError("the archive is off (PULSE_ARCHIVE)")
+        return self.backend.worker(self.engine(options, [archive]), options, self.clock)
 
     def close(self) -> None:
         for engine in self._engines:

@@ -50,6 +50,8 @@ class DynamoBackend:
     #: Lambda reads the stream instead (a second reader of each shard only doubles the reads and
     #: writes: the items' guards keep the counts exact).
     worker_beside_server: bool = True
+    #: The Streams poller leases shards per process; the archive stays on its engine.
+    archive_apart: bool = False
     _projector: StreamProjector | None = field(default=None, repr=False)
     _ledger: DynamoReplayLedger | None = field(default=None, repr=False)
 

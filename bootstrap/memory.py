@@ -55,6 +55,7 @@ class MemoryBackend(PositionedBackend):
     name: str = "memory"
     #: `pulse serve` starts its worker as another process, which would have its own memory.
     worker_beside_server: bool = False
+    archive_apart: bool = False  # likewise
 
     def create_tables(self) -> list[str]:
         return create_tables(self.settings)

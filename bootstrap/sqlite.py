@@ -36,6 +36,7 @@ class SqliteBackend(PositionedBackend):
 
     name: str = "sqlite"
     worker_beside_server: bool = True
+    archive_apart: bool = True
     _closed: bool = field(default=False, repr=False)
     _ledger: SqliteReplayLedger | None = field(default=None, repr=False)
 

@@ -117,7 +117,9 @@ class LogTail:
                 log.warning("store unavailable on stop; buffers are re-read on restart: %s", exc)
 
     def _run(self, stop: threading.Event, parent_pid: int | None) -> None:
-        log.info("projection worker started at position %d (%s)", self.engine.lowest(""), ", ".join(self.engine.names))
+        names = ", ".join(self.engine.names)
+        log.info("projection worker started at position %d (%s)", self.engine.lowest(""), names)
+        started, caught_up = time.monotonic(), False
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.info("parent process %d is gone; stopping", parent_pid)
@@ -125,6 +127,10 @@ class LogTail:
             try:
                 self._maybe_maintain()
                 if not self.step():
+                    if not caught_up:  # once: how long the backlog took, for an operator watching
+                        caught_up = True
+                        position, took = self.engine.lowest(""), time.monotonic() - started
+                        log.info("caught up with the log at position %d in %.1f s (%s)", position, took, names)
                     stop.wait(self.idle_seconds)
             except StoreUnavailable as exc:
                 log.warning("store unavailable, retrying in %.0f s: %s", RETRY_SECONDS, exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -358,25 +359,36 @@ def test_the_backends_worker_archives_and_a_clean_stop_flushes(store: str, tmp_p
         drop_tables(settings)
 
 
-def test_sigterm_on_pulse_worker_flushes_the_buffer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [["--one-process"], []], ids=["one process", "archive apart"])
+def test_sigterm_on_pulse_worker_flushes_the_buffer(tmp_path: Path, processes: list[str]) -> None:
+    """Whether the archive runs on the worker's engine or in a process of its own (the
+    default: workers/lanes.py), a clean stop writes out what it buffered."""
     db = str(tmp_path / "pulse.db")
     settings = Settings(store="sqlite", db=db)
     pulse = bootstrap(settings, create=True)
     pulse.store.ingest(workload(random.Random(9), 50, "a"))
     head = pulse.store.last_position()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PULSE_ARCHIVE_MAX_AGE_SECONDS": "3600"}
-    worker = subprocess.Popen([sys.executable, "-m", "cli", "worker", "--db", db], cwd=ROOT, env=env)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker", "--db", db, *processes], cwd=ROOT, env=env, stderr=log_file
+        )
     try:
-        deadline = time.monotonic() + 20
-        while pulse.views.checkpoint("recent-events").position < head and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        # Every read model has read the log, the archive included (its own log line when apart).
+        while time.monotonic() < deadline and not (
+            pulse.views.checkpoint("recent-events").position == head
+            and re.search(r"caught up with the log at position \d+ in .*archive", log_path.read_text())
+        ):
             time.sleep(0.05)
         from bootstrap.archive import blob_store
 
         archive = ArchiveHandler(blob_store(settings))
         assert archive.state("").position == 0  # buffered only
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
-        assert archive.state("").position == head
+        assert worker.wait(40) == 0, log_path.read_text()
+        assert archive.state("").position == head, log_path.read_text()
     finally:
         if worker.poll() is None:
             worker.kill()

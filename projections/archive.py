@@ -286,7 +286,8 @@ def parquet_bytes(table: pa.Table) -> bytes:
     with dictionaries and encoded a fifth faster (``docs/benchmarks.md``)."""
     # One chunk per column: the writer cuts pages where a chunk ends, so a file's bytes
     # would otherwise depend on the batches its rows were buffered in, not on the rows.
-    table = table.combine_chunks()
+    if any(column.num_chunks > 1 for column in table.columns):
+        table = table.combine_chunks()
     sink = pa.BufferOutputStream()  # an Arrow buffer, not a Python file: no GIL per write
     pq.write_table(table, sink, compression=COMPRESSION, write_statistics=True, use_dictionary=False)
     return sink.getvalue().to_pybytes()

@@ -22,9 +22,14 @@ import os
 import signal
 import threading
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from domain.settings import Settings
+from services.engine import ProjectionEngine
+from workers.log_tail import LogTail
+
+if TYPE_CHECKING:
+    from bootstrap import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ RESTART_SECONDS = 1.0
 STOP_SECONDS = 30.0  # a clean stop flushes the buffer: up to PULSE_ARCHIVE_MAX_BYTES of Parquet
 
 
-def run_archive_lane(settings: Settings, options: Any, catch_up: bool, parent_pid: int) -> None:
+def run_archive_lane(settings: Settings, options: WorkerOptions, catch_up: bool, parent_pid: int) -> None:
     """The child's body: the archive alone on its own feed driver, until the log's end
     (``catch_up``) or until SIGTERM or the parent's end."""
     from bootstrap import bootstrap
@@ -58,7 +63,7 @@ def run_archive_lane(settings: Settings, options: Any, catch_up: bool, parent_pi
 class ArchiveLane:
     """The child process running ``run_archive_lane``."""
 
-    def __init__(self, settings: Settings, options: Any) -> None:
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
         self.settings = settings
         self.options = replace(options, clock=None)  # the archive's age bound runs on the monotonic clock
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -100,12 +105,12 @@ class LanedWorker:
     """A feed driver (``main``) for every read model but the archive, and the archive's
     own driver in a child process (``lane``)."""
 
-    def __init__(self, main: Any, lane: ArchiveLane) -> None:
+    def __init__(self, main: LogTail, lane: ArchiveLane) -> None:
         self.main = main
         self.lane = lane
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> ProjectionEngine:
         return self.main.engine
 
     def catch_up(self) -> int:

@@ -146,12 +146,23 @@ def client_loop(client: int, url: str, key: str | None, size: int, stop_at: floa
 
 
 def process_tree(root: int) -> dict[int, str]:
-    """pid -> role, for the server's processes: gunicorn master, its workers, the projection worker."""
+    """pid -> role, for the server's processes: gunicorn master, its workers, the projection
+    worker and its children (the archive's process, multiprocessing's resource tracker)."""
     roles = {root: "gunicorn master"}
-    for pid in subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split():
+    for pid in _children(root):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        roles[int(pid)] = "projection worker" if b"--parent-pid" in cmdline else "gunicorn worker"
+        if b"--parent-pid" in cmdline:
+            roles[pid] = "projection worker"
+            for child in _children(pid):
+                spawned = b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+                roles[child] = "archive process" if spawned else "resource tracker"
+        else:
+            roles[pid] = "gunicorn worker"
     return roles
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -29,21 +29,12 @@ sys.path.insert(0, str(ROOT))
 from domain.ports import CounterDelta, CounterKey  # noqa: E402
 from projections.buckets import Bucketing  # noqa: E402
 from projections.counters import MetricsProjection  # noqa: E402
-from storage.sqlite_counter_writes import upsert_counters  # noqa: E402
+from storage.sqlite_counter_writes import UPSERT_CELLS, upsert_counters  # noqa: E402
 from storage.sqlite_views import SCHEMA  # noqa: E402
 
 Cells = Mapping[CounterKey, CounterDelta]
 PAGE = 20_000
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_UPSERT = """
-INSERT INTO counters (metric, resolution, bucket, d1, d2, d3, count, total, low, high)
-VALUES {rows}
-ON CONFLICT DO UPDATE SET
-    count = count + excluded.count,
-    total = total + excluded.total,
-    low = min(coalesce(low, excluded.low), coalesce(excluded.low, low)),
-    high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))
-"""
 _PAD = ("", "", "")
 
 
@@ -63,15 +54,16 @@ def ten_columns(cells: Cells) -> list[tuple]:
 
 
 def one_per_statement(conn: sqlite3.Connection, cells: Cells) -> None:
-    conn.executemany(_UPSERT.format(rows=_ROW), ten_columns(cells))
+    conn.executemany(UPSERT_CELLS.format(rows=_ROW), ten_columns(cells))
 
 
 def ninety_per_statement(conn: sqlite3.Connection, cells: Cells) -> None:
     rows = ten_columns(cells)
     whole = len(rows) - len(rows) % 90
     flat = list(chain.from_iterable(rows[:whole]))
-    conn.executemany(_UPSERT.format(rows=", ".join([_ROW] * 90)), [flat[i : i + 900] for i in range(0, len(flat), 900)])
-    conn.executemany(_UPSERT.format(rows=_ROW), rows[whole:])
+    blocks = [flat[i : i + 900] for i in range(0, len(flat), 900)]
+    conn.executemany(UPSERT_CELLS.format(rows=", ".join([_ROW] * 90)), blocks)
+    conn.executemany(UPSERT_CELLS.format(rows=_ROW), rows[whole:])
 
 
 def week_pages(events: int) -> list[Cells]:

@@ -32,7 +32,8 @@ ROWS_PER_STATEMENT = 64
 
 _ONE_VALUE, _COUNT, _ANY = 1, 2, 3  # a delta's shape: the number of values it binds is 1, 1, 4
 
-_UPSERT = """
+#: The upsert of the cells in ``{rows}``: counts and sums add, minima and maxima combine.
+UPSERT_CELLS = """
 INSERT INTO counters (metric, resolution, bucket, d1, d2, d3, count, total, low, high)
 VALUES {rows}
 ON CONFLICT DO UPDATE SET
@@ -63,7 +64,7 @@ def upsert_statement(dimensions: int, shape: int, cells: int) -> str:
         elif shape == _COUNT:
             delta = [delta[0], "0.0", "NULL", "NULL"]
         rows.append(f"(?1, ?2, {bucket}, {', '.join(padded)}, {', '.join(delta)})")
-    return _UPSERT.format(rows=", ".join(rows))
+    return UPSERT_CELLS.format(rows=", ".join(rows))
 
 
 def _groups(cells: Mapping[CounterKey, CounterDelta]) -> dict[tuple[str, str, int, int], list[tuple]]:

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 #: The handler the child runs (``projections.archive.PROJECTION``).
 ARCHIVE = "archive"
 RESTART_SECONDS = 1.0
+#: A child that dies within this of its start waits twice as long before the next, up to
+#: ``MAX_RESTART_SECONDS`` (one that cannot start at all, say an unreadable archive folder,
+#: must not be started every second forever).
+QUICK_DEATH_SECONDS = 60.0
+MAX_RESTART_SECONDS = 60.0
 STOP_SECONDS = 30.0  # a clean stop flushes the buffer: up to PULSE_ARCHIVE_MAX_BYTES of Parquet
 
 
@@ -67,8 +73,10 @@ class ArchiveLane:
         self.settings = settings
         self.options = replace(options, clock=None)  # the archive's age bound runs on the monotonic clock
         self.process: multiprocessing.process.BaseProcess | None = None
+        self.started_at = 0.0
 
     def start(self, catch_up: bool = False) -> None:
+        self.started_at = time.monotonic()
         context = multiprocessing.get_context("spawn")
         self.process = context.Process(
             target=run_archive_lane,
@@ -138,11 +146,16 @@ class LanedWorker:
             self.lane.stop()
 
     def _keep_lane(self, stop: threading.Event) -> None:
-        """Start the child again when it dies (it resumes from its checkpoint)."""
+        """Start the child again when it dies (it resumes from its checkpoint), after
+        ``RESTART_SECONDS``, twice as long after each quick death."""
+        delay = RESTART_SECONDS
         while not stop.wait(RESTART_SECONDS):
-            if not self.lane.alive():
-                code = self.lane.wait()
-                log.warning("archive process ended (exit code %s); starting it again", code)
-                self.lane.start()
-
-
+            if self.lane.alive():
+                continue
+            code = self.lane.wait()
+            quick = time.monotonic() - self.lane.started_at < QUICK_DEATH_SECONDS
+            delay = min(delay * 2, MAX_RESTART_SECONDS) if quick else RESTART_SECONDS
+            log.warning("archive process ended (exit code %s); starting it again in %.0f s", code, delay)
+            if stop.wait(delay):
+                return
+            self.lane.start()

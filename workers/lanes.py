@@ -155,7 +155,7 @@ class LanedWorker:
             code = self.lane.wait()
             quick = time.monotonic() - self.lane.started_at < QUICK_DEATH_SECONDS
             delay = min(delay * 2, MAX_RESTART_SECONDS) if quick else RESTART_SECONDS
-            log.warning("archive process ended (exit code %s); starting it again in %.0f s", code, delay)
+            log.warning("archive process ended (exit code %s); starting it again in %.1f s", code, delay)
             if stop.wait(delay):
                 return
             self.lane.start()

@@ -51,13 +51,13 @@ def restarts(lane: DyingLane, seconds: float) -> list[float]:
 
 def test_quick_deaths_wait_twice_as_long_each_time_up_to_the_cap() -> None:
     gaps = restarts(DyingLane(lived=0.0), 1.2)
-    # Each gap is the next delay plus up to one poll: 0.02, 0.04, 0.08, then 0.16 every time.
+    # Each gap is at least the next delay: 0.02, 0.04, 0.08, then the cap, 0.16, every time.
     assert len(gaps) >= 5
     for gap, delay in zip(gaps, [0.02, 0.04, 0.08, 0.16, 0.16, 0.16], strict=False):
-        assert delay <= gap < delay + 0.1
-    assert len(gaps) < 12  # not started every poll
+        assert gap >= delay
+    assert len(gaps) < 12  # not started every poll (0.01 s): 1.2 s holds at most 3 + 1.2 / 0.16
 
 
 def test_a_child_that_ran_long_is_started_again_at_once() -> None:
-    gaps = restarts(DyingLane(lived=3600.0), 0.5)
-    assert len(gaps) >= 10 and max(gaps) < 0.1
+    gaps = restarts(DyingLane(lived=3600.0), 1.0)
+    assert len(gaps) >= 12  # a start every 0.02 s (a poll, a delay): 1 s holds 50, far above backing off's 8

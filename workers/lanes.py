@@ -127,8 +127,10 @@ class LanedWorker:
         self.lane.start(catch_up=True)
         try:
             read = self.main.catch_up()
-        finally:
-            code = self.lane.wait()
+        except BaseException:
+            self.lane.stop()  # not a wait for its whole catch-up (Ctrl-C, a store gone)
+            raise
+        code = self.lane.wait()
         if code != 0:
             raise RuntimeError(f"the archive's process failed (exit code {code}); its log says why")
         return read

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from bootstrap import Pulse, WorkerOptions, bootstrap, drop_tables
 from bootstrap.archive import blob_store
 from domain import metrics as defs
@@ -127,5 +129,19 @@ def test_the_archive_process_ends_with_a_worker_killed_with_kill_9(tmp_path: Pat
     finally:
         if worker.poll() is None:
             worker.kill()
+        pulse.close()
+        drop_tables(pulse.settings)
+
+
+def test_an_archive_process_that_fails_fails_the_catch_up(tmp_path: Path) -> None:
+    """As on one engine (where the error itself is raised): a catch-up is not done until
+    both processes are; the counters were still written by the worker's own engine."""
+    pulse = shop(tmp_path, events=20)
+    Path(tmp_path / "pulse.archive").write_text("a file where the archive's folder should be")
+    try:
+        with pytest.raises(RuntimeError, match="archive's process failed"):
+            pulse.worker(WorkerOptions(archive_process=True)).catch_up()
+        assert revenue(pulse) != []
+    finally:
         pulse.close()
         drop_tables(pulse.settings)

@@ -65,8 +65,9 @@ class WorkerOptions:
     #: does; ``workers.lanes``), and what that child runs first (its logging).
     archive_process: bool = False
     child_setup: Callable[[], None] | None = None
-    #: Read models this worker leaves to another (the archive, to its own process).
-    skip: tuple[str, ...] = ()
+    #: The archive runs in another process (``workers.lanes``): the handlers leave it out,
+    #: unbuilt (it would load pyarrow, 40 MB, into a process that does not run it).
+    without_archive: bool = False
 
 
 class Backend(Protocol):
@@ -234,12 +235,12 @@ class Pulse:
     def engine(
         self, options: WorkerOptions | None = None, handlers: list[ProjectionHandler] | None = None
     ) -> ProjectionEngine:
-        """Every read model of the backend (but ``options.skip``), or ``handlers``, on one engine."""
+        """Every read model of the backend, or ``handlers``, on one engine."""
         options = options or WorkerOptions()
         if options.clock is None:
             options = replace(options, clock=self.clock)
         if handlers is None:
-            handlers = [h for h in self.backend.handlers(options) if h.name not in options.skip]
+            handlers = self.backend.handlers(options)
         engine = ProjectionEngine(
             handlers,
             retry_seconds=self.settings.projection_retry_seconds,
@@ -255,9 +256,9 @@ class Pulse:
         options = options or WorkerOptions()
         if not (options.archive_process and self.backend.archive_apart and archive_enabled(self.settings)):
             return self.backend.worker(self.engine(options), options, self.clock)
-        from workers.lanes import ARCHIVE, ArchiveLane, LanedWorker
+        from workers.lanes import ArchiveLane, LanedWorker
 
-        main = self.engine(replace(options, skip=(*options.skip, ARCHIVE)))
+        main = self.engine(replace(options, without_archive=True))
         return LanedWorker(self.backend.worker(main, options, self.clock), ArchiveLane(self.settings, options))
 
     def archive_worker(self, options: WorkerOptions | None = None) -> Worker:

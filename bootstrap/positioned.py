@@ -49,7 +49,8 @@ class PositionedBackend:
             counters,
             ReadModelHandler(RecentEventsProjection(), self.recent),
         ]
-        if (archive := archive_handler(self.settings, definitions=self.events)) is not None:
+        archive = None if options.without_archive else archive_handler(self.settings, definitions=self.events)
+        if archive is not None:
             handlers.append(archive)
         # After the counters: it evaluates the values they have just applied.
         handlers.append(alerts_handler(self.events, self.views, self.settings, counters.position, options.clock))

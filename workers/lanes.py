@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The handler the child runs (``projections.archive.PROJECTION``).
-ARCHIVE = "archive"
 RESTART_SECONDS = 1.0
 #: A child that dies within this of its start waits twice as long before the next, up to
 #: ``MAX_RESTART_SECONDS`` (one that cannot start at all, say an unreadable archive folder,
